@@ -1,0 +1,198 @@
+"""The simulator contract (SPEC 4): what every backend takes and returns for one synchronous tick.
+
+A backend is driven like a synchronous CARLA client: `reset(seed, options)` builds or re-seeds the
+world and returns the first `Frame`; each `step(control)` applies a `Control`, advances the world by
+one fixed time step and returns the `Frame` of that tick. Everything in a `Frame` is in CARLA's
+conventions (see `perception.conventions`).
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from perception.conventions import CLASS_IDS, CLASS_NAMES
+
+
+@dataclass(frozen=True)
+class Control:
+    """Vehicle control for one tick, as in `carla.VehicleControl`: steer in [-1, 1], throttle and brake in [0, 1]."""
+
+    steer: float = 0.0
+    throttle: float = 0.0
+    brake: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name, low in (("steer", -1.0), ("throttle", 0.0), ("brake", 0.0)):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
+                raise ValueError(f"Control.{name} must be a finite number, got {value!r}")
+            if not low <= value <= 1.0:
+                raise ValueError(f"Control.{name} must lie in [{low:g}, 1], got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+
+class EventKind(str, enum.Enum):
+    """What happened to the ego vehicle during a tick."""
+
+    COLLISION = "collision"
+    LANE_INVASION = "lane_invasion"
+    OFF_ROAD = "off_road"
+    RED_LIGHT = "red_light"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a tick.
+
+    For a collision, `other_class` is the 22-class id of the other party (`category` gives the
+    CARLA leaderboard's grouping: pedestrian, vehicle or static) and `intensity` the impulse in N*s.
+    For a lane invasion, `detail` names the crossed marking ("solid" or "dashed").
+    """
+
+    kind: EventKind
+    other_class: int | None = None
+    intensity: float = 0.0
+    detail: str = ""
+
+    @property
+    def category(self) -> str | None:
+        """The collision's leaderboard category: "pedestrian", "vehicle" or "static"; None for other events."""
+        if self.kind is not EventKind.COLLISION:
+            return None
+        if self.other_class == CLASS_IDS["Pedestrian"]:
+            return "pedestrian"
+        if self.other_class == CLASS_IDS["Vehicles"]:
+            return "vehicle"
+        return "static"
+
+    def __str__(self) -> str:
+        if self.kind is EventKind.COLLISION:
+            other = CLASS_NAMES[self.other_class] if self.other_class is not None else "unknown"
+            return f"collision with {other} ({self.intensity:.1f} N*s)"
+        return f"{self.kind.value}{' (' + self.detail + ')' if self.detail else ''}"
+
+
+@dataclass(frozen=True)
+class Route:
+    """The ego's route as seen at one tick.
+
+    `waypoints` are the next route points, (N, 2) metres in the ego vehicle's frame (x forward,
+    y right), spaced `spacing` metres apart along the route; `distance_left` is what remains in
+    metres and `length` the route's total length.
+    """
+
+    waypoints: np.ndarray
+    distance_left: float
+    length: float
+    spacing: float = 2.0
+
+    @property
+    def completion(self) -> float:
+        """Share of the route driven, in [0, 1]."""
+        return 1.0 if self.length <= 0 else float(np.clip(1.0 - self.distance_left / self.length, 0.0, 1.0))
+
+
+@dataclass
+class Frame:
+    """Everything one synchronized tick produces.
+
+    Images are (H, W, ...) NumPy arrays: `rgb` uint8 RGB, `semantic` uint8 22-class ids, `depth`
+    float32 planar metres (the 1000 m far plane for sky). `camera_to_world` and `transform` (the
+    ego vehicle's) are 4x4 matrices equal to `carla.Transform.get_matrix()`; `intrinsics` is the
+    3x3 K of the camera.
+    """
+
+    rgb: np.ndarray
+    semantic: np.ndarray
+    depth: np.ndarray
+    camera_to_world: np.ndarray
+    intrinsics: np.ndarray
+    frame: int
+    timestamp: float
+    speed: float
+    transform: np.ndarray
+    route: Route
+    events: list[Event] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        h, w = self.rgb.shape[:2]
+        if self.rgb.shape != (h, w, 3) or self.rgb.dtype != np.uint8:
+            raise ValueError(f"Frame.rgb must be (H, W, 3) uint8, got {self.rgb.shape} {self.rgb.dtype}")
+        if self.semantic.shape != (h, w) or self.semantic.dtype != np.uint8:
+            raise ValueError(f"Frame.semantic must be ({h}, {w}) uint8, got {self.semantic.shape} {self.semantic.dtype}")
+        if self.depth.shape != (h, w) or self.depth.dtype != np.float32:
+            raise ValueError(f"Frame.depth must be ({h}, {w}) float32, got {self.depth.shape} {self.depth.dtype}")
+        for name in ("camera_to_world", "transform"):
+            if np.shape(getattr(self, name)) != (4, 4):
+                raise ValueError(f"Frame.{name} must be a 4x4 matrix, got shape {np.shape(getattr(self, name))}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the camera images."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+    def has(self, kind: EventKind) -> bool:
+        """Whether an event of this kind happened during the tick."""
+        return any(e.kind is kind for e in self.events)
+
+
+class SimulatorError(RuntimeError):
+    """A backend fault during an episode (lost server, tick timeout); the env truncates the episode."""
+
+
+class SimulatorBackend(abc.ABC):
+    """Base class of the simulator backends: `reset`, `step`, `close`, and use as a context manager."""
+
+    #: Name under which `make_backend` builds the backend.
+    name: str = ""
+    #: The backend's options: a dataclass whose fields are the keyword options of `make_backend`.
+    Config: type = object
+
+    #: Town names by split ("train", "val", "test"); a clip records the split of its town.
+    SPLITS: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def towns(cls, split: str | None = None) -> tuple[str, ...]:
+        """The backend's named towns, all of them or those of one split."""
+        if split is None:
+            return tuple(t for towns in cls.SPLITS.values() for t in towns)
+        if split not in cls.SPLITS:
+            raise ValueError(f"unknown split {split!r} for the {cls.name} backend; known: {', '.join(cls.SPLITS)}")
+        return cls.SPLITS[split]
+
+    @classmethod
+    def split_of(cls, town: str) -> str | None:
+        """The split a town belongs to, or None for a town outside the catalogue (a seed, say)."""
+        return next((s for s, towns in cls.SPLITS.items() if town in towns), None)
+
+    @abc.abstractmethod
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> Frame:
+        """Start a new episode (new route, traffic and weather drawn from `seed`) and return its first frame."""
+
+    @abc.abstractmethod
+    def step(self, control: Control) -> Frame:
+        """Apply `control`, advance the world by one fixed time step and return that tick's frame."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release everything the backend holds (server actors, GL contexts); safe to call twice."""
+
+    @property
+    @abc.abstractmethod
+    def fixed_delta_seconds(self) -> float:
+        """Simulated seconds per `step`."""
+
+    def __enter__(self) -> "SimulatorBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["Control", "Event", "EventKind", "Frame", "Route", "SimulatorBackend", "SimulatorError"]
