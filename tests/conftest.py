@@ -1,0 +1,32 @@
+"""Shared test helpers: synthetic Frames built by hand, independent of any backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carla_gym.sim import Frame, Route
+from perception.conventions import intrinsics, pose6_to_matrix
+
+
+def make_frame(index: int, height: int = 8, width: int = 16, seed: int = 0) -> Frame:
+    """A small Frame with random images and a camera that moves 1 m forward per frame."""
+    rng = np.random.default_rng(seed + index)
+    pose = pose6_to_matrix(np.array([float(index), 2.0, 1.4, 0.0, 0.0, 0.1]))
+    return Frame(
+        rgb=rng.integers(0, 256, (height, width, 3), dtype=np.uint8),
+        semantic=rng.integers(0, 22, (height, width), dtype=np.uint8),
+        depth=rng.uniform(0.5, 900.0, (height, width)).astype(np.float32),
+        camera_to_world=pose,
+        intrinsics=intrinsics(width, height, 90.0),
+        frame=index,
+        timestamp=0.1 * index,
+        speed=10.0,
+        transform=pose,
+        route=Route(waypoints=np.zeros((5, 2), np.float32), distance_left=100.0 - index, length=100.0),
+    )
+
+
+@pytest.fixture
+def frames() -> list[Frame]:
+    return [make_frame(i) for i in range(5)]
