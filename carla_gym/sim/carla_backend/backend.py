@@ -1,0 +1,312 @@
+"""The `carla` backend: the simulator contract on a real CARLA 0.9.16 server.
+
+The `carla` client package is imported here only, when the backend is built, so the rest of the
+project installs and runs without it. Several backends can drive several servers in parallel:
+give each its own `port` (a CARLA server also uses port+1 and port+2, so space servers 4 apart:
+2000, 2004, 2008, ...); the traffic manager port defaults to port+6000, which keeps those apart too.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from perception.conventions import intrinsics
+
+from ..contract import Control, Event, EventKind, Frame, SimulatorBackend, SimulatorError
+from ..route import RouteTracker
+from .conversions import collision_event, depth_from_image, labels_from_image, lane_invasion_events, matrix_of, rgb_from_image
+from .sensor_queues import EventQueue, FrameQueue
+from .session import ServerSession
+
+CAMERAS = {"rgb": "sensor.camera.rgb", "semantic": "sensor.camera.semantic_segmentation", "depth": "sensor.camera.depth"}
+WEATHERS = ("ClearNoon", "CloudyNoon", "WetNoon", "SoftRainNoon", "ClearSunset", "CloudySunset", "WetCloudySunset", "HardRainNoon")
+
+
+@dataclass
+class CarlaConfig:
+    """Options of the `carla` backend (keyword arguments of `make_backend("carla", ...)`)."""
+
+    host: str = "localhost"
+    port: int = 2000
+    tm_port: int | None = None  # default port + 6000
+    timeout: float = 10.0  # seconds for connecting, each tick and each sensor
+    town: str | None = None  # e.g. "Town02"; None keeps the loaded map
+    size: tuple[int, int] = (256, 512)  # camera (height, width)
+    fov: float = 90.0
+    fixed_delta_seconds: float = 0.1
+    camera_location: tuple[float, float, float] = (1.6, 0.0, 1.4)  # on the ego, metres (x forward, z up)
+    ego_blueprint: str = "vehicle.tesla.model3"
+    vehicles: int = 30
+    walkers: int = 20
+    weather: str | None = "random"  # a carla.WeatherParameters preset, "random" (drawn by seed) or None
+    route_length: float = 500.0
+    autopilot: bool = False  # the traffic manager drives the ego (for recording clips)
+    seed: int | None = None
+    reconnect_attempts: int = 3
+    reconnect_backoff: float = 2.0  # seconds, doubled after each failed attempt
+    spawn_attempts: int = 20
+
+
+def _import_carla() -> Any:
+    try:
+        import carla
+    except ImportError:
+        raise ImportError(
+            "the carla backend needs the CARLA 0.9.16 client: pip install 'carla-perception-gym[carla]' "
+            "(Linux and Windows; CARLA publishes no macOS wheels)"
+        ) from None
+    return carla
+
+
+class CarlaBackend(SimulatorBackend):
+    """A synchronous CARLA client: ego, traffic, walkers and aligned RGB / semantic / depth cameras."""
+
+    name = "carla"
+    Config = CarlaConfig
+    # The seed project's split of CARLA's towns.
+    SPLITS = {
+        "train": ("Town01", "Town03", "Town04", "Town05", "Town06", "Town07"),
+        "val": ("Town10HD",),
+        "test": ("Town02",),
+    }
+
+    def __init__(self, config: CarlaConfig | None = None, carla_module: Any = None) -> None:
+        self.config = config = config or CarlaConfig()
+        self._carla = carla_module or _import_carla()
+        self._tm_port = config.tm_port if config.tm_port is not None else config.port + 6000
+        self._rng = np.random.default_rng(config.seed)
+        self._cameras = {name: FrameQueue(name) for name in CAMERAS}
+        self._collisions = EventQueue()
+        self._invasions = EventQueue()
+        self._ego: Any = None
+        self._route: RouteTracker | None = None
+        self._lights_run: set[int] = set()
+        self._autopilot = False
+        self._lost = False
+        self._session = self._open_session()
+
+    # -- connection ----------------------------------------------------------------------------
+    def _open_session(self) -> ServerSession:
+        c = self.config
+        session = ServerSession(self._carla, c.host, c.port, c.timeout)
+        self._finalizer = weakref.finalize(self, session.close)
+        try:
+            session.open_world(c.town, c.fixed_delta_seconds, self._tm_port, c.seed)
+        except RuntimeError as err:
+            session.close()
+            raise SimulatorError(f"could not set up the world on CARLA server {session.where}: {err}") from err
+        return session
+
+    def _reconnect(self) -> None:
+        """After a lost server: drop the old session and connect again, with bounded retries and back-off."""
+        self._finalizer()
+        delay = self.config.reconnect_backoff
+        for attempt in range(self.config.reconnect_attempts):
+            try:
+                self._session = self._open_session()
+                self._lost = False
+                return
+            except (ConnectionError, SimulatorError) as err:
+                last = err
+                if attempt + 1 < self.config.reconnect_attempts:
+                    time.sleep(delay)
+                    delay *= 2
+        raise SimulatorError(f"lost the CARLA server and could not reconnect after {self.config.reconnect_attempts} attempts: {last}")
+
+    @property
+    def fixed_delta_seconds(self) -> float:
+        return self.config.fixed_delta_seconds
+
+    @property
+    def world(self) -> Any:
+        """The `carla.World` this backend drives (for users who need more of CARLA's API)."""
+        return self._session.world
+
+    # -- episodes ------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> Frame:
+        """Respawn the ego (at a spawn point drawn from `seed`), traffic and sensors, plan a route, tick once."""
+        if self._session.closed and not self._lost:
+            raise RuntimeError("this CARLA backend is closed")
+        options = dict(options or {})
+        unknown = set(options) - {"autopilot", "route_length"}
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: autopilot, route_length")
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        if self._lost:
+            self._reconnect()
+        self._end_episode()
+        try:
+            self._spawn_episode(options)
+            return self._tick_and_read()
+        except BaseException:
+            self._end_episode()
+            raise
+
+    def step(self, control: Control) -> Frame:
+        """Apply `control` to the ego (unless the traffic manager drives it), tick, read the aligned sensors."""
+        if self._ego is None:
+            raise RuntimeError("call reset() before step()")
+        if not self._autopilot:
+            self._ego.apply_control(self._carla.VehicleControl(throttle=control.throttle, steer=control.steer, brake=control.brake))
+        return self._tick_and_read()
+
+    def close(self) -> None:
+        """Destroy every spawned actor and restore the server's settings; safe to call twice."""
+        self._ego = None
+        self._finalizer()
+
+    def _end_episode(self) -> None:
+        self._session.destroy_actors()
+        self._ego = None
+        for queue in (*self._cameras.values(), self._collisions, self._invasions):
+            queue.clear()
+        self._lights_run.clear()
+
+    def _spawn_episode(self, options: dict[str, Any]) -> None:
+        carla, c, session = self._carla, self.config, self._session
+        world = session.world
+        if c.weather:
+            name = WEATHERS[self._rng.integers(len(WEATHERS))] if c.weather == "random" else c.weather
+            if not hasattr(carla.WeatherParameters, name):
+                raise ValueError(f"unknown CARLA weather preset {name!r}; see carla.WeatherParameters")
+            world.set_weather(getattr(carla.WeatherParameters, name))
+        library = world.get_blueprint_library()
+        points = list(world.get_map().get_spawn_points())
+        order = [points[i] for i in self._rng.permutation(len(points))]
+        ego_bp = library.find(c.ego_blueprint)
+        ego_bp.set_attribute("role_name", "hero")
+        for i, spawn_point in enumerate(order[: c.spawn_attempts]):
+            self._ego = world.try_spawn_actor(ego_bp, spawn_point)
+            if self._ego is not None:
+                session.track(self._ego)
+                del order[i]
+                break
+        else:
+            raise SimulatorError(f"could not spawn the ego at any of {min(len(order), c.spawn_attempts)} spawn points (all occupied?)")
+        self._spawn_sensors(library)
+        self._spawn_vehicles(library, order)
+        self._spawn_walkers(library)
+        self._autopilot = bool(options.get("autopilot", c.autopilot))
+        if self._autopilot:
+            self._ego.set_autopilot(True, self._tm_port)
+        self._route = RouteTracker(self._plan_route(float(options.get("route_length", c.route_length))))
+
+    def _spawn_sensors(self, library: Any) -> None:
+        carla, c, session = self._carla, self.config, self._session
+        mount = carla.Transform(carla.Location(x=c.camera_location[0], y=c.camera_location[1], z=c.camera_location[2]))
+        height, width = c.size
+        for name, blueprint in CAMERAS.items():
+            bp = library.find(blueprint)
+            bp.set_attribute("image_size_x", str(width))
+            bp.set_attribute("image_size_y", str(height))
+            bp.set_attribute("fov", str(c.fov))
+            camera = session.track(session.world.spawn_actor(bp, mount, attach_to=self._ego))
+            camera.listen(self._cameras[name].put)
+        for blueprint, queue in (("sensor.other.collision", self._collisions), ("sensor.other.lane_invasion", self._invasions)):
+            sensor = session.track(session.world.spawn_actor(library.find(blueprint), carla.Transform(), attach_to=self._ego))
+            sensor.listen(queue.put)
+
+    def _spawn_vehicles(self, library: Any, free_points: list[Any]) -> None:
+        """Spawn NPC vehicles in batches on the traffic manager's autopilot; occupied points are skipped, not retried recursively."""
+        carla, session = self._carla, self._session
+        blueprints = [bp for bp in library.filter("vehicle.*") if int(bp.get_attribute("number_of_wheels")) == 4] if self.config.vehicles else []
+        wanted, cursor = self.config.vehicles, 0
+        while wanted > 0 and cursor < len(free_points):
+            chunk = free_points[cursor: cursor + wanted]
+            cursor += len(chunk)
+            batch = [
+                carla.command.SpawnActor(blueprints[self._rng.integers(len(blueprints))], point)
+                .then(carla.command.SetAutopilot(carla.command.FutureActor, True, self._tm_port))
+                for point in chunk
+            ]
+            for response in session.client.apply_batch_sync(batch, True):
+                if not response.error:
+                    session.actor_ids.append(response.actor_id)
+                    wanted -= 1
+
+    def _spawn_walkers(self, library: Any) -> None:
+        """Spawn walkers on the navigation mesh, each led by an AI controller towards random destinations."""
+        carla, session = self._carla, self._session
+        if self.config.walkers <= 0:
+            return
+        world = session.world
+        walker_bps = list(library.filter("walker.pedestrian.*"))
+        batch = []
+        for _ in range(self.config.walkers):
+            location = world.get_random_location_from_navigation()
+            if location is not None:
+                batch.append(carla.command.SpawnActor(walker_bps[self._rng.integers(len(walker_bps))], carla.Transform(location)))
+        walker_ids = [r.actor_id for r in session.client.apply_batch_sync(batch, True) if not r.error]
+        session.actor_ids.extend(walker_ids)
+        controller_bp = library.find("controller.ai.walker")
+        for walker_id in walker_ids:
+            controller = session.track(world.spawn_actor(controller_bp, carla.Transform(), attach_to=world.get_actor(walker_id)))
+            controller.start()
+            controller.go_to_location(world.get_random_location_from_navigation())
+            controller.set_max_speed(1.0 + 0.6 * float(self._rng.random()))
+
+    def _plan_route(self, length: float, spacing: float = 2.0) -> np.ndarray:
+        """A route of about `length` metres along the map's driving lanes from the ego, branching at random."""
+        carla_map = self._session.world.get_map()
+        waypoint = carla_map.get_waypoint(self._ego.get_transform().location)
+        points = [waypoint]
+        for _ in range(int(length / spacing)):
+            following = waypoint.next(spacing)
+            if not following:
+                break
+            waypoint = following[self._rng.integers(len(following))]
+            points.append(waypoint)
+        if len(points) < 2:
+            raise SimulatorError("the ego's lane has no waypoints ahead to plan a route")
+        return np.array([[p.transform.location.x, p.transform.location.y] for p in points])
+
+    # -- ticks ---------------------------------------------------------------------------------
+    def _tick_and_read(self) -> Frame:
+        c, world = self.config, self._session.world
+        try:
+            frame_id = world.tick(c.timeout)
+            images = {name: queue.get(frame_id, c.timeout) for name, queue in self._cameras.items()}
+            ego_matrix = matrix_of(self._ego.get_transform())
+            velocity = self._ego.get_velocity()
+            events = self._events(frame_id, ego_matrix)
+        except RuntimeError as err:  # carla raises RuntimeError on a timeout or a lost connection
+            self._lost = True  # the next reset reconnects
+            raise SimulatorError(f"CARLA server {self._session.where}: {err}") from err
+        height, width = c.size
+        return Frame(
+            rgb=rgb_from_image(images["rgb"]),
+            semantic=labels_from_image(images["semantic"]),
+            depth=depth_from_image(images["depth"]),
+            camera_to_world=matrix_of(images["rgb"].transform),
+            intrinsics=intrinsics(width, height, c.fov),
+            frame=int(frame_id),
+            timestamp=float(images["rgb"].timestamp),
+            speed=float(np.sqrt(velocity.x**2 + velocity.y**2 + velocity.z**2)),
+            transform=ego_matrix,
+            route=self._route.update(ego_matrix),
+            events=events,
+        )
+
+    def _events(self, frame_id: int, ego_matrix: np.ndarray) -> list[Event]:
+        carla = self._carla
+        events = [collision_event(e) for e in self._collisions.take(frame_id)]
+        for invasion in self._invasions.take(frame_id):
+            events.extend(lane_invasion_events(invasion))
+        carla_map = self._session.world.get_map()
+        location = self._ego.get_transform().location
+        if carla_map.get_waypoint(location, project_to_road=False, lane_type=carla.LaneType.Driving) is None:
+            events.append(Event(EventKind.OFF_ROAD))
+        # Running a red light: entering a junction while the ego's light shows red (once per light).
+        if self._ego.is_at_traffic_light():
+            light = self._ego.get_traffic_light()
+            if (light is not None and light.state == carla.TrafficLightState.Red and light.id not in self._lights_run
+                    and carla_map.get_waypoint(location).is_junction):
+                self._lights_run.add(light.id)
+                events.append(Event(EventKind.RED_LIGHT, detail=f"traffic light {light.id}"))
+        return events
