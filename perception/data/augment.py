@@ -1,0 +1,113 @@
+"""Temporal augmentations (SPEC 7): each is drawn once per window and applied to every frame of it.
+
+A model that sees the same corruption on every frame of a window learns to be robust to it
+without losing the frame-to-frame coherence it is trained to exploit. The same functions, at a
+fixed strength, are the corruptions under which the evaluation reports metrics.
+
+All functions take float images in [0, 1] shaped (T, 3, H, W) and a `torch.Generator`, so a run
+is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torchvision.transforms.v2.functional as TF
+
+CORRUPTIONS = ("noise", "lighting_drift", "clutter")
+
+
+@dataclass
+class AugmentConfig:
+    """Strengths of the temporal augmentations; the defaults are the seed project's."""
+
+    noise_std: float = 0.05  # Gaussian pixel noise, fresh per frame
+    brightness: float = 0.3  # colour jitter ranges (torchvision ColorJitter semantics)
+    contrast: float = 0.3
+    saturation: float = 0.3
+    hue: float = 0.05
+    lighting_drift: float = 0.3  # brightness change from the first to the last frame, up to +-this
+    clutter_p: float = 0.25  # probability that a window gets occluding clutter
+    clutter_max_blobs: int = 4
+    clutter_max_size: float = 0.25  # blob side as a share of the image side
+
+
+def _uniform(low: float, high: float, generator: torch.Generator) -> float:
+    return float(low + (high - low) * torch.rand((), generator=generator))
+
+
+def add_noise(frames: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Gaussian pixel noise (sensor noise), independent per pixel and frame."""
+    noise = torch.randn(frames.shape, generator=generator, dtype=frames.dtype) * std
+    return (frames + noise).clamp_(0.0, 1.0)
+
+
+def color_jitter(frames: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """One brightness / contrast / saturation / hue change, drawn once and applied to every frame."""
+    b = _uniform(1 - config.brightness, 1 + config.brightness, generator)
+    c = _uniform(1 - config.contrast, 1 + config.contrast, generator)
+    s = _uniform(1 - config.saturation, 1 + config.saturation, generator)
+    h = _uniform(-config.hue, config.hue, generator)
+    order = torch.randperm(4, generator=generator).tolist()
+    ops = [
+        lambda x: TF.adjust_brightness(x, b),
+        lambda x: TF.adjust_contrast(x, c),
+        lambda x: TF.adjust_saturation(x, s),
+        lambda x: TF.adjust_hue(x, h),
+    ]
+    for i in order:
+        frames = ops[i](frames)
+    return frames.clamp(0.0, 1.0)
+
+
+def lighting_drift(frames: torch.Tensor, amount: float, generator: torch.Generator) -> torch.Tensor:
+    """Brightness that changes smoothly over the window (a cloud, a tunnel), by up to `amount` at the end."""
+    t = frames.shape[0]
+    end = _uniform(-amount, amount, generator)
+    gains = 1.0 + torch.linspace(0.0, end, t, dtype=frames.dtype).view(t, 1, 1, 1)
+    return (frames * gains).clamp(0.0, 1.0)
+
+
+def clutter(frames: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+    """Opaque blobs at fixed image positions on every frame (dirt or drops on the lens)."""
+    _, _, height, width = frames.shape
+    out = frames.clone()
+    count = int(torch.randint(1, config.clutter_max_blobs + 1, (), generator=generator))
+    for _ in range(count):
+        bh = max(1, int(height * _uniform(0.05, config.clutter_max_size, generator)))
+        bw = max(1, int(width * _uniform(0.05, config.clutter_max_size, generator)))
+        top = int(torch.randint(0, height - bh + 1, (), generator=generator))
+        left = int(torch.randint(0, width - bw + 1, (), generator=generator))
+        colour = torch.rand(3, generator=generator, dtype=frames.dtype).view(1, 3, 1, 1) * 0.5
+        out[:, :, top:top + bh, left:left + bw] = colour
+    return out
+
+
+class TemporalAugment:
+    """The training augmentation: colour jitter, lighting drift, clutter (with `clutter_p`), then noise."""
+
+    def __init__(self, config: AugmentConfig | None = None) -> None:
+        self.config = config or AugmentConfig()
+
+    def __call__(self, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Augment one window (T, 3, H, W) of float images in [0, 1]."""
+        c = self.config
+        frames = color_jitter(frames, c, generator)
+        frames = lighting_drift(frames, c.lighting_drift, generator)
+        if float(torch.rand((), generator=generator)) < c.clutter_p:
+            frames = clutter(frames, c, generator)
+        return add_noise(frames, c.noise_std, generator)
+
+
+def corrupt(frames: torch.Tensor, kind: str, generator: torch.Generator, config: AugmentConfig | None = None) -> torch.Tensor:
+    """One evaluation corruption at full strength: "noise", "lighting_drift" (darkening by the full amount) or "clutter"."""
+    c = config or AugmentConfig()
+    if kind == "noise":
+        return add_noise(frames, c.noise_std, generator)
+    if kind == "lighting_drift":
+        gains = 1.0 - torch.linspace(0.0, c.lighting_drift, frames.shape[0], dtype=frames.dtype).view(-1, 1, 1, 1)
+        return (frames * gains).clamp(0.0, 1.0)
+    if kind == "clutter":
+        return clutter(frames, c, generator)
+    raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)}")

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from perception.data import AugmentConfig, TemporalAugment, corrupt
+from perception.data.augment import clutter, color_jitter, lighting_drift
+
+
+def window(t=4, h=16, w=24, seed=0):
+    return torch.rand((t, 3, h, w), generator=torch.Generator().manual_seed(seed))
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_color_jitter_changes_pixels_identically_on_every_frame():
+    frames = window(t=1).expand(3, -1, -1, -1).clone()  # three identical frames
+    out = color_jitter(frames, AugmentConfig(), gen())
+    assert (out - frames).abs().mean() > 0.01  # not a no-op
+    assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2])  # consistent across the window
+
+
+def test_lighting_drift_ramps_from_the_first_frame():
+    frames = torch.full((5, 3, 2, 2), 0.5)
+    out = lighting_drift(frames, 0.3, gen(1))
+    gains = out[:, 0, 0, 0] / 0.5
+    assert gains[0] == pytest.approx(1.0)
+    steps = gains[1:] - gains[:-1]
+    assert torch.allclose(steps, steps[0].expand_as(steps), atol=1e-6) and abs(gains[-1] - 1) <= 0.3 + 1e-6
+
+
+def test_clutter_occludes_the_same_pixels_in_every_frame():
+    frames = window()
+    out = clutter(frames, AugmentConfig(), gen(2))
+    changed = (out != frames).any(dim=1)  # (T, H, W)
+    assert changed[0].any()
+    assert all(torch.equal(out[0][:, changed[0]], out[t][:, changed[0]]) for t in range(4))
+
+
+def test_clutter_probability_is_honoured():
+    aug = TemporalAugment(AugmentConfig(noise_std=0.0, brightness=0, contrast=0, saturation=0, hue=0,
+                                        lighting_drift=0.0, clutter_p=0.25))
+    frames = torch.full((2, 3, 8, 8), 0.9)
+    g = gen(3)
+    hits = sum(bool((aug(frames, g) != frames).any()) for _ in range(400))
+    assert 70 <= hits <= 130  # 100 expected; binomial sd ~8.7
+
+
+def test_augment_is_reproducible_and_stays_in_range():
+    frames = window()
+    a = TemporalAugment()(frames, gen(5))
+    b = TemporalAugment()(frames, gen(5))
+    assert torch.equal(a, b) and a.min() >= 0 and a.max() <= 1
+    assert not torch.equal(a, TemporalAugment()(frames, gen(6)))
+
+
+def test_corruptions_by_name():
+    frames = torch.full((3, 3, 4, 4), 0.5)
+    assert corrupt(frames, "lighting_drift", gen())[-1].max() == pytest.approx(0.5 * 0.7)
+    assert (corrupt(frames, "noise", gen()) - frames).std() == pytest.approx(0.05, rel=0.3)
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        corrupt(frames, "fog", gen())
