@@ -207,3 +207,14 @@ def test_substepping_satisfies_carla_bound(delta, substeps):
 def test_make_backend_checks_carla_options():
     with pytest.raises(TypeError, match="unknown option 'prot' for the 'carla' backend; known options: .*port"):
         make_backend("carla", prot=2000)
+
+
+def test_real_client_without_server_fails_fast_naming_host_and_port():
+    pytest.importorskip("carla")
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"no CARLA server answered at 127.0.0.1:{port}"):
+        CarlaBackend(CarlaConfig(host="127.0.0.1", port=port, timeout=0.5))
