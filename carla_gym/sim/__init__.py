@@ -1,6 +1,6 @@
 """Simulator backends behind one contract: the built-in embedded world and a CARLA 0.9.16 server."""
 
-from .contract import Control, Event, EventKind, Frame, Route, SimulatorBackend, SimulatorError
+from .contract import Control, Event, EventKind, Frame, Hazards, Route, SimulatorBackend, SimulatorError
 from .registry import BACKENDS, backend_class, make_backend
 
 
@@ -14,6 +14,6 @@ def __getattr__(name: str):  # the backend classes load on first use (CarlaBacke
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "BACKENDS", "CarlaBackend", "Control", "EmbeddedBackend", "Event", "EventKind", "Frame", "Route", "SimulatorBackend", "SimulatorError",
+    "BACKENDS", "CarlaBackend", "Control", "EmbeddedBackend", "Event", "EventKind", "Frame", "Hazards", "Route", "SimulatorBackend", "SimulatorError",
     "backend_class", "make_backend",
 ]

@@ -98,6 +98,18 @@ class Route:
         return 1.0 if self.length <= 0 else float(np.clip(1.0 - self.distance_left / self.length, 0.0, 1.0))
 
 
+@dataclass(frozen=True)
+class Hazards:
+    """What the ego must slow down for, as distances in metres ahead along its path (inf: none).
+
+    The env's speed target uses them (like the CARLA leaderboard's expert, it brakes for a lead
+    vehicle or pedestrian in its lane and for a red light's stop line).
+    """
+
+    lead: float = math.inf  # nearest vehicle or pedestrian in the ego's lane corridor
+    red_light: float = math.inf  # stop line of a red or yellow light that applies to the ego
+
+
 @dataclass
 class Frame:
     """Everything one synchronized tick produces.
@@ -119,6 +131,7 @@ class Frame:
     transform: np.ndarray
     route: Route
     events: list[Event] = field(default_factory=list)
+    hazards: Hazards = field(default_factory=Hazards)
 
     def __post_init__(self) -> None:
         h, w = self.rgb.shape[:2]
@@ -195,4 +208,4 @@ class SimulatorBackend(abc.ABC):
         self.close()
 
 
-__all__ = ["Control", "Event", "EventKind", "Frame", "Route", "SimulatorBackend", "SimulatorError"]
+__all__ = ["Control", "Event", "EventKind", "Frame", "Hazards", "Route", "SimulatorBackend", "SimulatorError"]
