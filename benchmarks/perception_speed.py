@@ -1,0 +1,133 @@
+"""Perception speed: parameters, FLOPs and streaming frames/s of each preset (SPEC 11).
+
+Streams uint8 camera frames through `TemporalPerception.step` (all three tasks, recurrent state,
+resize/normalise included; frames already at the model size) and prints median timings.
+
+    python benchmarks/perception_speed.py                       # lite at 128x256, batch 1 and 8
+    python benchmarks/perception_speed.py --presets lite full --sizes 128x256 256x512
+    python benchmarks/perception_speed.py --presets full --device cuda   # bf16 autocast on CUDA
+
+`full` is very slow on CPU (about 1.2 TFLOPs per 256x512 frame, 0.93 of them in the 2048-channel
+ConvGRU), so it only runs when asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from perception.models import (
+    build_depth_model,
+    build_model,
+    build_segmentation_model,
+    count_parameters,
+    get_preset,
+)
+from perception.streaming import TemporalPerception
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def parameter_counts(preset: str) -> dict[str, float]:
+    """Millions of parameters per model, counted on the meta device."""
+    pipe = build_model(preset, device="meta")
+    return {
+        "segmentation_model": count_parameters(build_segmentation_model(preset, device="meta")) / 1e6,
+        "depth_model": count_parameters(build_depth_model(preset, device="meta")) / 1e6,
+        "geometry_filter": count_parameters(pipe.geometry_filter) / 1e6,
+        "ego_motion_filter": count_parameters(pipe.ego_motion_filter) / 1e6,
+        "pipeline": count_parameters(pipe) / 1e6,
+    }
+
+
+def step_gflops(preset: str, size: tuple[int, int]) -> float:
+    """GFLOPs (2 x multiply-adds, conv/matmul only) of one streaming step with state, batch 1.
+
+    Counted on the meta device: shapes only, so even `full` costs nothing to count.
+    """
+    model = build_model(preset, device="meta").eval()
+    x = torch.empty(1, 3, *size, device="meta")
+    with torch.inference_mode():
+        state = model.step(x)["state"]
+        with FlopCounterMode(display=False) as counter:
+            model.step(x, state)
+    return counter.get_total_flops() / 1e9
+
+
+def streaming_fps(preset: str, size: tuple[int, int], streams: int, steps: int, warmup: int,
+                  device: str) -> dict[str, float]:
+    """Median step time and frames/s of `TemporalPerception` over `streams` streams."""
+    perception = TemporalPerception.from_preset(preset, device=device, input_size=size)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (streams, *size, 3), dtype=np.uint8) for _ in range(4)]
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        perception.step(frames[i % len(frames)])
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    p90 = sorted(times)[int(0.9 * (len(times) - 1))]
+    return {"ms_per_step": median * 1e3, "p90_ms": p90 * 1e3, "frames_per_s": streams / median}
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--presets", nargs="+", default=["lite"], help="presets to measure (full only if asked)")
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=None,
+                        help="input sizes HxW (default: each preset's own size)")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="numbers of streams")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps per measurement (default 50; 3 for full on CPU)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; 1 for full on CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}")
+    results = []
+    for preset in args.presets:
+        params = parameter_counts(preset)
+        print(f"\n[{preset}] parameters (M): " + ", ".join(f"{k} {v:.2f}" for k, v in params.items()))
+        for size in args.sizes or [get_preset(preset).input_size]:
+            flops = None if args.no_flops else step_gflops(preset, size)
+            if flops is not None:
+                print(f"[{preset}] {size[0]}x{size[1]}: {flops:.2f} GFLOPs per frame ({flops / 2:.2f} GMACs)")
+            slow = preset == "full" and not args.device.startswith("cuda")
+            steps = args.steps or (3 if slow else 50)
+            warmup = args.warmup if args.warmup is not None else (1 if slow else 5)
+            for streams in args.batches:
+                r = streaming_fps(preset, size, streams, steps, warmup, args.device)
+                print(f"[{preset}] {size[0]}x{size[1]} streams={streams}: median {r['ms_per_step']:.2f} ms/step "
+                      f"(p90 {r['p90_ms']:.2f}), {r['frames_per_s']:.1f} frames/s")
+                results.append({"preset": preset, "size": list(size), "streams": streams, "gflops": flops,
+                                "params_m": params, **r})
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": device_name(args.device), "torch": torch.__version__, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Evaluation metrics (SPEC 8), as streaming accumulators usable batch by batch.
+
+- `SegmentationMetrics`: dataset-level confusion matrix -> pixel accuracy, per-class IoU, mIoU
+  over the classes present in the ground truth.
+- `DepthMetrics`: AbsRel, SqRel, RMSE, RMSElog, delta < 1.25^k, optional 80 m cap.
+- `EgoMotionMetrics`: translation (m) and rotation (deg) error per frame pair, ATE per clip.
+- `TemporalConsistency`: TC, its ground-truth ceiling, and flicker through the label warp.
+"""
+
+from .depth import DepthMetrics
+from .ego_motion import (
+    EgoMotionMetrics,
+    absolute_trajectory_error,
+    compose_trajectory,
+    pose_errors,
+    rotation_angle,
+)
+from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confusion
+from .temporal import TemporalConsistency
+
+__all__ = [
+    "DepthMetrics", "EgoMotionMetrics", "SegmentationMetrics", "TemporalConsistency", "absolute_trajectory_error",
+    "compose_trajectory", "confusion_matrix", "iou_from_confusion", "pose_errors", "rotation_angle",
+]

@@ -1,0 +1,76 @@
+"""Dataset-level segmentation metrics from a streaming confusion matrix (SPEC 8).
+
+Pixels from every batch add into one confusion matrix, so mIoU is computed over the whole
+dataset, not averaged per batch (the seed's defect).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int,
+                     ignore_index: int | None = 255, mask: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+    """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
+
+    `pred` and `target` are class-id arrays of one shape; pixels whose target is `ignore_index`,
+    outside [0, num_classes), or outside `mask` are skipped.
+    """
+    p = _to_numpy(pred).astype(np.int64).ravel()
+    t = _to_numpy(target).astype(np.int64).ravel()
+    if p.shape != t.shape:
+        raise ValueError(f"prediction and target differ in size: {p.size} vs {t.size}")
+    keep = (t >= 0) & (t < num_classes) & (p >= 0) & (p < num_classes)
+    if ignore_index is not None:
+        keep &= t != ignore_index
+    if mask is not None:
+        keep &= _to_numpy(mask).astype(bool).ravel()
+    return np.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
+    """Per-class IoU = TP / (TP + FP + FN); NaN where the class appears in neither GT nor prediction."""
+    tp = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+
+class SegmentationMetrics:
+    """Streaming pixel accuracy, per-class IoU and mIoU over the classes present in the ground truth.
+
+    `update(pred, target)` takes class ids of any matching shape (NumPy or torch); `compute()`
+    returns `pixel_accuracy`, `miou`, `iou` (per class, NaN if never seen), `present` (classes
+    with ground-truth pixels) and `confusion`.
+    """
+
+    def __init__(self, num_classes: int = 22, ignore_index: int | None = 255) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    def reset(self) -> None:
+        self.confusion[:] = 0
+
+    def update(self, pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
+               mask: np.ndarray | torch.Tensor | None = None) -> None:
+        """Add a batch of predicted and true class ids (optionally only where `mask` is set)."""
+        self.confusion += confusion_matrix(pred, target, self.num_classes, self.ignore_index, mask)
+
+    def compute(self) -> dict:
+        cm = self.confusion
+        total = cm.sum()
+        iou = iou_from_confusion(cm)
+        present = cm.sum(1) > 0
+        return {
+            "pixel_accuracy": float(np.trace(cm) / total) if total else float("nan"),
+            "miou": float(np.mean(iou[present])) if present.any() else float("nan"),
+            "iou": iou,
+            "present": present,
+            "confusion": cm.copy(),
+        }

@@ -1,0 +1,146 @@
+"""Presets (`full`, `lite`) and torchvision-style builders for every model of the stack.
+
+- `full` reproduces the seed's sizes: DeepLabv3-ResNet50 at output stride 8, a 2048-channel 3x3
+  ConvGRU on the 32x64 bottleneck of a 256x512 input, a depth decoder with skips, the seed's
+  MotionEstimator (4096 -> 1024 -> 256 -> 128).
+- `lite` is built for real-time CPU streaming at 128x256: MobileNetV3-Large (dilated, output
+  stride 16, reduced tail), a 1x1 projection to a 96-channel ConvGRU, torchvision's LR-ASPP head
+  reading the stride-8 stage, a light depth decoder with stride-8 and stride-4 skips (log-depth at
+  H/4, upsampled), and the same ego-motion design on the narrow embedding (its last conv keeps
+  stride 1 so BatchNorm2d sees more than one value per channel at batch size 1 on small inputs).
+  About 2.9M parameters and 0.59 GFLOPs per 128x256 frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from perception.conventions import NUM_CLASSES
+
+from .backbones import build_backbone
+from .depth import DepthEstimationModel
+from .ego_motion import EgoMotionFilter
+from .geometry_filter import GeometryFilter
+from .pipeline import PerceptionPipeline
+from .segmentation import SegmentationModel
+
+
+@dataclass(frozen=True)
+class PresetConfig:
+    """Everything that fixes a model's architecture (stored in a weights folder's config.json)."""
+
+    name: str
+    input_size: tuple[int, int]  # (H, W) the streaming pipeline resizes camera frames to
+    backbone: str  # resnet50 | mobilenet_v3_large | mobilenet_v3_small, MobileNets optionally + _reduced_tail
+    seg_head: str  # deeplabv3 | lraspp
+    embed_channels: int | None = None  # 1x1 projection width after the backbone; None keeps the backbone's
+    hidden_channels: int | None = None  # ConvGRU width; None = embed_channels
+    gru_kernel: int = 3
+    skip_names: tuple[str, ...] = ("s4", "s2")  # depth decoder skips, coarse to fine
+    decoder_widths: tuple[int, ...] = (256, 256, 128)
+    decoder_reduce_kernel: int = 3
+    decoder_convs_per_stage: int = 2
+    seg_inter_channels: int = 128  # LR-ASPP inner width
+    motion_channels: tuple[int, ...] = (1024, 256, 128)
+    motion_strides: tuple[int, ...] = (2, 2, 2)
+    ego_gru_hidden: int = 128
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PresetConfig:
+        """Inverse of `to_dict`; unknown keys raise so a newer config is not silently misread."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown preset config keys {sorted(unknown)}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+
+PRESETS: dict[str, PresetConfig] = {
+    "full": PresetConfig(name="full", input_size=(256, 512), backbone="resnet50", seg_head="deeplabv3"),
+    "lite": PresetConfig(
+        name="lite", input_size=(128, 256), backbone="mobilenet_v3_large_reduced_tail", seg_head="lraspp",
+        embed_channels=96, hidden_channels=96, skip_names=("s8", "s4"), decoder_widths=(64, 48, 32),
+        decoder_reduce_kernel=1, decoder_convs_per_stage=1, motion_channels=(128, 128, 128), motion_strides=(2, 2, 1),
+    ),
+}
+
+
+def get_preset(preset: str | PresetConfig, **overrides: Any) -> PresetConfig:
+    """A preset by name (or a config as is), with keyword overrides of its fields."""
+    if isinstance(preset, PresetConfig):
+        config = preset
+    elif preset in PRESETS:
+        config = PRESETS[preset]
+    else:
+        raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _on(device: str | torch.device | None):
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
+def build_model(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLASSES,
+                device: str | torch.device | None = None, **overrides: Any) -> PerceptionPipeline:
+    """The whole temporal pipeline (`.geometry_filter`, `.ego_motion_filter`) of a preset, randomly initialised.
+
+    `device="meta"` builds it without allocating memory (for counting parameters). Keyword
+    overrides change preset fields, e.g. `build_model("lite", hidden_channels=64)`.
+    """
+    config = get_preset(preset, **overrides)
+    with _on(device):
+        return PerceptionPipeline(config, num_classes)
+
+
+def build_geometry_filter(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLASSES,
+                          device: str | torch.device | None = None, **overrides: Any) -> GeometryFilter:
+    """The preset's `GeometryFilter` alone."""
+    c = get_preset(preset, **overrides)
+    with _on(device):
+        return GeometryFilter(c.backbone, num_classes, c.seg_head, c.embed_channels, c.hidden_channels, c.gru_kernel,
+                              c.skip_names, c.decoder_widths, c.decoder_reduce_kernel, c.seg_inter_channels,
+                              c.decoder_convs_per_stage)
+
+
+def build_ego_motion_filter(preset: str | PresetConfig = "lite", device: str | torch.device | None = None,
+                            **overrides: Any) -> EgoMotionFilter:
+    """The preset's `EgoMotionFilter` alone."""
+    c = get_preset(preset, **overrides)
+    if c.embed_channels is None:
+        with torch.device("meta"):  # only its channel count is needed
+            embed = build_backbone(c.backbone).channels["out"]
+    else:
+        embed = c.embed_channels
+    with _on(device):
+        return EgoMotionFilter(embed, c.motion_channels, c.motion_strides, c.ego_gru_hidden)
+
+
+def build_segmentation_model(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLASSES,
+                             device: str | torch.device | None = None, **overrides: Any) -> SegmentationModel:
+    """The single-frame segmentation baseline of a preset (DeepLabv3-ResNet50 for `full`)."""
+    c = get_preset(preset, **overrides)
+    with _on(device):
+        return SegmentationModel(c.backbone, num_classes, c.seg_head, c.embed_channels, c.seg_inter_channels)
+
+
+def build_depth_model(preset: str | PresetConfig = "lite", device: str | torch.device | None = None,
+                      **overrides: Any) -> DepthEstimationModel:
+    """The single-frame depth baseline of a preset (ResNet-50 encoder + decoder for `full`)."""
+    c = get_preset(preset, **overrides)
+    with _on(device):
+        return DepthEstimationModel(c.backbone, c.embed_channels, c.skip_names, c.decoder_widths, c.decoder_reduce_kernel,
+                                    c.decoder_convs_per_stage)
+
+
+def count_parameters(module: torch.nn.Module) -> int:
+    """Number of parameters (works on the meta device)."""
+    return sum(p.numel() for p in module.parameters())

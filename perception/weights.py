@@ -1,0 +1,148 @@
+"""Weights folders: `model.safetensors` (tensors only, no pickle) + `config.json` (what the tensors are).
+
+config.json holds the preset and its full architecture config, the number and names of classes,
+the input size, the input normalisation, what the weights were trained on, the software version
+and evaluation metrics. `load_weights` rebuilds the model from it and checks every tensor's name
+and shape, naming the first mismatch, so a folder never loads silently into the wrong network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import torch
+import safetensors
+from safetensors.torch import load_file, save_file
+
+from .conventions import CLASS_NAMES
+from .models import IMAGENET_MEAN, IMAGENET_STD, MAX_DEPTH_M, MIN_DEPTH_M, PerceptionPipeline, PresetConfig, build_model
+
+_SAFETENSORS_ERROR = getattr(safetensors, "SafetensorError", RuntimeError)
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT_NAME = "carla-perception-gym.weights"
+FORMAT_VERSION = 1
+
+
+class WeightsError(ValueError):
+    """A weights folder that cannot be read or does not match the model (the message names the path or tensor)."""
+
+
+def software_version() -> str:
+    """The installed package version (or `0.0.0+unknown` in a bare checkout)."""
+    try:
+        return version("carla-perception-gym")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_weights(model: PerceptionPipeline, folder: str | Path, *, training_data: str | dict[str, Any] | None = None,
+                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
+                 class_names: list[str] | tuple[str, ...] | None = None,
+                 input_size: tuple[int, int] | None = None) -> Path:
+    """Write `model`'s tensors and config to `folder` (created if needed; files replaced atomically).
+
+    `training_data` describes what the weights were trained on (e.g. towns, clip count, backend),
+    `metrics` the evaluation results, `extra` anything else worth keeping. Returns the folder.
+    """
+    if getattr(model, "batchnorm_folded", False):
+        raise ValueError("this model has its BatchNorms folded for inference (TemporalPerception); "
+                         "save the original, unfolded model")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config: PresetConfig = model.config
+    names = list(class_names or (CLASS_NAMES if model.num_classes == len(CLASS_NAMES) else range(model.num_classes)))
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "preset": config.name,
+        "architecture": config.to_dict(),
+        "num_classes": model.num_classes,
+        "class_names": [str(n) for n in names],
+        "input_size": list(input_size or config.input_size),
+        "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "uint8 / 255"},
+        "depth": {"unit": "metres, planar (along the optical axis)", "output": "log-depth",
+                  "range": [MIN_DEPTH_M, MAX_DEPTH_M]},
+        "pose": "pose6 = (x, y, z, roll, pitch, yaw), metres and radians, inv(M_{t-1}) @ M_t",
+        "training_data": training_data if training_data is not None else "untrained (random initialisation)",
+        "software_version": software_version(),
+        "torch_version": torch.__version__,
+        "metrics": metrics or {},
+        "extra": extra or {},
+    }
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
+    _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return folder
+
+
+def read_weights_config(folder: str | Path) -> dict[str, Any]:
+    """The parsed config.json of a weights folder; clear errors for a missing folder or a bad file."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"weights folder {folder} does not exist")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"weights config {path} does not exist")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise WeightsError(f"weights config {path} is not valid JSON: {e}") from e
+    if not isinstance(config, dict) or "preset" not in config:
+        raise WeightsError(f"weights config {path} has no 'preset' entry")
+    return config
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
+    """Raise `WeightsError` naming the first tensor that is missing, unexpected or of another shape."""
+    for name, tensor in expected.items():
+        if name not in found:
+            raise WeightsError(f"{source}: missing tensor {name!r} (expected shape {tuple(tensor.shape)})")
+        if tuple(found[name].shape) != tuple(tensor.shape):
+            raise WeightsError(f"{source}: tensor {name!r} has shape {tuple(found[name].shape)}, "
+                               f"the model expects {tuple(tensor.shape)}")
+    for name in found:
+        if name not in expected:
+            raise WeightsError(f"{source}: unexpected tensor {name!r} (not in the model)")
+
+
+def load_weights(folder: str | Path, *, preset: str | None = None, device: str | torch.device = "cpu",
+                 model: PerceptionPipeline | None = None) -> PerceptionPipeline:
+    """Build the pipeline described by a weights folder and load its tensors (safetensors, never pickle).
+
+    `preset`, when given, must match the folder's preset. With `model`, the tensors are loaded into
+    that model instead (its preset must match). The returned model carries the parsed config as
+    `model.weights_config` and is in eval mode.
+    """
+    folder = Path(folder)
+    config = read_weights_config(folder)
+    expected = preset if preset is not None else (model.config.name if model is not None else None)
+    if expected is not None and config["preset"] != expected:
+        raise WeightsError(f"{folder / CONFIG_FILE}: weights are for preset {config['preset']!r}, not {expected!r}")
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except (_SAFETENSORS_ERROR, OSError, ValueError, RuntimeError) as e:
+        raise WeightsError(f"cannot read weights file {path}: {e}") from e
+    if model is None:
+        try:
+            arch = PresetConfig.from_dict(config["architecture"]) if "architecture" in config else config["preset"]
+            model = build_model(arch, num_classes=int(config.get("num_classes", len(CLASS_NAMES))), device=device)
+        except (TypeError, ValueError, KeyError) as e:
+            raise WeightsError(f"{folder / CONFIG_FILE}: cannot build the model it describes: {e}") from e
+    check_state_dict(model.state_dict(), tensors, str(path))
+    model.load_state_dict(tensors)
+    model.weights_config = config
+    return model.to(device).eval()

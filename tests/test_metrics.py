@@ -1,0 +1,160 @@
+"""Metrics against small cases computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from perception.conventions import intrinsics, pose6_to_matrix
+from perception.metrics import (
+    DepthMetrics,
+    EgoMotionMetrics,
+    SegmentationMetrics,
+    TemporalConsistency,
+    absolute_trajectory_error,
+    compose_trajectory,
+    pose_errors,
+)
+
+# Ground truth and prediction over 9 pixels; confusion rows = GT, columns = prediction:
+#   [[2, 1, 0],
+#    [0, 1, 1],
+#    [1, 0, 3]]
+TARGET = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+PRED = np.array([0, 0, 1, 1, 2, 2, 2, 2, 0])
+
+
+def test_confusion_iou_miou_by_hand():
+    m = SegmentationMetrics(num_classes=3)
+    m.update(PRED.reshape(3, 3), TARGET.reshape(3, 3))
+    r = m.compute()
+    np.testing.assert_array_equal(r["confusion"], [[2, 1, 0], [0, 1, 1], [1, 0, 3]])
+    np.testing.assert_allclose(r["iou"], [2 / 4, 1 / 3, 3 / 5])
+    assert r["miou"] == pytest.approx((2 / 4 + 1 / 3 + 3 / 5) / 3)
+    assert r["pixel_accuracy"] == pytest.approx(6 / 9)
+
+
+def test_miou_is_dataset_level_and_skips_classes_absent_from_gt():
+    m = SegmentationMetrics(num_classes=4)
+    m.update(torch.from_numpy(PRED[:4]), torch.from_numpy(TARGET[:4]))  # batch by batch, torch or numpy
+    m.update(PRED[4:], TARGET[4:])
+    m.update(np.array([3, 255]), np.array([2, 255]))  # class 3 predicted but never in GT; 255 ignored
+    r = m.compute()
+    assert r["present"].tolist() == [True, True, True, False]
+    assert r["iou"][3] == 0.0
+    assert r["miou"] == pytest.approx((2 / 4 + 1 / 3 + 3 / 6) / 3)  # class 2: TP 3, GT 5, pred 4
+    assert r["pixel_accuracy"] == pytest.approx(6 / 10)
+
+
+def test_depth_metrics_on_three_numbers():
+    m = DepthMetrics()
+    m.update(np.array([1.0, 3.0, 2.0]), np.array([1.0, 2.0, 4.0]))
+    r = m.compute()
+    assert r["abs_rel"] == pytest.approx((0 + 1 / 2 + 2 / 4) / 3)
+    assert r["sq_rel"] == pytest.approx((0 + 1 / 2 + 4 / 4) / 3)
+    assert r["rmse"] == pytest.approx(math.sqrt(5 / 3))
+    assert r["rmse_log"] == pytest.approx(math.sqrt((math.log(1.5) ** 2 + math.log(0.5) ** 2) / 3))
+    assert (r["delta1"], r["delta2"], r["delta3"]) == pytest.approx((1 / 3, 2 / 3, 2 / 3))
+
+
+def test_depth_cap_and_sky_are_excluded():
+    m = DepthMetrics(cap=80.0)
+    m.update(torch.tensor([[1.0, 2.0, 200.0, 5.0]]), torch.tensor([[1.0, 2.0, 100.0, 1000.0]]))
+    r = m.compute()
+    assert r["abs_rel"] == 0.0 and r["delta1"] == 1.0 and r["count"] == 1
+    clipped = DepthMetrics(cap=80.0)
+    clipped.update(np.array([200.0]), np.array([40.0]))  # prediction clipped to the cap: 80 vs 40
+    assert clipped.compute()["abs_rel"] == pytest.approx(1.0)
+
+
+def test_depth_image_vs_pixel_reduction():
+    gt = np.array([[[1.0, 1.0]], [[1.0, 1.0]]])
+    pred = np.array([[[2.0, 2.0]], [[1.0, 1.0]]])
+    img, pix = DepthMetrics(reduction="image"), DepthMetrics(reduction="pixel")
+    img.update(pred, gt)
+    pix.update(pred, gt)
+    assert img.compute()["abs_rel"] == pytest.approx(0.5) and pix.compute()["abs_rel"] == pytest.approx(0.5)
+    assert img.compute()["rmse"] == pytest.approx(0.5)  # mean of per-image RMSE (1 and 0)
+    assert pix.compute()["rmse"] == pytest.approx(math.sqrt(0.5))
+
+
+def test_pose_error_by_hand():
+    pred = np.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.1])  # 1 m forward, yaw 0.1 rad
+    gt = np.array([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    t, r = pose_errors(pred, gt)
+    assert t == pytest.approx(1.0) and r == pytest.approx(math.degrees(0.1))
+    t2, r2 = pose_errors(torch.from_numpy(pose6_to_matrix(pred)), pose6_to_matrix(gt))  # matrices work too
+    assert t2 == pytest.approx(1.0) and r2 == pytest.approx(math.degrees(0.1))
+    _, tiny = pose_errors(np.array([0, 0, 0, 1e-7, 0, 0.0]), np.zeros(6))
+    assert tiny == pytest.approx(math.degrees(1e-7), rel=1e-6)  # exact near zero (no acos)
+
+
+def test_ate_by_hand():
+    gt = np.tile([1.0, 0, 0, 0, 0, 0], (3, 1))
+    pred = np.tile([1.1, 0, 0, 0, 0, 0], (3, 1))
+    assert compose_trajectory(gt)[-1][0, 3] == pytest.approx(3.0)
+    assert absolute_trajectory_error(pred, gt) == pytest.approx(math.sqrt((0.01 + 0.04 + 0.09) / 4))
+    m = EgoMotionMetrics()
+    m.update_clip(pred, gt)
+    r = m.compute()
+    assert r["ate_m"] == pytest.approx(math.sqrt(0.035)) and r["pairs"] == 3 and r["clips"] == 1
+    assert r["translation_error_m"] == pytest.approx(0.1) and r["rotation_error_deg"] == pytest.approx(0.0)
+
+
+def _scene(h: int = 8, w: int = 8):
+    return np.full((h, w), 10.0), np.eye(4), intrinsics(w, h, 90.0)
+
+
+def test_tc_is_one_for_identity_motion_and_steady_predictions():
+    depth, T, K = _scene()
+    labels = np.ones((8, 8), np.int64)
+    labels[:, :4] = 7
+    m = TemporalConsistency()
+    m.update(labels, labels, labels, labels, depth, T, K, depth_prev=depth)
+    r = m.compute()
+    assert r["tc"] == 1.0 and r["tc_ceiling"] == 1.0 and r["flicker"] == 0.0 and r["valid_fraction"] == 1.0
+
+
+def test_flicker_and_tc_by_hand():
+    depth, T, K = _scene()
+    gt = np.ones((8, 8), np.int64)  # a building, not moving
+    prev = np.ones((8, 8), np.int64)
+    cur = prev.copy()
+    cur[0, :2] = 7  # two of 64 pixels change label
+    m = TemporalConsistency()
+    m.update(prev, cur, gt, gt, depth, T, K)
+    r = m.compute()
+    assert r["flicker"] == pytest.approx(2 / 64)
+    assert r["tc"] == pytest.approx((62 / 64 + 0.0) / 2)  # IoU(building) = 62/64, IoU(road) = 0/2
+    assert r["tc_ceiling"] == 1.0
+
+
+def test_moving_classes_are_masked():
+    depth, T, K = _scene()
+    gt = np.ones((8, 8), np.int64)
+    gt[:2] = 4  # pedestrians: their motion is not the camera's
+    pred_prev = gt.copy()
+    pred_cur = np.ones((8, 8), np.int64)
+    pred_cur[:2] = 10  # a label change on moving pixels does not count
+    m = TemporalConsistency()
+    m.update(torch.from_numpy(pred_prev[None]), pred_cur[None], gt[None], gt[None], depth[None], T[None], K)
+    r = m.compute()
+    assert r["valid_fraction"] == pytest.approx(48 / 64) and r["flicker"] == 0.0 and r["tc"] == 1.0
+
+
+def test_tc_follows_camera_motion():
+    # camera moves 1 m forward, the scene is a wall 10 m ahead: warping with the true motion keeps
+    # the prediction consistent, while the identity motion would not.
+    h, w = 16, 16
+    K = intrinsics(w, h, 90.0)
+    T = pose6_to_matrix(np.array([1.0, 0, 0, 0, 0, 0]))
+    depth_prev, depth_cur = np.full((h, w), 10.0), np.full((h, w), 9.0)
+    cols = np.arange(w)
+    prev = np.broadcast_to(np.where(cols < w // 2, 1, 9), (h, w))
+    cur = prev.copy()
+    m = TemporalConsistency()
+    m.update(prev, cur, prev, cur, depth_cur, T, K, depth_prev=depth_prev)
+    assert m.compute()["tc"] == 1.0

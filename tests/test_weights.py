@@ -1,0 +1,107 @@
+"""Weights folders: safetensors + config.json round trip, and clear errors for every way loading can fail."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from perception import TemporalPerception, WeightsError, build_model, load_weights, read_weights_config, save_weights
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("lite")
+    folder = tmp_path_factory.mktemp("weights") / "lite"
+    save_weights(model, folder, training_data={"backend": "embedded", "towns": ["Town_A"]}, metrics={"miou": 0.5})
+    return model, folder
+
+
+def test_round_trip_and_config(saved):
+    model, folder = saved
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = load_weights(folder, preset="lite")
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    cfg = read_weights_config(folder)
+    assert cfg["preset"] == "lite" and cfg["num_classes"] == 22 and cfg["class_names"][7] == "Road"
+    assert cfg["input_size"] == [128, 256] and cfg["normalization"]["mean"][0] == pytest.approx(0.485)
+    assert cfg["training_data"]["towns"] == ["Town_A"] and cfg["metrics"] == {"miou": 0.5}
+    assert cfg["software_version"] and loaded.weights_config == cfg
+
+
+def test_file_is_safetensors_not_pickle(saved):
+    raw = (saved[1] / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    assert raw[8:9] == b"{" and json.loads(raw[8:8 + n])
+
+
+def test_from_weights(saved):
+    tp = TemporalPerception.from_weights(saved[1], input_size=(64, 128))
+    assert tp.step(torch.zeros(1, 40, 60, 3, dtype=torch.uint8)).labels.shape == (1, 64, 128)
+
+
+def test_preset_mismatch(saved):
+    with pytest.raises(WeightsError, match="preset 'lite', not 'full'"):
+        load_weights(saved[1], preset="full")
+
+
+def test_shape_mismatch_names_the_tensor(saved):
+    other = build_model("lite", num_classes=5)
+    with pytest.raises(WeightsError, match=r"seg_head\.head\..*shape"):
+        load_weights(saved[1], model=other)
+
+
+def test_missing_tensor_named(saved, tmp_path):
+    folder = tmp_path / "partial"
+    folder.mkdir()
+    (folder / "config.json").write_text((saved[1] / "config.json").read_text())
+    tensors = load_file(str(saved[1] / "model.safetensors"))
+    first = next(iter(saved[0].state_dict()))
+    del tensors[first]
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(WeightsError, match=f"missing tensor '{first}'"):
+        load_weights(folder)
+
+
+def test_missing_folder_names_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_weights(tmp_path / "nowhere")
+
+
+def test_corrupt_files_name_path(saved, tmp_path):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    (folder / "config.json").write_text((saved[1] / "config.json").read_text())
+    (folder / "model.safetensors").write_bytes(b"\x10\x00\x00\x00not a safetensors file")
+    with pytest.raises(WeightsError, match="corrupt.model.safetensors"):
+        load_weights(folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="corrupt.config.json"):
+        load_weights(folder)
+
+
+def test_refuses_folded_models_and_unknown_architecture_keys(saved, tmp_path):
+    tp = TemporalPerception(saved[0], input_size=(64, 128))  # folds BatchNorm into a copy
+    with pytest.raises(ValueError, match="folded"):
+        save_weights(tp.model, tmp_path / "folded")
+    folder = tmp_path / "newer"
+    folder.mkdir()
+    cfg = json.loads((saved[1] / "config.json").read_text())
+    cfg["architecture"]["attention_heads"] = 8
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "model.safetensors").write_bytes((saved[1] / "model.safetensors").read_bytes())
+    with pytest.raises(WeightsError, match="attention_heads"):
+        load_weights(folder)
