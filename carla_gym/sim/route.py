@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from perception.conventions import invert_rigid
-
 from .contract import Route
 
 
@@ -55,8 +53,9 @@ class RouteTracker:
         s, self.deviation = self._project(xy)
         self.progress = max(self.progress, s)
         ahead = self.point_at(self.progress + self.spacing * np.arange(1, self.num_waypoints + 1))
-        world = np.concatenate([ahead, np.full((len(ahead), 1), ego_to_world[2, 3]), np.ones((len(ahead), 1))], axis=1)
-        local = world @ invert_rigid(np.asarray(ego_to_world, dtype=np.float64)).T
+        m = np.asarray(ego_to_world, dtype=np.float64)
+        world = np.concatenate([ahead, np.full((len(ahead), 1), m[2, 3])], axis=1)
+        local = (world - m[:3, 3]) @ m[:3, :3]  # rows of R^T (p - t): world points in the ego frame
         return Route(
             waypoints=local[:, :2].astype(np.float32),
             distance_left=self.length - self.progress,

@@ -1,0 +1,154 @@
+"""The embedded world's driving: vehicle model, autopilot, events."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from carla_gym.sim import Control, EventKind, make_backend
+from carla_gym.sim.embedded.lights import GREEN, RED
+from perception.conventions import CLASS_IDS
+
+
+def test_bicycle_model_responds_to_control():
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=0, pedestrians=0) as b:
+        b.reset(seed=1)
+        x0 = b.ego.matrix()
+        for _ in range(20):
+            f = b.step(Control(throttle=1.0))
+        assert 4.0 < f.speed < 8.0  # ~3.4 m/s^2 for 2 s
+        moved = np.linalg.inv(x0) @ f.transform
+        assert moved[0, 3] > 5.0 and abs(moved[1, 3]) < 0.05  # straight ahead
+        yaw0 = b.ego.yaw
+        for _ in range(5):
+            f = b.step(Control(steer=0.5, throttle=0.3))
+        turned = (b.ego.yaw - yaw0 + math.pi) % (2 * math.pi) - math.pi
+        assert turned > 0.1  # positive steer turns right: yaw grows (from +x towards +y)
+        for _ in range(30):
+            f = b.step(Control(brake=1.0))
+        assert f.speed == 0.0
+
+
+def _facing_building(backend) -> tuple[float, float, float]:
+    """An ego pose 8 m in front of a building's road-side face, looking at it."""
+    obs = backend.world.scenery.obstacles
+    ground = backend.world.ground
+    for i in np.flatnonzero(obs.classes == CLASS_IDS["Building"]):
+        cx, cy, hl, hw, yaw = obs.boxes[i]
+        for sign in (1.0, -1.0):
+            n = sign * np.array([-math.sin(yaw), math.cos(yaw)])
+            start = np.array([cx, cy]) + n * (hw + 8.0)
+            if int(ground.class_at(start)) in (CLASS_IDS["Sidewalk"], CLASS_IDS["Road"]):
+                return float(start[0]), float(start[1]), math.atan2(-n[1], -n[0])
+    raise AssertionError("no building faces a street")
+
+
+def test_driving_into_a_wall_reports_a_static_collision():
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=0, pedestrians=0) as b:
+        b.reset(seed=2)
+        pose = _facing_building(b)
+        b.reset(seed=2, options={"ego_pose": pose})
+        collisions = []
+        for _ in range(60):
+            f = b.step(Control(throttle=0.7))
+            collisions += [e for e in f.events if e.kind is EventKind.COLLISION]
+            if collisions:
+                break
+        assert collisions, "the ego drove through the building"
+        hit = collisions[0]
+        assert hit.category == "static"
+        assert hit.other_class in (CLASS_IDS[c] for c in ("Building", "Vegetation", "Pole", "Static", "Dynamic", "Other", "Fence", "Wall", "TrafficSign"))
+        assert hit.intensity > 0 and f.speed == 0.0
+        travelled = math.hypot(b.ego.x - pose[0], b.ego.y - pose[1])
+        assert travelled < 8.0  # stopped before the building's face
+
+
+@pytest.mark.parametrize("town,seed", [("grid_suburb", 3), ("ring_boulevard", 1)])
+def test_autopilot_completes_a_short_route_without_events(town, seed):
+    with make_backend("embedded", town=town, render=False, vehicles=8, pedestrians=10, route_length=120.0) as b:
+        f = b.reset(seed=seed)
+        events = []
+        for _ in range(1200):
+            f = b.step(b.autopilot_control())
+            events += f.events
+            if f.route.distance_left < 3.0:
+                break
+        assert f.route.distance_left < 3.0, f"route not completed: {f.route.distance_left:.1f} m left"
+        assert f.route.length >= 120.0
+        assert not events, [str(e) for e in events]
+
+
+def test_swerving_across_the_centre_line_is_a_lane_invasion_then_off_road():
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=0, pedestrians=0) as b:
+        b.reset(seed=4)
+        for _ in range(15):
+            b.step(Control(throttle=0.8))
+        kinds = []
+        for _ in range(40):
+            f = b.step(Control(steer=-0.25, throttle=0.3))
+            kinds += [(e.kind, e.detail) for e in f.events]
+        invasions = [d for k, d in kinds if k is EventKind.LANE_INVASION]
+        assert invasions and invasions[0] in ("dashed", "solid")
+        first_invasion = next(i for i, (k, _) in enumerate(kinds) if k is EventKind.LANE_INVASION)
+        offroad = [i for i, (k, _) in enumerate(kinds) if k is EventKind.OFF_ROAD]
+        assert not offroad or offroad[0] > first_invasion
+
+
+def test_running_a_red_light_is_reported():
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=0, pedestrians=0) as b:
+        b.reset(seed=5)
+        lights = b.lights
+        sl = lights.stop_lines
+        lane = np.array([int(sl["lane"][0])])
+        red_t = next(t for t in np.arange(0, 200, 0.5) if lights.lane_state(lane, t)[0] == RED)
+        green_t = next(t for t in np.arange(0, 200, 0.5) if lights.lane_state(lane, t)[0] == GREEN)
+        mid, d = (sl["a"][0] + sl["b"][0]) / 2, sl["d"][0]
+        assert any(e.kind is EventKind.RED_LIGHT for e in b.events.move_events(mid - d, mid + d, red_t))
+        # not when green, nor when crossing the line backwards
+        assert not any(e.kind is EventKind.RED_LIGHT for e in b.events.move_events(mid - d, mid + d, green_t))
+        assert not any(e.kind is EventKind.RED_LIGHT for e in b.events.move_events(mid + d, mid - d, red_t))
+
+
+def test_autopilot_stops_at_red_lights_and_npcs_keep_moving():
+    with make_backend("embedded", town="offset_downtown", render=False, route_length=400.0) as b:
+        f = b.reset(seed=11)
+        start = b.traffic.s.copy(), b.traffic.lane.copy()
+        events, stopped_at_light = [], 0
+        for _ in range(600):
+            f = b.step(b.autopilot_control())
+            events += f.events
+            if f.speed < 0.1 and len(b.stops.s):
+                ahead = b.stops.s - b.tracker.progress
+                near = (ahead > 0) & (ahead < 8)
+                if near.any() and (b.lights.lane_state(b.stops.lane[near], b.time) != GREEN).any():
+                    stopped_at_light += 1
+                    assert f.hazards.red_light < 6.0  # the frame reports the stop line ahead
+        assert not [e for e in events if e.kind in (EventKind.RED_LIGHT, EventKind.COLLISION)], [str(e) for e in events]
+        moved = (b.traffic.lane != start[1]) | (np.abs(b.traffic.s - start[0]) > 20)
+        assert moved.mean() > 0.6  # traffic flows
+        assert f.route.completion > 0.3
+        assert stopped_at_light > 0
+
+
+def test_traffic_turns_and_pedestrians_cross():
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=20, pedestrians=40) as b:
+        b.reset(seed=6)
+        lanes = b.world.network.lanes
+        turns, crossing = set(), 0
+        for _ in range(300):
+            b.step(Control(brake=1.0))
+            for lane in b.traffic.lane:
+                if lanes[lane].road < 0:  # a junction connector: which way does it turn?
+                    p = lanes[lane].points
+                    a, c = p[1] - p[0], p[-1] - p[-2]
+                    cross = a[0] * c[1] - a[1] * c[0]
+                    turns.add("right" if cross > 0.5 else "left" if cross < -0.5 else "straight")
+            crossing += int(b.crowd.on_road_crossing().sum())
+        assert turns == {"left", "right", "straight"}
+        assert crossing > 0
+        # pedestrians stay on sidewalks unless crossing
+        from carla_gym.sim.embedded.ground import SIDEWALK
+        on_side = ~b.crowd.on_road_crossing()
+        assert (b.world.ground.class_at(b.crowd.xy[on_side]) == SIDEWALK).mean() > 0.95
