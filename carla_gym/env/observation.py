@@ -1,0 +1,103 @@
+"""The observation of `CarlaPerception-v0`: its spaces and how perception outputs become one.
+
+| key | shape | dtype, range | meaning |
+| --- | --- | --- | --- |
+| `semantic` | (6, h, w) | uint8, 0..255 | probability x 255 of each class group (`SEMANTIC_GROUPS`), area-averaged to the observation size |
+| `depth` | (1, h, w) | float32, 0..1 | `log(1 + d) / log(1 + 100)` of metric depth d, 1 at 100 m and beyond |
+| `ego_motion` | (6,) | float32, clipped to +-10 m, +-pi | camera motion since the last step, `(x, y, z, roll, pitch, yaw)` in m and rad (zeros after reset) |
+| `state` | (7,) | float32 | speed / 10 m/s, last steer, last acceleration, target speed / 10 m/s, lateral offset from the route (m, + right), heading error (rad, + right), red-light distance / 50 m (1 when none within 50 m) |
+| `route` | (10, 2) | float32 | the next route waypoints in the ego frame (x forward, y right), in units of 20 m |
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+
+from perception.conventions import CLASS_IDS, NUM_CLASSES
+
+from ..sim.contract import Frame
+
+# Class groups that matter for driving; Sky and Unlabeled belong to none.
+SEMANTIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "road": ("Road",),
+    "road_line": ("RoadLine",),
+    "sidewalk": ("Sidewalk", "Ground"),
+    "vehicle": ("Vehicles",),
+    "pedestrian": ("Pedestrian",),
+    "obstacle": ("Building", "Fence", "Other", "Pole", "Vegetation", "Wall", "TrafficSign", "Bridge", "RailTrack",
+                 "GuardRail", "TrafficLight", "Static", "Dynamic", "Water"),
+}
+DEPTH_RANGE_M = 100.0
+NUM_WAYPOINTS = 10
+WAYPOINT_SCALE_M = 20.0
+RED_LIGHT_RANGE_M = 50.0
+# Bounds of the vector observations (values are clipped into them): 10 m and pi per step of
+# ego-motion, 100 m/s, 20 m of lateral offset, 200 m of waypoints.
+EGO_MOTION_BOUND = np.array([10.0] * 3 + [math.pi] * 3, dtype=np.float32)
+STATE_LOW = np.array([0.0, -1.0, -1.0, 0.0, -20.0, -math.pi, 0.0], dtype=np.float32)
+STATE_HIGH = np.array([10.0, 1.0, 1.0, 10.0, 20.0, math.pi, 1.0], dtype=np.float32)
+ROUTE_BOUND = 10.0
+
+
+def group_matrix() -> np.ndarray:
+    """(groups, 22) 0/1 matrix that sums class probabilities into the groups."""
+    m = np.zeros((len(SEMANTIC_GROUPS), NUM_CLASSES), dtype=np.float32)
+    for g, names in enumerate(SEMANTIC_GROUPS.values()):
+        m[g, [CLASS_IDS[n] for n in names]] = 1.0
+    return m
+
+
+def observation_space(obs_size: tuple[int, int]) -> gym.spaces.Dict:
+    """The Dict space for observations of height x width `obs_size`."""
+    h, w = obs_size
+    return gym.spaces.Dict({
+        "semantic": gym.spaces.Box(0, 255, (len(SEMANTIC_GROUPS), h, w), np.uint8),
+        "depth": gym.spaces.Box(0.0, 1.0, (1, h, w), np.float32),
+        "ego_motion": gym.spaces.Box(-EGO_MOTION_BOUND, EGO_MOTION_BOUND, dtype=np.float32),
+        "state": gym.spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32),
+        "route": gym.spaces.Box(-ROUTE_BOUND, ROUTE_BOUND, (NUM_WAYPOINTS, 2), np.float32),
+    })
+
+
+def normalise_depth(depth_m: np.ndarray) -> np.ndarray:
+    """Metric depth to [0, 1] on a log scale, so near obstacles keep their resolution."""
+    return (np.log1p(np.minimum(depth_m, DEPTH_RANGE_M)) / math.log1p(DEPTH_RANGE_M)).astype(np.float32)
+
+
+def route_geometry(frame: Frame) -> tuple[float, float]:
+    """Lateral offset (m, positive when the route lies to the right) and heading error (rad) of the route.
+
+    Taken from the line through the first two route waypoints in the ego frame, extended back to
+    the ego (x = 0): works the same for any backend.
+    """
+    wp = frame.route.waypoints
+    if len(wp) < 2:
+        return 0.0, 0.0
+    (x0, y0), (x1, y1) = wp[0], wp[1]
+    heading = math.atan2(y1 - y0, x1 - x0)
+    dx = x1 - x0
+    offset = y0 - x0 * (y1 - y0) / dx if abs(dx) > 1e-6 else y0
+    return float(offset), float(heading)
+
+
+def vehicle_state(frame: Frame, last_action: np.ndarray, target_speed: float) -> np.ndarray:
+    """The `state` vector (see the module docstring)."""
+    offset, heading = route_geometry(frame)
+    red = min(frame.hazards.red_light, RED_LIGHT_RANGE_M) / RED_LIGHT_RANGE_M
+    state = np.array([frame.speed / 10.0, last_action[0], last_action[1], target_speed / 10.0, offset, heading, red],
+                     dtype=np.float32)
+    return np.clip(state, STATE_LOW, STATE_HIGH)
+
+
+def route_waypoints(frame: Frame) -> np.ndarray:
+    """The `route` array: the next NUM_WAYPOINTS waypoints (repeating the last one near the route's end)."""
+    wp = np.asarray(frame.route.waypoints, dtype=np.float32)
+    out = np.zeros((NUM_WAYPOINTS, 2), dtype=np.float32)
+    if len(wp):
+        n = min(len(wp), NUM_WAYPOINTS)
+        out[:n] = wp[:n]
+        out[n:] = wp[n - 1]
+    return np.clip(out / WAYPOINT_SCALE_M, -ROUTE_BOUND, ROUTE_BOUND)

@@ -1,0 +1,104 @@
+"""Where the observation's semantic, depth and ego-motion come from: the model, or the simulator.
+
+Both sources are batched over streams (one per vector-env slot) and return the same arrays, so
+`perception="ground_truth"` is a drop-in upper bound and fast path for `perception="model"`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perception.conventions import matrix_to_pose6, relative_pose
+
+from ..sim.contract import Frame
+from .observation import EGO_MOTION_BOUND, group_matrix, normalise_depth
+
+BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite"
+
+
+def pool_observation(group_probs: torch.Tensor, depth_m: torch.Tensor, obs_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink (N, G, H, W) group probabilities and (N, H, W) depth to the observation size.
+
+    Probabilities are area-averaged; depth takes the nearest surface in each cell (min-pooling),
+    so a thin pole or a pedestrian does not vanish into the background.
+    """
+    probs = F.adaptive_avg_pool2d(group_probs.float(), obs_size)
+    nearest = -F.adaptive_max_pool2d(-depth_m.float().unsqueeze(1), obs_size)
+    semantic = (probs.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    return semantic, normalise_depth(nearest.cpu().numpy())
+
+
+class GroundTruthPerception:
+    """Privileged perception from the simulator's labels, depth and camera poses."""
+
+    def __init__(self, num_streams: int, obs_size: tuple[int, int]) -> None:
+        self.obs_size = obs_size
+        groups = group_matrix()
+        # class id -> group index, or len(groups) for classes in no group
+        self._lut = torch.from_numpy(np.where(groups.any(0), groups.argmax(0), len(groups))).long()
+        self._num_groups = len(groups)
+        self._last_pose: list[np.ndarray | None] = [None] * num_streams
+
+    def reset(self, i: int) -> None:
+        self._last_pose[i] = None
+
+    def step(self, frames: list[Frame], streams: list[int] | None = None) -> dict[str, np.ndarray]:
+        """Observations for one frame per stream (every stream, or those listed in `streams`)."""
+        streams = list(range(len(frames))) if streams is None else streams
+        labels = self._lut[torch.from_numpy(np.stack([f.semantic for f in frames])).long()]
+        onehot = F.one_hot(labels, self._num_groups + 1)[..., : self._num_groups].permute(0, 3, 1, 2)
+        depth = torch.from_numpy(np.stack([f.depth for f in frames]))
+        semantic, depth_obs = pool_observation(onehot, depth, self.obs_size)
+        ego = np.zeros((len(frames), 6), dtype=np.float32)
+        for row, (i, frame) in enumerate(zip(streams, frames)):
+            if self._last_pose[i] is not None:
+                ego[row] = matrix_to_pose6(relative_pose(self._last_pose[i], frame.camera_to_world))
+            self._last_pose[i] = frame.camera_to_world
+        return {"semantic": semantic, "depth": depth_obs, "ego_motion": np.clip(ego, -EGO_MOTION_BOUND, EGO_MOTION_BOUND)}
+
+
+def resolve_device(device: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"."""
+    return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+
+def bundled_weights() -> Path:
+    """The `lite` weights shipped in the package (trained by `python -m carla_gym.train_perception`)."""
+    folder = BUNDLED_WEIGHTS
+    if not (folder / "model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{folder}: this installation has no bundled perception weights; pass weights=FOLDER (made by "
+            "`python -m carla_gym.train_perception`) or perception='ground_truth'"
+        )
+    return folder
+
+
+class ModelPerception:
+    """Learned perception: one batched forward pass of the temporal model for all streams."""
+
+    def __init__(self, num_streams: int, obs_size: tuple[int, int], weights: str | Path | None = None, device: str = "auto") -> None:
+        from perception import TemporalPerception
+
+        self.obs_size = obs_size
+        self.model = TemporalPerception.from_weights(weights or bundled_weights(), device=resolve_device(device))
+        self._groups = torch.from_numpy(group_matrix()).to(self.model.device)
+
+    def reset(self, i: int) -> None:
+        self.model.reset(i)
+
+    def step(self, frames: list[Frame], streams: list[int] | None = None) -> dict[str, np.ndarray]:
+        """Observations for one frame per stream (every stream, or those listed in `streams`)."""
+        out = self.model.step(np.stack([f.rgb for f in frames]), streams=streams)
+        group_probs = torch.einsum("gc,nchw->nghw", self._groups, out.probs.float())
+        semantic, depth_obs = pool_observation(group_probs, out.depth, self.obs_size)
+        return {
+            "semantic": semantic,
+            "depth": depth_obs,
+            "ego_motion": np.clip(out.pose6.float().cpu().numpy(), -EGO_MOTION_BOUND, EGO_MOTION_BOUND),
+            "labels": out.labels.to(torch.uint8).cpu().numpy(),
+            "depth_m": out.depth.float().cpu().numpy(),
+        }

@@ -1,0 +1,149 @@
+"""`CarlaPerception-v0` and `make_vec` on the embedded world, in both perception modes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import gymnasium as gym
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import carla_gym
+from perception import build_model, save_weights
+from test_embedded_driving import _facing_building
+
+SMALL = dict(camera_size=(64, 128), obs_size=(16, 32), vehicles=3, pedestrians=3)
+
+
+@pytest.fixture(scope="module")
+def lite_weights(tmp_path_factory):
+    """An untrained `lite` weights folder: these tests check the plumbing, not the accuracy."""
+    torch.manual_seed(0)
+    return save_weights(build_model("lite"), tmp_path_factory.mktemp("weights") / "lite")
+
+
+def make(perception: str, weights=None, **kwargs) -> gym.Env:
+    extra = {"weights": weights} if perception == "model" else {}
+    return gym.make("CarlaPerception-v0", perception=perception, **extra, **{**SMALL, **kwargs})
+
+
+@pytest.mark.parametrize("perception", ["ground_truth", "model"])
+def test_gymnasium_and_sb3_checkers_pass(perception, lite_weights):
+    env = make(perception, lite_weights)
+    try:
+        gym_check_env(env.unwrapped, skip_render_check=True)
+        sb3_check_env(env.unwrapped, warn=False)
+    finally:
+        env.close()
+
+
+def test_make_without_import_and_discrete_variant():
+    env = gym.make("carla_gym:CarlaPerceptionDiscrete-v0", perception="ground_truth", **SMALL)
+    try:
+        assert env.action_space == gym.spaces.Discrete(15)
+        env.reset(seed=0)
+        env.step(3)
+        with pytest.raises(ValueError, match="integer in"):
+            env.step(15)
+    finally:
+        env.close()
+
+
+def test_same_seed_same_observations(lite_weights):
+    runs = []
+    for _ in range(2):
+        env = make("model", lite_weights)
+        obs, _ = env.reset(seed=11)
+        seq = [obs]
+        for _ in range(3):
+            seq.append(env.step(np.array([0.05, 0.5]))[0])
+        env.close()
+        runs.append(seq)
+    for a, b in zip(*runs):
+        for key in a:
+            assert np.array_equal(a[key], b[key]), key
+
+
+def test_bad_actions():
+    env = make("ground_truth")
+    try:
+        env.reset(seed=0)
+        with pytest.raises(ValueError, match="finite"):
+            env.step(np.array([np.nan, 0.0]))
+        with pytest.raises(ValueError, match="shape"):
+            env.step(np.array([0.0, 0.0, 0.0]))
+        env.step(np.array([5.0, -7.0]))  # outside the box: clipped, not an error
+        assert env.unwrapped.task.last_action.tolist() == [1.0, -1.0]
+    finally:
+        env.close()
+
+
+def test_forced_collision_terminates_and_time_limit_truncates():
+    env = make("ground_truth", vehicles=0, pedestrians=0, town="grid_suburb", max_route_offset=1e9,
+               terminate_off_road=False)
+    try:
+        env.reset(seed=2)
+        pose = _facing_building(env.unwrapped.sim)
+        env.reset(seed=2, options={"ego_pose": pose})
+        for _ in range(80):
+            _, reward, terminated, truncated, info = env.step(np.array([0.0, 0.7]))
+            if terminated or truncated:
+                break
+        assert terminated and not truncated
+        assert info["termination"] == "collision" and info["infractions"]["collision_static"] == 1
+        assert info["reward_terms"]["collision"] == -10.0 and reward < -9.0
+    finally:
+        env.close()
+    env = make("ground_truth", max_episode_steps=3)
+    try:
+        env.reset(seed=0)
+        flags = [env.step(np.array([0.0, 0.3]))[2:4] for _ in range(3)]
+        assert flags == [(False, False), (False, False), (False, True)]
+    finally:
+        env.close()
+
+
+def test_render_dashboard():
+    env = make("ground_truth", render_mode="rgb_array")
+    try:
+        env.reset(seed=0)
+        env.step(np.array([0.0, 0.5]))
+        picture = env.render()
+        assert picture.shape == (128, 384, 3) and picture.dtype == np.uint8
+        assert picture[:64, :128].tolist() == env.unwrapped.task.frame.rgb.tolist()  # camera panel
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize("perception", ["ground_truth", "model"])
+def test_make_vec_agrees_with_single_envs(perception, lite_weights):
+    extra = {"weights": lite_weights} if perception == "model" else {}
+    vec = carla_gym.make_vec(2, perception=perception, max_episode_steps=6, **extra, **SMALL)
+    singles = [make(perception, lite_weights) for _ in range(2)]
+    try:
+        vec.seed(20)
+        obs = vec.reset()
+        single_obs = [env.reset(seed=20 + i)[0] for i, env in enumerate(singles)]
+        actions = np.array([[0.0, 0.6], [0.2, 0.4]], dtype=np.float32)
+        for t in range(6):
+            for i in range(2):
+                for key in single_obs[i]:
+                    # one batched forward pass vs batch-1 passes: float rounding may move a uint8 level
+                    tolerance = 2 if key == "semantic" else 1e-3
+                    assert np.allclose(obs[key][i].astype(float), single_obs[i][key], atol=tolerance), (t, i, key)
+            obs, rewards, dones, infos = vec.step(actions)
+            steps = [env.step(actions[i]) for i, env in enumerate(singles)]
+            single_obs = [s[0] for s in steps]
+            assert np.allclose(rewards, [s[1] for s in steps], atol=1e-5)
+        # the 6th step hit the time limit: SB3 auto-reset with the final observation kept in info
+        assert dones.all() and all(info["TimeLimit.truncated"] for info in infos)
+        for i in range(2):
+            assert np.allclose(infos[i]["terminal_observation"]["state"], single_obs[i]["state"], atol=1e-5)
+        assert not obs["ego_motion"].any()  # fresh episodes: no motion yet
+        with pytest.raises(ValueError, match="finite"):
+            vec.step(np.array([[np.inf, 0.0], [0.0, 0.0]]))
+    finally:
+        vec.close()
+        for env in singles:
+            env.close()
