@@ -1,0 +1,64 @@
+"""Scoring episodes like the CARLA leaderboard: route completion, infractions per km, driving score.
+
+An episode's driving score is `route completion x infraction penalty`, where the penalty starts at
+1 and is multiplied by a factor for every infraction: 0.50 per collision with a pedestrian, 0.60
+with a vehicle, 0.65 with a static object, 0.70 per red light run (the CARLA leaderboard's
+factors). The overall score is the mean over episodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+PENALTY_FACTORS: dict[str, float] = {
+    "collision_pedestrian": 0.50,
+    "collision_vehicle": 0.60,
+    "collision_static": 0.65,
+    "red_light": 0.70,
+}
+
+
+@dataclass
+class EpisodeResult:
+    """What one evaluation episode produced (from the env's final `info`)."""
+
+    route_completion: float  # in [0, 1]
+    distance_m: float
+    infractions: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    termination: str | None = None
+
+    @property
+    def infraction_penalty(self) -> float:
+        penalty = 1.0
+        for name, factor in PENALTY_FACTORS.items():
+            penalty *= factor ** self.infractions.get(name, 0)
+        return penalty
+
+    @property
+    def driving_score(self) -> float:
+        return self.route_completion * self.infraction_penalty
+
+
+def summarize(episodes: list[EpisodeResult]) -> dict[str, float | int | dict]:
+    """Leaderboard-style summary: means over episodes, and infractions per km over all distance driven."""
+    if not episodes:
+        raise ValueError("no episodes to summarize")
+    n = len(episodes)
+    km = sum(e.distance_m for e in episodes) / 1000.0
+    totals: dict[str, int] = {}
+    for e in episodes:
+        for name, count in e.infractions.items():
+            totals[name] = totals.get(name, 0) + count
+    per_km = {name: (count / km if km > 0 else float("inf") if count else 0.0) for name, count in sorted(totals.items())}
+    collisions = sum(c for name, c in totals.items() if name.startswith("collision_"))
+    return {
+        "episodes": n,
+        "driving_score": sum(e.driving_score for e in episodes) / n,
+        "route_completion": sum(e.route_completion for e in episodes) / n,
+        "infraction_penalty": sum(e.infraction_penalty for e in episodes) / n,
+        "distance_km": km,
+        "collisions_per_km": collisions / km if km > 0 else (float("inf") if collisions else 0.0),
+        "infractions_per_km": per_km,
+        "episodes_detail": [asdict(e) | {"driving_score": e.driving_score} for e in episodes],
+    }
