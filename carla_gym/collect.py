@@ -24,7 +24,7 @@ from tqdm import tqdm
 from perception.conventions import CLASS_NAMES, NUM_CLASSES
 
 from .recording import ClipWriter, clip_is_complete
-from .sim import Control, backend_class, make_backend
+from .sim import Control, SimulatorError, backend_class, make_backend
 
 WARMUP_STEPS = 10  # autopilot steps before the first recorded frame (the ego starts at rest)
 
@@ -72,7 +72,9 @@ def record_town(args: argparse.Namespace, town_arg: Any, town: str, split: str |
         return 0
     fields = {f.name for f in dataclasses.fields(backend_class(args.backend).Config)}
     options: dict[str, Any] = {"town": town_arg, "size": args.size, "fov": args.fov, "fixed_delta_seconds": args.fixed_delta,
-                               "seed": args.seed, "autopilot": True}  # CARLA: the traffic manager drives the ego
+                               "seed": args.seed, "autopilot": True,  # CARLA: the traffic manager drives the ego
+                               "host": args.host, "port": args.port}
+    options = {k: v for k, v in options.items() if v is not None}
     backend = make_backend(args.backend, **{k: v for k, v in options.items() if k in fields})
     written = 0
     try:
@@ -129,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixed-delta", type=float, default=0.1, help="seconds per simulation step")
     p.add_argument("--out", type=Path, default=None, help=f"output root (default {default_root()})")
     p.add_argument("--seed", type=int, default=0, help="run seed; clip seeds derive from it, town and index")
+    p.add_argument("--host", default=None, help="CARLA server host (carla backend; default localhost)")
+    p.add_argument("--port", type=int, default=None, help="CARLA server port (carla backend; default 2000)")
     return p
 
 
@@ -155,7 +159,11 @@ def main(argv: list[str] | None = None) -> int:
                 town_arg = town
             bar.set_postfix_str(name)
             counts = np.zeros(NUM_CLASSES, np.int64)
-            written += record_town(args, town_arg, name, cls.split_of(name), counts, bar)
+            try:
+                written += record_town(args, town_arg, name, cls.split_of(name), counts, bar)
+            except (ConnectionError, ImportError, SimulatorError) as err:  # complete clips stay on disk
+                bar.close()
+                raise SystemExit(f"error: {err}\n({written} complete clip(s) are in {args.out}; re-run to resume)") from None
             per_town[name] = counts
     print(f"{written} clip(s) written to {args.out}")
     print(summary(per_town))

@@ -1,7 +1,6 @@
 """The CARLA backend's logic, against the in-process FAKE in tests/fake_carla.py (no server runs in CI)."""
 
 import gc
-import warnings
 
 import numpy as np
 import pytest
@@ -218,3 +217,44 @@ def test_real_client_without_server_fails_fast_naming_host_and_port():
         port = s.getsockname()[1]
     with pytest.raises(ConnectionError, match=f"no CARLA server answered at 127.0.0.1:{port}"):
         CarlaBackend(CarlaConfig(host="127.0.0.1", port=port, timeout=0.5))
+
+
+def test_collect_records_clips_through_the_carla_backend(tmp_path, monkeypatch, server):
+    from carla_gym import collect
+    from carla_gym.sim.carla_backend import backend as carla_backend_module
+    from perception.data import ClipStore
+
+    monkeypatch.setattr(carla_backend_module, "_import_carla", lambda: make_fake_carla({server.address: server}))
+    args = ["--backend", "carla", "--towns", "Town02", "--clips", "2", "--frames", "3", "--size", "4x32",
+            "--warmup", "2", "--out", str(tmp_path)]
+    assert collect.main(args) == 0
+    clips = ClipStore(tmp_path).clips(split="test")
+    assert [len(c) for c in clips] == [3, 3] and clips[0].meta.backend == "carla"
+    assert clips[0].frame(0)["semantic"].max() < 22
+    assert server.loaded == ["Town02"] and not server.actors and not server.settings.synchronous_mode
+
+
+def test_env_on_carla_truncates_on_a_lost_tick_and_recovers(monkeypatch, server):
+    import gymnasium as gym
+
+    import carla_gym  # noqa: F401
+    from carla_gym.sim.carla_backend import backend as carla_backend_module
+
+    monkeypatch.setattr(carla_backend_module, "_import_carla", lambda: make_fake_carla({server.address: server}))
+    env = gym.make("CarlaPerception-v0", backend="carla", perception="ground_truth", camera_size=(8, 32),
+                   obs_size=(4, 8), vehicles=2, walkers=0, timeout=0.5, reconnect_backoff=0.0)
+    try:
+        env.reset(seed=0)
+        _, _, terminated, truncated, _ = env.step(np.array([0.0, 0.5]))
+        assert not (terminated or truncated)
+        server.hang = True
+        obs, reward, terminated, truncated, info = env.step(np.array([0.0, 0.5]))
+        assert truncated and not terminated and reward == 0.0
+        assert info["truncation"] == "simulator_fault" and "time-out" in info["error"]
+        assert env.observation_space.contains(obs)
+        server.hang = False
+        env.reset(seed=1)  # reconnects and respawns
+        assert not env.step(np.array([0.0, 0.5]))[3]
+    finally:
+        env.close()
+    assert not server.actors and not server.settings.synchronous_mode

@@ -103,7 +103,7 @@ class CarlaPerceptionEnv(gym.Env):
         `info["truncation"] = "simulator_fault"` and the error in `info["error"]`."""
         result = self.task.step(check_action(action, self.discrete))
         if result.info.get("truncation") == "simulator_fault":
-            return self._last_obs, 0.0, False, True, result.info
+            return {k: v.copy() for k, v in self._last_obs.items()}, 0.0, False, True, result.info
         return self._observe(result.frame), result.reward, result.terminated, result.truncated, result.info
 
     def render(self) -> np.ndarray | None:
