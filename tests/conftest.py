@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from carla_gym.sim import Frame, Route
 from perception.conventions import intrinsics, pose6_to_matrix
@@ -30,3 +31,12 @@ def make_frame(index: int, height: int = 8, width: int = 16, seed: int = 0) -> F
 @pytest.fixture
 def frames() -> list[Frame]:
     return [make_frame(i) for i in range(5)]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: tiny inputs gain nothing from two, and OpenMP stalls when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

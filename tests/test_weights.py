@@ -12,12 +12,7 @@ from safetensors.torch import load_file, save_file
 from perception import TemporalPerception, WeightsError, build_model, load_weights, read_weights_config, save_weights
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

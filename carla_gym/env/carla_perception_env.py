@@ -11,7 +11,7 @@ import numpy as np
 from ..sim import backend_class, make_backend
 from .dashboard import dashboard
 from .observation import observation_space
-from .perception_source import GroundTruthPerception, ModelPerception
+from .perception_source import make_perception
 from .reward import RewardConfig, target_speed
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
 
@@ -66,8 +66,6 @@ class CarlaPerceptionEnv(gym.Env):
         render_mode: str | None = None,
         **backend_options: Any,
     ) -> None:
-        if perception not in ("model", "ground_truth"):
-            raise ValueError(f"perception must be 'model' or 'ground_truth', got {perception!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
@@ -76,11 +74,8 @@ class CarlaPerceptionEnv(gym.Env):
         self.observation_space = observation_space(tuple(obs_size))
         self.action_space = gym.spaces.Discrete(len(DISCRETE_ACTIONS)) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         # Perception first: a missing weights folder fails before a simulator is started.
-        self.perception = (
-            ModelPerception(1, tuple(obs_size), weights, device) if perception == "model"
-            else GroundTruthPerception(1, tuple(obs_size))
-        )
-        reward_config = RewardConfig(**reward) if isinstance(reward, dict) else (reward or RewardConfig())
+        self.perception = make_perception(perception, 1, obs_size, weights, device)
+        reward_config = RewardConfig.from_any(reward)
         sim = make_backend(backend, size=tuple(camera_size), **resolve_town(backend, split, town_index, backend_options))
         self.task = DrivingTask(sim, reward_config, blocked_seconds, max_route_offset, terminate_off_road=terminate_off_road)
         self._last_perception: dict[str, np.ndarray] = {}

@@ -102,3 +102,13 @@ class ModelPerception:
             "labels": out.labels.to(torch.uint8).cpu().numpy(),
             "depth_m": out.depth.float().cpu().numpy(),
         }
+
+
+def make_perception(kind: str, num_streams: int, obs_size: tuple[int, int], weights: str | Path | None = None,
+                    device: str = "auto") -> GroundTruthPerception | ModelPerception:
+    """The perception source named by the env's `perception` option: "model" or "ground_truth"."""
+    if kind == "model":
+        return ModelPerception(num_streams, tuple(obs_size), weights, device)
+    if kind == "ground_truth":
+        return GroundTruthPerception(num_streams, tuple(obs_size))
+    raise ValueError(f"perception must be 'model' or 'ground_truth', got {kind!r}")

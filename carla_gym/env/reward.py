@@ -35,6 +35,11 @@ class RewardConfig:
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    @classmethod
+    def from_any(cls, value: "RewardConfig | dict[str, float] | None") -> "RewardConfig":
+        """A RewardConfig from a config, a dict of its fields, or None (the defaults)."""
+        return cls(**value) if isinstance(value, dict) else (value or cls())
+
 
 def target_speed(hazards: Hazards, config: RewardConfig) -> float:
     """The speed to drive at (m/s): cruise speed, falling to 0 at `stop_margin` before the nearest hazard."""

@@ -23,7 +23,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, Vec
 from ..sim import make_backend
 from .carla_perception_env import resolve_town
 from .observation import observation_space
-from .perception_source import GroundTruthPerception, ModelPerception
+from .perception_source import make_perception
 from .reward import RewardConfig
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
 
@@ -107,12 +107,9 @@ class BatchedPerceptionVecEnv(VecEnv):
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        if perception not in ("model", "ground_truth"):
-            raise ValueError(f"perception must be 'model' or 'ground_truth', got {perception!r}")
         self.discrete = discrete
-        self.perception = (ModelPerception(num_envs, tuple(obs_size), weights, device) if perception == "model"
-                           else GroundTruthPerception(num_envs, tuple(obs_size)))
-        reward_config = RewardConfig(**reward) if isinstance(reward, dict) else (reward or RewardConfig())
+        self.perception = make_perception(perception, num_envs, obs_size, weights, device)
+        reward_config = RewardConfig.from_any(reward)
         ctx = mp.get_context(start_method)
         self._conns, self._procs = [], []
         for i in range(num_envs):
