@@ -151,12 +151,13 @@ def test_make_vec_agrees_with_single_envs(perception, lite_weights):
 
 def test_record_video_wrapper_writes_the_dashboard(tmp_path):
     pytest.importorskip("moviepy")
-    env = gym.wrappers.RecordVideo(make("ground_truth", render_mode="rgb_array"), str(tmp_path), disable_logger=True)
+    env = gym.wrappers.RecordVideo(make("ground_truth", render_mode="rgb_array"), str(tmp_path / "videos"),
+                                   disable_logger=True)
     try:
         env.reset(seed=0)
         for _ in range(5):
             env.step(np.array([0.0, 0.5]))
     finally:
         env.close()
-    videos = list(tmp_path.glob("*.mp4"))
+    videos = list((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
