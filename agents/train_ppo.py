@@ -53,6 +53,9 @@ def make_env(perception: str, split: str, town_index: int, camera_size: tuple[in
              max_steps: int):
     """A thunk building one monitored env (for vector envs, which build each in its own process)."""
     def thunk() -> gym.Env:
+        import torch
+
+        torch.set_num_threads(1)  # one world per process: threads would only fight over the cores
         kwargs = {"weights": weights} if weights and perception == "model" else {}
         env = gym.make("CarlaPerception-v0", perception=perception, split=split, town_index=town_index,
                        camera_size=camera_size, max_episode_steps=max_steps, **kwargs)
