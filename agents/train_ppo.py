@@ -50,12 +50,13 @@ class DrivingInfoCallback(BaseCallback):
 
 
 def make_env(perception: str, split: str, town_index: int, camera_size: tuple[int, int], weights: str | None,
-             max_steps: int):
+             max_steps: int, own_process: bool = False):
     """A thunk building one monitored env (for vector envs, which build each in its own process)."""
     def thunk() -> gym.Env:
-        import torch
+        if own_process:
+            import torch
 
-        torch.set_num_threads(1)  # one world per process: threads would only fight over the cores
+            torch.set_num_threads(1)  # one world per process: more threads would only fight over the cores
         kwargs = {"weights": weights} if weights and perception == "model" else {}
         env = gym.make("CarlaPerception-v0", perception=perception, split=split, town_index=town_index,
                        camera_size=camera_size, max_episode_steps=max_steps, **kwargs)
@@ -64,7 +65,8 @@ def make_env(perception: str, split: str, town_index: int, camera_size: tuple[in
 
 
 def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
-    fns = [make_env(args.perception, split, i, tuple(args.camera_size), args.weights, args.max_steps) for i in range(n_envs)]
+    fns = [make_env(args.perception, split, i, tuple(args.camera_size), args.weights, args.max_steps, n_envs > 1)
+           for i in range(n_envs)]
     return DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns, start_method="forkserver")
 
 
