@@ -30,11 +30,10 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
     obs, info = env.reset(seed=seed)
     env.action_space.seed(seed)
     writer = None
-    steps, done = 0, False
-    while not done:
+    steps, terminated, truncated = 0, False, False
+    while not (terminated or truncated):
         obs, _, terminated, truncated, info = env.step(policy(obs, env))
         steps += 1
-        done = terminated or truncated
         if video_path is not None:
             picture = env.render()
             if writer is None:
@@ -48,7 +47,7 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
         distance_m=info["distance"],
         infractions=info["infractions"],
         steps=steps,
-        termination=info.get("termination") or info.get("truncation"),
+        termination=info.get("termination") or info.get("truncation") or ("time_limit" if truncated else None),
     )
 
 

@@ -35,6 +35,8 @@ class CarlaPerceptionEnv(gym.Env):
         device: "auto", "cpu" or "cuda" for the model.
         camera_size: (H, W) of the camera.
         obs_size: (h, w) of the image observations.
+        route_length: metres of random route per episode (the autopilot drives 200 m in well under
+            the default 1000-step time limit, red lights included).
         split: pick the town from this split of the backend's catalogue ("train", "val", "test");
             `town_index` chooses which (vector envs spread over the split).
         reward: RewardConfig (or a dict of its fields).
@@ -56,6 +58,7 @@ class CarlaPerceptionEnv(gym.Env):
         device: str = "auto",
         camera_size: tuple[int, int] = (128, 256),
         obs_size: tuple[int, int] = (40, 80),
+        route_length: float = 200.0,
         split: str | None = None,
         town_index: int = 0,
         reward: RewardConfig | dict[str, float] | None = None,
@@ -76,7 +79,8 @@ class CarlaPerceptionEnv(gym.Env):
         # Perception first: a missing weights folder fails before a simulator is started.
         self.perception = make_perception(perception, 1, obs_size, weights, device)
         reward_config = RewardConfig.from_any(reward)
-        sim = make_backend(backend, size=tuple(camera_size), **resolve_town(backend, split, town_index, backend_options))
+        sim = make_backend(backend, size=tuple(camera_size), route_length=route_length,
+                           **resolve_town(backend, split, town_index, backend_options))
         self.task = DrivingTask(sim, reward_config, blocked_seconds, max_route_offset, terminate_off_road=terminate_off_road)
         self._last_perception: dict[str, np.ndarray] = {}
 

@@ -95,6 +95,7 @@ class BatchedPerceptionVecEnv(VecEnv):
         device: str = "auto",
         camera_size: tuple[int, int] = (128, 256),
         obs_size: tuple[int, int] = (40, 80),
+        route_length: float = 200.0,
         split: str | None = None,
         reward: RewardConfig | dict[str, float] | None = None,
         discrete: bool = False,
@@ -113,7 +114,7 @@ class BatchedPerceptionVecEnv(VecEnv):
         ctx = mp.get_context(start_method)
         self._conns, self._procs = [], []
         for i in range(num_envs):
-            options = {"size": tuple(camera_size), **resolve_town(backend, split, i, backend_options)}
+            options = {"size": tuple(camera_size), "route_length": route_length, **resolve_town(backend, split, i, backend_options)}
             spec = _WorkerSpec(backend, options, reward_config, blocked_seconds, max_route_offset, max_episode_steps,
                                terminate_off_road)
             parent, child = ctx.Pipe()
