@@ -124,3 +124,12 @@ def test_windows_serve_pairs_and_windows_split_by_town(tmp_path, frames):
 def test_missing_root_is_named(tmp_path):
     with pytest.raises(ClipFormatError, match="no such clip folder"):
         ClipStore(tmp_path / "nowhere")
+
+
+def test_meta_with_a_bad_value_is_named(tmp_path, frames):
+    path = record(tmp_path, frames)
+    meta = json.loads((path / "meta.json").read_text())
+    meta["num_frames"] = "five"
+    (path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ClipFormatError, match="clip_000/meta.json: bad value"):
+        ClipStore(tmp_path)

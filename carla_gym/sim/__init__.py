@@ -14,6 +14,6 @@ def __getattr__(name: str):  # the backend classes load on first use (CarlaBacke
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
-    "BACKENDS", "CarlaBackend", "Control", "EmbeddedBackend", "Event", "EventKind", "Frame", "Hazards", "Route", "SimulatorBackend", "SimulatorError",
-    "backend_class", "make_backend",
+    "BACKENDS", "CarlaBackend", "Control", "EmbeddedBackend", "Event", "EventKind", "Frame", "Hazards", "Route",
+    "SimulatorBackend", "SimulatorError", "backend_class", "make_backend",
 ]

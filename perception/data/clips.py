@@ -73,15 +73,18 @@ class ClipMeta:
             raise ClipFormatError(f"{path}: unreadable meta.json ({err})") from None
         if not isinstance(data, dict):
             raise ClipFormatError(f"{path}: meta.json must hold a JSON object")
-        names = {f.name for f in dataclasses.fields(cls)}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
-        missing = sorted(required - set(data))
+        fields = dataclasses.fields(cls)
+        missing = sorted(f.name for f in fields
+                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data)
         if missing:
             raise ClipFormatError(f"{path}: meta.json lacks field(s) {', '.join(missing)}")
+        values = {f.name: data[f.name] for f in fields if f.name in data}
         try:
-            meta = cls(**{k: v for k, v in data.items() if k in names})
-            meta = dataclasses.replace(meta, classes=tuple(meta.classes), num_frames=int(meta.num_frames),
-                                       height=int(meta.height), width=int(meta.width), fov=float(meta.fov))
+            for name in ("num_frames", "height", "width"):
+                values[name] = int(values[name])
+            values["fov"] = float(values["fov"])
+            values["classes"] = tuple(values.get("classes", CLASS_NAMES))
+            meta = cls(**values)
         except (TypeError, ValueError) as err:
             raise ClipFormatError(f"{path}: bad value in meta.json ({err})") from None
         if meta.format_version > FORMAT_VERSION:
