@@ -1,0 +1,202 @@
+"""Train the perception pipeline with the four-stage curriculum (SPEC 7) and evaluate it on the test town.
+
+    python -m carla_gym.train_perception                          # lite preset, records its data first
+    python -m carla_gym.train_perception --profile smoke --out /tmp/smoke
+    python -m carla_gym.train_perception --data ~/clips --preset full --stages seq --epochs 0,0,0,5
+    torchrun --nproc_per_node 2 -m carla_gym.train_perception --data ~/clips
+
+Without --data, clips are recorded with `carla_gym.collect` (train, val and test towns of the
+backend) into a cache folder named after the backend, size and clip length, and reused next time.
+Outputs in --out: weights/ (model.safetensors + config.json), report.json, pictures/, tb/
+(TensorBoard), checkpoints/ (per epoch; --resume continues from the last one).
+"""
+
+from __future__ import annotations
+
+# Import torchvision and the models before any embedded backend creates an EGL context: Mesa's LLVM
+# and Triton clash when Triton loads afterwards.
+import torchvision  # noqa: F401
+
+import perception.models  # noqa: F401
+
+# isort: split
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from perception.data import ClipFormatError, ClipStore
+from perception.training import (
+    STAGE_NAMES,
+    TrainConfig,
+    TrainingError,
+    default_config,
+    train,
+)
+from perception.training.evaluation import evaluate, summary_table
+from perception.training.pictures import write_pictures
+from perception.weights import save_weights
+
+from . import collect
+
+
+def _ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be 4 comma-separated integers, got {text!r}") from None
+    if len(values) != len(STAGE_NAMES) or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"{what} must be {len(STAGE_NAMES)} non-negative integers (seg,depth,ego,seq), got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m carla_gym.train_perception", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--data", type=Path, help="folder of recorded clips (SPEC 5); recorded when absent")
+    p.add_argument("--backend", default="embedded", help="backend to record from when --data is absent")
+    p.add_argument("--clips", type=int, help="clips per town to record (default: the preset's)")
+    p.add_argument("--frames", type=int, help="frames per recorded clip (default: the preset's)")
+    p.add_argument("--size", type=collect.parse_size, help="recording size HxW (default: the preset's input size)")
+    p.add_argument("--preset", choices=("lite", "full"), default="lite")
+    p.add_argument("--stages", default=",".join(STAGE_NAMES), help="comma-separated stages (default: all, in order)")
+    p.add_argument("--epochs", type=lambda t: _ints(t, "--epochs"), help="epochs per stage, e.g. 30,20,15,15")
+    p.add_argument("--batch-size", type=lambda t: _ints(t, "--batch-size"), help="batch size per stage, e.g. 8,8,4,2")
+    p.add_argument("--profile", choices=("default", "smoke"), default="default",
+                   help="smoke: every stage for seconds on tiny data (tests, CI)")
+    p.add_argument("--out", type=Path, default=Path("runs/perception"))
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-town evaluation and pictures")
+    p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    return p
+
+
+def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    """The preset's (or smoke profile's) defaults with the command line's overrides."""
+    cfg = default_config(args.preset, args.profile)
+    names = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in names if s not in STAGE_NAMES]
+    if unknown or not names:
+        parser.exit(2, f"error: unknown stage {unknown[0] if unknown else args.stages!r}; known: {', '.join(STAGE_NAMES)}\n")
+    for i, stage in enumerate(cfg.stages):
+        if args.epochs:
+            stage.epochs = args.epochs[i]
+        if args.batch_size:
+            stage.batch_size = max(1, args.batch_size[i])
+    cfg.stages = [s for s in cfg.stages if s.name in names]
+    cfg.seed, cfg.workers = args.seed, args.workers
+    if args.clips is not None:
+        cfg.clips = args.clips
+    if args.frames is not None:
+        cfg.frames = args.frames
+    if args.size is not None:
+        cfg.size = args.size
+    if cfg.frames < max(s.window for s in cfg.stages):
+        parser.exit(2, f"error: --frames {cfg.frames} is shorter than the 6-frame training window\n")
+    return cfg
+
+
+def record(cfg: TrainConfig, backend: str) -> Path:
+    """Record (or reuse) train, val and test clips with `carla_gym.collect`; returns the clip root."""
+    h, w = cfg.size
+    root = collect.default_root() / f"{backend}-{h}x{w}-{cfg.frames}f-seed{cfg.seed}"
+    for split in ("train", "val", "test"):
+        collect.main(["--backend", backend, "--split", split, "--clips", str(cfg.clips), "--frames", str(cfg.frames),
+                      "--size", f"{h}x{w}", "--out", str(root), "--seed", str(cfg.seed)])
+    return root
+
+
+def data_description(store: ClipStore, root: Path, backend: str | None) -> dict[str, Any]:
+    """What the weights were trained on, for config.json."""
+    splits = {s: sorted({c.meta.town for c in store.clips(split=s)}) for s in ("train", "val", "test")}
+    return {"root": str(root), "backend": backend or store.clips()[0].meta.backend, "towns": splits,
+            "clips": {s: len(store.clips(split=s)) for s in splits},
+            "frames": sum(len(c) for c in store.clips(split="train"))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    cfg = make_config(args, parser)
+    rank = int(os.environ.get("RANK", "0"))
+    t0 = time.time()
+    if args.data is None:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            parser.exit(2, "error: pass --data under torchrun (record the clips first, e.g. with a single-process run)\n")
+        try:
+            data = record(cfg, args.backend)
+        except SystemExit as e:  # collect's one-line errors
+            parser.exit(2, f"{e}\n")
+    else:
+        data = args.data.expanduser()
+        if not data.is_dir():
+            parser.exit(2, f"error: data folder {data} does not exist\n")
+    try:
+        store = ClipStore(data)
+        if not len(store):
+            raise ClipFormatError(f"{data}: no recorded clips")
+        model = train(cfg, data, args.out, device=args.device, resume=args.resume,
+                      stop_after_epochs=args.stop_after_epochs, log=tqdm.write if rank == 0 else (lambda _: None))
+    except (ClipFormatError, TrainingError, ValueError, FileNotFoundError) as e:
+        parser.exit(2, f"error: {e}\n")
+    if rank != 0:
+        return 0
+    train_s = time.time() - t0
+    description = data_description(store, data, args.backend if args.data is None else None)
+    extra = {"train_config": cfg.to_dict(), "train_seconds": round(train_s, 1),
+             "command": "python -m carla_gym.train_perception " + " ".join(argv if argv is not None else sys.argv[1:])}
+    meta = store.clips()[0].meta
+    size = (meta.height, meta.width)
+    weights_dir = save_weights(model, args.out / "weights", training_data=description, extra=extra, input_size=size)
+    print(f"weights written to {weights_dir} ({train_s:.0f}s)")
+    if args.stop_after_epochs is not None or args.no_eval:
+        return 0
+    test = store.clips(split="test")
+    if not test:
+        print(f"no test clips in {data}: skipping the evaluation")
+        return 0
+    device = next(model.parameters()).device
+    report = write_report(model, test, args.out, device, seed=cfg.seed,
+                          corruptions=None if cfg.eval_corruptions else ())
+    save_weights(model, args.out / "weights", training_data=description, extra=extra, input_size=size,
+                 metrics={"test": report["results"]["clean"]})
+    print(f"report: {args.out / 'report.json'} (total {time.time() - t0:.0f}s)")
+    return 0
+
+
+def write_report(model: torch.nn.Module, clips: list, out: Path, device: torch.device, seed: int = 0,
+                 corruptions: tuple[str, ...] | None = None, weights_config: dict | None = None) -> dict[str, Any]:
+    """Evaluate on `clips`, write out/report.json and out/pictures/ (from the first clip); returns the report."""
+    from perception.data import CORRUPTIONS
+
+    def pictures(i: int, item: dict, preds: dict) -> None:
+        if i == 0:
+            write_pictures(item, preds, out / "pictures")
+
+    results = evaluate(model, clips, device=device, corruptions=CORRUPTIONS if corruptions is None else corruptions,
+                       seed=seed, on_clip=pictures)
+    config = weights_config or {"preset": model.config.name, "architecture": model.config.to_dict(),
+                                "num_classes": model.num_classes}
+    report = {"weights_config": config, "clips": [str(c.path) for c in clips], "modes": {
+        "per_frame": "the same weights with the recurrent state reset every frame (baseline)",
+        "temporal": "recurrent state carried through each clip"}, "results": results}
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, out / "report.json")
+    print(summary_table(results))
+    return report
+
+
+if __name__ == "__main__":
+    sys.exit(main())

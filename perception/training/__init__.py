@@ -1,0 +1,9 @@
+"""The perception training curriculum (SPEC 7): configs, stages, the loop, checkpoints, evaluation, pictures.
+
+Never imports `carla_gym`: data comes in as a folder of recorded clips (SPEC 5).
+"""
+
+from .config import STAGE_NAMES, StageConfig, TrainConfig, default_config
+from .loop import TrainingError, train
+
+__all__ = ["STAGE_NAMES", "StageConfig", "TrainConfig", "TrainingError", "default_config", "train"]

@@ -1,0 +1,104 @@
+"""Training configuration: one `StageConfig` per curriculum stage, per-preset defaults and the smoke profile.
+
+`lite` defaults, sized for about 2 hours on 2 shared CPU cores at 128x256. Throughput measured here
+(`--clips 1 --epochs 1,1,1,1`, 2 cores shared with other work): seg ~25 images/s (batch 8),
+depth ~23 images/s, ego ~86 images/s (frozen encoder under no_grad), seq ~42 images/s (backbone
+frozen, so no backward through it); evaluation ~3 s per 20-frame test clip (2 modes x 4 conditions).
+
+- data: 6 train towns x 16 clips x 20 frames = 1920 frames; val and test 16 clips each.
+- seg:   1920 / 25 img/s = 77 s + ~4 s validation = ~81 s per epoch x 26 epochs = 35 min
+- depth: 1920 / 23 img/s = 83 s + ~4 s = ~87 s per epoch x 19 epochs = 28 min
+- ego:   6-frame windows every 5 frames: 96 clips x 3 = 288 windows = 1728 frames / 86 img/s
+         = 20 s + ~2 s per epoch x 15 epochs = 6 min
+- seq:   the same 288 windows, 1728 / 42 img/s = 41 s + ~4 s per epoch x 15 epochs = 11 min
+- recording (~2 min) and the evaluation (~1 min).
+Total: about 83 min as measured; ~1 h 50 min if the cores are 30% busier. More clips (rather than
+more epochs) because consecutive frames are nearly duplicates and held-out towns need variety (SPEC 11).
+
+`full` keeps the seed's epochs (20, 20, 20, 10) and batch sizes (8, 8, 4, 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+STAGE_NAMES: tuple[str, ...] = ("seg", "depth", "ego", "seq")
+
+
+@dataclass
+class StageConfig:
+    """One stage: how many epochs, the batch size, the window cut from clips and the loss weights."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    window: int = 1  # frames per training item (1: per-frame stages)
+    stride: int = 1  # frames between window starts
+    lr: float = 3e-4
+    seg_weight: float = 1.0  # CE weight (depth stage keeps a small one so segmentation is not forgotten)
+    depth_weight: float = 0.0  # weight of the depth loss (log-depth SILog)
+    pose_weight: float = 0.0  # weight of the pose L1 (metres + 10 x radians)
+    patience: int = 2  # ReduceLROnPlateau epochs without improvement before lr x 0.1
+    max_batches: int | None = None  # cap on training batches per epoch (smoke profile)
+    val_batches: int | None = None  # cap on validation batches per epoch
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs besides the data folder and the output folder."""
+
+    preset: str = "lite"
+    size: tuple[int, int] = (128, 256)  # training and recording resolution (H, W)
+    clips: int = 16  # clips per town when recording
+    frames: int = 20  # frames per recorded clip
+    stages: list[StageConfig] = field(default_factory=list)
+    seed: int = 0
+    depth_loss: str = "silog"
+    class_weighted: bool = True  # CE weighted by inverse sqrt class frequency (thin classes matter, SPEC 11)
+    augment: bool = True
+    workers: int = 0
+    eval_corruptions: bool = True
+    profile: str = "default"
+
+    def stage(self, name: str) -> StageConfig:
+        return next(s for s in self.stages if s.name == name)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Loss weights of the sequence stage: CE is ~1-3 early on, SILog on log-depth ~0.2-0.5, pose L1 ~0.1-0.5
+# (metres + 10 x radians); these weights put the three on a similar scale.
+SEQ_DEPTH_WEIGHT = 1.0
+SEQ_POSE_WEIGHT = 1.0
+DEPTH_STAGE_SEG_WEIGHT = 0.1
+
+
+def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
+    return [
+        StageConfig("seg", epochs[0], batches[0]),
+        StageConfig("depth", epochs[1], batches[1], seg_weight=DEPTH_STAGE_SEG_WEIGHT, depth_weight=1.0),
+        StageConfig("ego", epochs[2], batches[2], window=6, stride=stride, seg_weight=0.0, pose_weight=1.0),
+        StageConfig("seq", epochs[3], batches[3], window=6, stride=stride, seg_weight=1.0,
+                    depth_weight=SEQ_DEPTH_WEIGHT, pose_weight=SEQ_POSE_WEIGHT),
+    ]
+
+
+def default_config(preset: str = "lite", profile: str = "default") -> TrainConfig:
+    """The defaults of a preset (`lite` | `full`), or the smoke profile (every stage for seconds on tiny data)."""
+    if profile == "smoke":
+        stages = _stages((1, 1, 1, 1), (2, 2, 2, 1), stride=1)
+        for s in stages:
+            s.max_batches, s.val_batches = 2, 1
+        return TrainConfig(preset=preset, size=(64, 128), clips=1, frames=7, stages=stages, profile="smoke",
+                           eval_corruptions=True)
+    if profile != "default":
+        raise ValueError(f"unknown profile {profile!r}; known: default, smoke")
+    if preset == "full":
+        return TrainConfig(preset="full", size=(256, 512), clips=12, frames=20,
+                           stages=_stages((20, 20, 20, 10), (8, 8, 4, 2), stride=1))
+    if preset == "lite":
+        return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=20,
+                           stages=_stages((26, 19, 15, 15), (8, 8, 4, 2), stride=5))
+    raise ValueError(f"unknown preset {preset!r}; known: full, lite")

@@ -1,0 +1,142 @@
+"""The evaluation report (SPEC 8): per-frame baseline vs temporal model, clean and under each corruption.
+
+The baseline is the same weights with the recurrent state reset every frame (and the ego-motion GRU
+reset every pair); the temporal model carries its state through the clip. Corruptions are drawn per
+clip from a fixed seed, identical for both models.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from perception.conventions import CLASS_NAMES
+from perception.data import CORRUPTIONS, Clip, ClipWindows, corrupt
+from perception.metrics import (
+    DepthMetrics,
+    EgoMotionMetrics,
+    SegmentationMetrics,
+    TemporalConsistency,
+)
+from perception.models import PerceptionPipeline, PipelineState, normalize
+
+MODES = ("per_frame", "temporal")
+CHUNK = 10  # frames per forward pass; the temporal model carries its state across chunks
+
+
+def load_clip(clip: Clip) -> dict[str, torch.Tensor]:
+    """A whole clip as one window (T = its length)."""
+    return ClipWindows([clip], window=len(clip))[0]
+
+
+@torch.no_grad()
+def predict_clip(model: PerceptionPipeline, frames: torch.Tensor, mode: str, device: torch.device) -> dict[str, torch.Tensor]:
+    """Frames (T, 3, H, W) in [0, 1] -> labels (T, H, W), depth (T, H, W) metres and pose6 (T-1, 6) of pairs (t-1, t)."""
+    x = normalize(frames).to(device)
+    labels, depth, poses = [], [], []
+    if mode == "temporal":
+        state: PipelineState | None = None
+        for s in range(0, x.shape[0], CHUNK):
+            out = model(x[None, s:s + CHUNK], state)
+            state = out["state"]
+            labels.append(out["seg_logits"][0].argmax(1))
+            depth.append(out["depth"][0, :, 0])
+            poses.append(out["pose6"][0])
+        pose6 = torch.cat(poses)[1:]  # entry 0 has no previous frame
+    elif mode == "per_frame":
+        emb = []
+        for s in range(0, x.shape[0], CHUNK):
+            out = model.geometry_filter(x[s:s + CHUNK, None])  # every frame its own window: state reset
+            labels.append(out["seg_logits"][:, 0].argmax(1))
+            depth.append(out["depth"][:, 0, 0])
+            emb.append(out["embeddings"][:, 0])
+        e = torch.cat(emb)
+        pose6 = model.ego_motion_filter.step(e[:-1], e[1:], None)["pose6"] if e.shape[0] > 1 else e.new_zeros(0, 6)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    return {"labels": torch.cat(labels).cpu(), "depth": torch.cat(depth).cpu(), "pose6": pose6.cpu()}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN -> None, NumPy -> Python."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(float(value)) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+class _Scores:
+    """All metrics of one (condition, mode)."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.seg = SegmentationMetrics(num_classes)
+        self.depth = DepthMetrics()
+        self.ego = EgoMotionMetrics()
+        self.tc = TemporalConsistency(num_classes)
+
+    def update(self, pred: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> None:
+        sem, depth, rel = item["semantic"], item["depth"], item["rel_pose"]
+        self.seg.update(pred["labels"], sem)
+        self.depth.update(pred["depth"], depth)
+        if sem.shape[0] > 1:
+            self.ego.update_clip(pred["pose6"], rel[1:])
+            self.tc.update(pred["labels"][:-1], pred["labels"][1:], sem[:-1], sem[1:], depth[1:], rel[1:],
+                           item["intrinsics"], depth[:-1])
+
+    def compute(self, class_names: list[str]) -> dict[str, Any]:
+        seg = self.seg.compute()
+        return {
+            "pixel_accuracy": seg["pixel_accuracy"], "miou": seg["miou"],
+            "iou": {class_names[c]: float(seg["iou"][c]) for c in range(len(class_names)) if seg["present"][c]},
+            "depth": self.depth.compute(), "ego_motion": self.ego.compute(), "temporal": self.tc.compute(),
+        }
+
+
+def evaluate(model: PerceptionPipeline, clips: list[Clip], *, device: str | torch.device = "cpu",
+             corruptions: tuple[str, ...] = CORRUPTIONS, seed: int = 0,
+             on_clip: Callable[[int, dict[str, torch.Tensor], dict[str, dict]], None] | None = None,
+             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Metrics of both modes on `clips`, clean and under each corruption: {condition: {mode: metrics}}.
+
+    `on_clip(index, item, predictions)` sees each clean clip's predictions (pictures use it).
+    """
+    device = torch.device(device)
+    model.eval()
+    names = [str(n) for n in (CLASS_NAMES if model.num_classes == len(CLASS_NAMES) else range(model.num_classes))]
+    conditions = ("clean", *corruptions)
+    scores = {c: {m: _Scores(model.num_classes) for m in MODES} for c in conditions}
+    for i, clip in enumerate(clips):
+        item = load_clip(clip)
+        frames = item["rgb"].float() / 255.0
+        for c in conditions:
+            x = frames if c == "clean" else corrupt(frames, c, torch.Generator().manual_seed(seed * 1_000_003 + i))
+            preds = {m: predict_clip(model, x, m, device) for m in MODES}
+            for m in MODES:
+                scores[c][m].update(preds[m], item)
+            if c == "clean" and on_clip is not None:
+                on_clip(i, item, preds)
+        if progress is not None:
+            progress(f"evaluated clip {i + 1}/{len(clips)}: {clip.path}")
+    results = {c: {m: scores[c][m].compute(names) for m in MODES} for c in conditions}
+    return _clean(results)
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """A short text table: mIoU, AbsRel, TC, flicker per condition and mode."""
+    lines = [f"{'condition':<16}{'mode':<11}{'mIoU':>7}{'pixacc':>8}{'AbsRel':>8}{'TC':>7}{'ceil':>7}{'flicker':>9}{'t_err':>8}{'r_err':>8}"]
+    f = lambda v, p=3: "   n/a" if v is None else f"{v:.{p}f}"
+    for c, modes in results.items():
+        for m, r in modes.items():
+            lines.append(f"{c:<16}{m:<11}{f(r['miou']):>7}{f(r['pixel_accuracy']):>8}{f(r['depth']['abs_rel']):>8}"
+                         f"{f(r['temporal']['tc']):>7}{f(r['temporal']['tc_ceiling']):>7}{f(r['temporal']['flicker'], 4):>9}"
+                         f"{f(r['ego_motion']['translation_error_m']):>8}{f(r['ego_motion']['rotation_error_deg']):>8}")
+    return "\n".join(lines)

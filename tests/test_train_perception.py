@@ -1,0 +1,164 @@
+"""`python -m carla_gym.train_perception`: smoke profile end to end, resume, bad input, per-stage learning, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from carla_gym import train_perception
+from perception import build_model
+from perception.data import ClipWindows
+from perception.training import default_config
+from perception.training.loop import prepare_rgb, stage_loss
+from perception.training.stages import set_trainable
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny clips of every split, recorded once for the module with the smoke profile's settings."""
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("CARLA_GYM_CACHE")
+    os.environ["CARLA_GYM_CACHE"] = str(cache)
+    try:
+        root = train_perception.record(default_config("lite", "smoke"), "embedded")
+    finally:
+        if old is None:
+            os.environ.pop("CARLA_GYM_CACHE")
+        else:
+            os.environ["CARLA_GYM_CACHE"] = old
+    return root
+
+
+def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:
+    """record -> 4 stages -> weights -> report.json with every section, pictures, TensorBoard, checkpoint."""
+    monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    t0 = time.time()
+    assert train_perception.main(["--profile", "smoke", "--out", str(out), "--device", "cpu"]) == 0
+    assert time.time() - t0 < 120
+    config = json.loads((out / "weights" / "config.json").read_text())
+    assert config["preset"] == "lite" and config["training_data"]["towns"]["test"]
+    assert "miou" in config["metrics"]["test"]["temporal"]
+    assert (out / "weights" / "model.safetensors").is_file()
+    report = json.loads((out / "report.json").read_text())
+    assert report["weights_config"]["preset"] == "lite"
+    assert set(report["results"]) == {"clean", "noise", "lighting_drift", "clutter"}
+    for condition in report["results"].values():
+        assert set(condition) == {"per_frame", "temporal"}
+        for r in condition.values():
+            assert {"pixel_accuracy", "miou", "iou", "depth", "ego_motion", "temporal"} <= set(r)
+            assert "Road" in r["iou"]
+            assert {"abs_rel", "rmse", "delta1"} <= set(r["depth"])
+            assert {"translation_error_m", "rotation_error_deg", "ate_m"} <= set(r["ego_motion"])
+            assert {"tc", "tc_ceiling", "flicker"} <= set(r["temporal"])
+    assert {p.name for p in (out / "pictures").iterdir()} == {
+        "segmentation_per_frame_vs_temporal.gif", "depth_pred_vs_true.png", "point_cloud.ply"}
+    assert any((out / "tb").iterdir())
+    assert (out / "checkpoints" / "last.pt").is_file()
+
+
+def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights."""
+    common = ["--profile", "smoke", "--data", str(smoke_data), "--epochs", "2,1,1,2", "--device", "cpu", "--no-eval"]
+    assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
+    assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "5"]) == 0
+    ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
+    assert (ckpt["stage"], ckpt["epoch"]) == ("seq", 1)
+    assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    a = load_file(str(tmp_path / "a" / "weights" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "weights" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+@pytest.mark.parametrize("damage", ["missing_frame", "garbage_frame", "garbage_meta"])
+def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
+    """A missing or unreadable frame, or a bad meta.json, ends the run with a one-line error naming the clip."""
+    data = tmp_path / "data"
+    shutil.copytree(smoke_data, data)
+    broken = min(data.glob("*/clip_0000"))
+    if damage == "missing_frame":
+        (broken / "rgb" / "000003.png").unlink()
+    elif damage == "garbage_frame":  # found only when the frame is read, during training
+        (broken / "rgb" / "000003.png").write_bytes(b"not a png")
+    else:
+        (broken / "meta.json").write_text("{ not json")
+    with pytest.raises(SystemExit) as e:
+        train_perception.main(["--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert str(broken) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--stages", "seg,flow"], "unknown stage 'flow'"),
+    (["--data", "/nonexistent/clips"], "/nonexistent/clips"),
+    (["--epochs", "1,2"], "--epochs"),
+])
+def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as e:
+        train_perception.main(["--profile", "smoke", "--out", str(tmp_path), *argv])
+    assert e.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
+def _fixed_batch_losses(preset: str, data: Path, stage_name: str, steps: int, size: tuple[int, int] | None = None) -> list[float]:
+    """Losses of `steps` Adam steps of one stage on one fixed batch."""
+    torch.manual_seed(0)
+    cfg = default_config(preset, "smoke")
+    stage = cfg.stage(stage_name)
+    model = build_model(preset)
+    ds = ClipWindows(data, window=stage.window, split="train")
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ds[0]}
+    if size is not None:
+        h, w = size
+        batch["rgb"] = batch["rgb"][..., :h, :w]
+        batch["semantic"], batch["depth"] = batch["semantic"][..., :h, :w], batch["depth"][..., :h, :w]
+    params = set_trainable(model, stage.name)
+    opt = torch.optim.Adam(params, lr=1e-3)
+    x = prepare_rgb(batch["rgb"], None, 0)
+    losses = []
+    for _ in range(steps):
+        loss, _, _ = stage_loss(model, stage, x, batch, None, "silog")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+@pytest.mark.parametrize("stage", ["seg", "depth", "ego", "seq"])
+def test_loss_decreases_on_fixed_batch(stage: str, smoke_data: Path, one_thread) -> None:
+    losses = _fixed_batch_losses("lite", smoke_data, stage, 8)
+    assert min(losses[-3:]) < losses[0], losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["seg", "depth", "ego", "seq"])
+def test_full_preset_one_step_per_stage(stage: str, smoke_data: Path) -> None:
+    """The `full` preset (ResNet50, 2048-channel ConvGRU) trains one step of each stage at a tiny input."""
+    losses = _fixed_batch_losses("full", smoke_data, stage, 2, size=(32, 64))
+    assert all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_torchrun_two_cpu_processes(smoke_data: Path, tmp_path: Path) -> None:
+    """Data-parallel smoke run: 2 CPU processes (gloo) under torchrun, weights written by rank 0."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "carla_gym.train_perception", "--profile", "smoke", "--data", str(smoke_data),
+           "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-eval"]
+    result = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "ddp" / "weights" / "model.safetensors").is_file()
