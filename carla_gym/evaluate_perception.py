@@ -9,10 +9,6 @@ OUT/pictures/ (segmentation GIF, depth PNG and point cloud of the first clip).
 
 from __future__ import annotations
 
-import torchvision  # noqa: F401  (before any EGL context; see train_perception)
-
-# isort: split
-
 import argparse
 import sys
 from pathlib import Path

@@ -13,14 +13,6 @@ Outputs in --out: weights/ (model.safetensors + config.json), report.json, pictu
 
 from __future__ import annotations
 
-# Import torchvision and the models before any embedded backend creates an EGL context: Mesa's LLVM
-# and Triton clash when Triton loads afterwards.
-import torchvision  # noqa: F401
-
-import perception.models  # noqa: F401
-
-# isort: split
-
 import argparse
 import json
 import os
