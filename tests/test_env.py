@@ -161,3 +161,15 @@ def test_record_video_wrapper_writes_the_dashboard(tmp_path):
         env.close()
     videos = list((tmp_path / "videos").glob("*.mp4"))
     assert len(videos) == 1 and videos[0].stat().st_size > 1000
+
+
+def test_default_env_uses_the_bundled_weights():
+    env = gym.make("CarlaPerception-v0", **SMALL)
+    try:
+        model = env.unwrapped.perception.model
+        assert model.model.weights_config["preset"] == "lite"
+        obs, _ = env.reset(seed=0)
+        obs, *_ = env.step(np.array([0.0, 0.5]))
+        assert env.observation_space.contains(obs)
+    finally:
+        env.close()
