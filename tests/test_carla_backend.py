@@ -258,3 +258,13 @@ def test_env_on_carla_truncates_on_a_lost_tick_and_recovers(monkeypatch, server)
     finally:
         env.close()
     assert not server.actors and not server.settings.synchronous_mode
+
+
+def test_make_vec_gives_each_carla_world_its_own_server():
+    from carla_gym.env.vector import world_options
+
+    ports = [world_options("carla", i, "test", {"port": 3000})["port"] for i in range(3)]
+    assert ports == [3000, 3004, 3008]
+    assert world_options("carla", 1, None, {})["port"] == 2004
+    assert world_options("carla", 0, "test", {})["town"] == "Town02"
+    assert "port" not in world_options("embedded", 1, None, {})

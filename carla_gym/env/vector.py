@@ -28,6 +28,9 @@ from .reward import RewardConfig
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
 
 
+CARLA_PORT_SPACING = 4  # a CARLA server uses port, port+1 and port+2
+
+
 @dataclass
 class _WorkerSpec:
     backend: str
@@ -37,6 +40,14 @@ class _WorkerSpec:
     max_route_offset: float
     max_episode_steps: int | None
     terminate_off_road: bool
+
+
+def world_options(backend: str, index: int, split: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options of world `index`: its town from `split`, and for CARLA its own server's port."""
+    options = resolve_town(backend, split, index, options)
+    if backend == "carla":  # one server per world, CARLA_PORT_SPACING ports apart
+        options["port"] = options.get("port", 2000) + CARLA_PORT_SPACING * index
+    return options
 
 
 def _worker(conn: Any, spec: _WorkerSpec) -> None:
@@ -114,7 +125,8 @@ class BatchedPerceptionVecEnv(VecEnv):
         ctx = mp.get_context(start_method)
         self._conns, self._procs = [], []
         for i in range(num_envs):
-            options = {"size": tuple(camera_size), "route_length": route_length, **resolve_town(backend, split, i, backend_options)}
+            options = world_options(backend, i, split, {"size": tuple(camera_size), "route_length": route_length,
+                                                         **backend_options})
             spec = _WorkerSpec(backend, options, reward_config, blocked_seconds, max_route_offset, max_episode_steps,
                                terminate_off_road)
             parent, child = ctx.Pipe()
@@ -231,7 +243,8 @@ def make_vec(num_envs: int, **kwargs: Any) -> BatchedPerceptionVecEnv:
 
     Keyword arguments are those of `CarlaPerceptionEnv` (backend, perception, weights, device,
     camera_size, obs_size, split, reward, discrete, ... and backend options) plus
-    `max_episode_steps` (default 1000) and `start_method`. With `split`, world i gets town i of the
+    `max_episode_steps` (default 1000) and `start_method`. With `backend="carla"`, world i connects
+    to the server at `port + 4 * i` (traffic manager 6000 above it). With `split`, world i gets town i of the
     split (round-robin). Seed with `vec.seed(s)` before `reset()`: world i then matches
     `gym.make("CarlaPerception-v0", ...)` reset with seed s + i.
     """
