@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--data", type=Path, help="folder of recorded clips (SPEC 5); recorded when absent")
     p.add_argument("--backend", default="embedded", help="backend to record from when --data is absent")
+    p.add_argument("--host", default=None, help="CARLA server host when recording with --backend carla")
+    p.add_argument("--port", type=int, default=None, help="CARLA server port when recording with --backend carla")
     p.add_argument("--clips", type=int, help="clips per town to record (default: the preset's)")
     p.add_argument("--frames", type=int, help="frames per recorded clip (default: the preset's)")
     p.add_argument("--size", type=collect.parse_size, help="recording size HxW (default: the preset's input size)")
@@ -98,13 +100,15 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
     return cfg
 
 
-def record(cfg: TrainConfig, backend: str) -> Path:
-    """Record (or reuse) train, val and test clips with `carla_gym.collect`; returns the clip root."""
+def record(cfg: TrainConfig, backend: str, server: list[str] | None = None) -> Path:
+    """Record (or reuse) train, val and test clips with `carla_gym.collect`; returns the clip root.
+
+    `server` holds collect's `--host/--port` arguments for the CARLA backend."""
     h, w = cfg.size
     root = collect.default_root() / f"{backend}-{h}x{w}-{cfg.frames}f-seed{cfg.seed}"
     for split in ("train", "val", "test"):
         collect.main(["--backend", backend, "--split", split, "--clips", str(cfg.clips), "--frames", str(cfg.frames),
-                      "--size", f"{h}x{w}", "--out", str(root), "--seed", str(cfg.seed)])
+                      "--size", f"{h}x{w}", "--out", str(root), "--seed", str(cfg.seed), *(server or [])])
     return root
 
 
@@ -126,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             parser.exit(2, "error: pass --data under torchrun (record the clips first, e.g. with a single-process run)\n")
         try:
-            data = record(cfg, args.backend)
+            server = [*(["--host", args.host] if args.host else []), *(["--port", str(args.port)] if args.port else [])]
+            data = record(cfg, args.backend, server)
         except SystemExit as e:  # collect's one-line errors
             parser.exit(2, f"{e}\n")
     else:

@@ -268,3 +268,18 @@ def test_make_vec_gives_each_carla_world_its_own_server():
     assert world_options("carla", 1, None, {})["port"] == 2004
     assert world_options("carla", 0, "test", {})["town"] == "Town02"
     assert "port" not in world_options("embedded", 1, None, {})
+
+
+def test_train_perception_records_through_the_carla_backend(tmp_path, monkeypatch, server):
+    from carla_gym import collect, train_perception
+    from carla_gym.sim.carla_backend import backend as carla_backend_module
+
+    monkeypatch.setattr(carla_backend_module, "_import_carla", lambda: make_fake_carla({server.address: server}))
+    monkeypatch.setattr(collect, "default_root", lambda: tmp_path / "cache")
+    out = tmp_path / "run"
+    code = train_perception.main(["--profile", "smoke", "--backend", "carla", "--port", "2000", "--out", str(out), "--no-eval"])
+    assert code in (0, None)
+    assert (out / "weights" / "model.safetensors").is_file()
+    recorded = sorted(p.name for p in (tmp_path / "cache").glob("carla-*/*"))
+    assert recorded == sorted(["Town01", "Town03", "Town04", "Town05", "Town06", "Town07", "Town10HD", "Town02"])
+    assert not server.actors and not server.settings.synchronous_mode
