@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -40,3 +43,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny clips of every split, recorded once per module with the smoke profile's settings."""
+    from carla_gym import train_perception
+    from perception.training import default_config
+
+    cache = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("CARLA_GYM_CACHE")
+    os.environ["CARLA_GYM_CACHE"] = str(cache)
+    try:
+        return train_perception.record(default_config("lite", "smoke"), "embedded")
+    finally:
+        if old is None:
+            os.environ.pop("CARLA_GYM_CACHE")
+        else:
+            os.environ["CARLA_GYM_CACHE"] = old

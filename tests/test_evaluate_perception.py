@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
-from carla_gym import evaluate_perception, train_perception
+from carla_gym import evaluate_perception
 from perception import build_model, save_weights
 from perception.data import ClipStore
-from perception.training import default_config
 from perception.training.evaluation import load_clip, predict_clip
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("CARLA_GYM_CACHE")
-    os.environ["CARLA_GYM_CACHE"] = str(cache)
-    try:
-        return train_perception.record(default_config("lite", "smoke"), "embedded")
-    finally:
-        if old is None:
-            os.environ.pop("CARLA_GYM_CACHE")
-        else:
-            os.environ["CARLA_GYM_CACHE"] = old
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +20,9 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_weights(build_model("lite"), tmp_path_factory.mktemp("w") / "weights", input_size=(64, 128))
 
 
-def test_report_on_clip_folder(clips: Path, weights: Path, tmp_path: Path, one_thread) -> None:
+def test_report_on_clip_folder(smoke_data: Path, weights: Path, tmp_path: Path, one_thread) -> None:
     out = tmp_path / "eval"
-    assert evaluate_perception.main([str(weights), "--data", str(clips), "--out", str(out), "--device", "cpu"]) == 0
+    assert evaluate_perception.main([str(weights), "--data", str(smoke_data), "--out", str(out), "--device", "cpu"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["weights_config"]["preset"] == "lite"
     assert set(report["results"]) == {"clean", "noise", "lighting_drift", "clutter"}
@@ -50,11 +34,11 @@ def test_report_on_clip_folder(clips: Path, weights: Path, tmp_path: Path, one_t
     assert ply[0] == "ply" and int(ply[2].split()[-1]) == len(ply) - ply.index("end_header") - 1
 
 
-def test_baseline_resets_state_temporal_carries_it(clips: Path, weights: Path, one_thread) -> None:
+def test_baseline_resets_state_temporal_carries_it(smoke_data: Path, weights: Path, one_thread) -> None:
     """Same weights, two modes: the first frame agrees, later frames differ once the state is carried."""
     from perception import load_weights
     model = load_weights(weights)
-    item = load_clip(ClipStore(clips).clips(split="test")[0])
+    item = load_clip(ClipStore(smoke_data).clips(split="test")[0])
     x = item["rgb"].float() / 255.0
     a = predict_clip(model, x, "per_frame", torch.device("cpu"))
     b = predict_clip(model, x, "temporal", torch.device("cpu"))
@@ -63,10 +47,10 @@ def test_baseline_resets_state_temporal_carries_it(clips: Path, weights: Path, o
     assert a["pose6"].shape == b["pose6"].shape == (x.shape[0] - 1, 6)
 
 
-def test_errors_are_one_line(clips: Path, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    for argv, needle in [([str(tmp_path / "nope"), "--data", str(clips)], "nope"),
+def test_errors_are_one_line(smoke_data: Path, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for argv, needle in [([str(tmp_path / "nope"), "--data", str(smoke_data)], "nope"),
                          ([str(weights), "--data", str(tmp_path / "nodata")], "nodata"),
-                         ([str(weights), "--data", str(clips), "--split", "holdout"], "holdout")]:
+                         ([str(weights), "--data", str(smoke_data), "--split", "holdout"], "holdout")]:
         with pytest.raises(SystemExit) as e:
             evaluate_perception.main([*argv, "--out", str(tmp_path / "o")])
         assert e.value.code == 2

@@ -24,22 +24,6 @@ from perception.training.stages import set_trainable
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny clips of every split, recorded once for the module with the smoke profile's settings."""
-    cache = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("CARLA_GYM_CACHE")
-    os.environ["CARLA_GYM_CACHE"] = str(cache)
-    try:
-        root = train_perception.record(default_config("lite", "smoke"), "embedded")
-    finally:
-        if old is None:
-            os.environ.pop("CARLA_GYM_CACHE")
-        else:
-            os.environ["CARLA_GYM_CACHE"] = old
-    return root
-
-
 def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread) -> None:
     """record -> 4 stages -> weights -> report.json with every section, pictures, TensorBoard, checkpoint."""
     monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path / "cache"))
