@@ -23,7 +23,7 @@ import gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
 import carla_gym  # noqa: F401  (registers the envs)
 
@@ -35,8 +35,12 @@ PPO_DEFAULTS = dict(
 )
 
 
+# How an episode can end (`info["termination"]` or `info["truncation"]`), logged as fractions of episodes.
+ENDINGS = ("route_completed", "collision", "off_road", "off_route", "blocked", "time_limit", "simulator_fault")
+
+
 class DrivingInfoCallback(BaseCallback):
-    """Logs route completion, distance and infractions of every finished episode to TensorBoard."""
+    """Logs route completion, distance, infractions and how every finished episode ended to TensorBoard."""
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
@@ -46,17 +50,16 @@ class DrivingInfoCallback(BaseCallback):
             self.logger.record_mean("driving/distance_m", info["distance"])
             for name, count in info["infractions"].items():
                 self.logger.record_mean(f"driving/{name}", count)
+            ended_by = info.get("termination") or info.get("truncation") or "time_limit"
+            for reason in ENDINGS:
+                self.logger.record_mean(f"driving/ended_by_{reason}", float(ended_by == reason))
         return True
 
 
 def make_env(perception: str, split: str, town_index: int, camera_size: tuple[int, int], weights: str | None,
-             max_steps: int, own_process: bool = False):
-    """A thunk building one monitored env (for vector envs, which build each in its own process)."""
+             max_steps: int):
+    """A thunk building one monitored env."""
     def thunk() -> gym.Env:
-        if own_process:
-            import torch
-
-            torch.set_num_threads(1)  # one world per process: more threads would only fight over the cores
         kwargs = {"weights": weights} if weights and perception == "model" else {}
         env = gym.make("CarlaPerception-v0", perception=perception, split=split, town_index=town_index,
                        camera_size=camera_size, max_episode_steps=max_steps, **kwargs)
@@ -65,9 +68,12 @@ def make_env(perception: str, split: str, town_index: int, camera_size: tuple[in
 
 
 def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
-    fns = [make_env(args.perception, split, i, tuple(args.camera_size), args.weights, args.max_steps, n_envs > 1)
-           for i in range(n_envs)]
-    return DummyVecEnv(fns) if n_envs == 1 else SubprocVecEnv(fns, start_method="forkserver")
+    """One env in this process, or `carla_gym.make_vec` worlds (one process each) with batched perception."""
+    if n_envs == 1:
+        return DummyVecEnv([make_env(args.perception, split, 0, tuple(args.camera_size), args.weights, args.max_steps)])
+    kwargs = {"weights": args.weights} if args.weights and args.perception == "model" else {}
+    return VecMonitor(carla_gym.make_vec(n_envs, perception=args.perception, split=split,
+                                         camera_size=tuple(args.camera_size), max_episode_steps=args.max_steps, **kwargs))
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

@@ -56,6 +56,9 @@ else:
     class LaneMarkingType:
         Solid, Broken, SolidSolid, Curb = "Solid", "Broken", "SolidSolid", "Curb"
 
+TrafficLightState = types.SimpleNamespace(Red="Red", Yellow="Yellow", Green="Green")
+HALF_EXTENTS = {"vehicle.": (2.4, 1.0, 0.8), "walker.": (0.25, 0.25, 0.9)}  # bounding-box extents by type prefix
+
 SETTINGS_FIELDS = ("synchronous_mode", "fixed_delta_seconds", "substepping", "max_substep_delta_time", "max_substeps")
 
 
@@ -90,6 +93,8 @@ class FakeServer:
         self.actors: dict[int, FakeActor] = {}
         self.destroyed: list[int] = []
         self.pending_collisions: list = []
+        self.traffic_light: FakeTrafficLight | None = None  # the light whose trigger volume the ego is in, if any
+        self.traffic_lights: list[FakeTrafficLight] = []  # the map's lights, listed by world.get_actors()
         self.fail_spawn_after: int | None = None  # spawn_actor raises after this many successes
         self._ids = itertools.count(1)
         self._spawned = 0
@@ -165,6 +170,10 @@ class FakeActor:
         self.server, self.id, self.type_id = server, id, blueprint.id
         self.attributes = dict(blueprint.attributes)
         self.location = Location(x=transform.location.x, y=transform.location.y, z=transform.location.z)
+        r = transform.rotation
+        self.rotation = Rotation(pitch=r.pitch, yaw=r.yaw, roll=r.roll)
+        extent = next((e for prefix, e in HALF_EXTENTS.items() if self.type_id.startswith(prefix)), (0.0, 0.0, 0.0))
+        self.bounding_box = types.SimpleNamespace(extent=Location(x=extent[0], y=extent[1], z=extent[2]))
         self.parent = parent
         self.callback = None
         self.speed = 0.0
@@ -189,13 +198,18 @@ class FakeActor:
         if self.parent is not None:
             p = self.parent.get_transform().location
             return Transform(Location(x=p.x + self.location.x, y=p.y + self.location.y, z=p.z + self.location.z))
-        return Transform(Location(x=self.location.x, y=self.location.y, z=self.location.z))
+        r = self.rotation
+        return Transform(Location(x=self.location.x, y=self.location.y, z=self.location.z),
+                         Rotation(pitch=r.pitch, yaw=r.yaw, roll=r.roll))
 
     def get_velocity(self):
         return Location(x=self.speed, y=0.0, z=0.0)
 
     def is_at_traffic_light(self):
-        return False
+        return self.server.traffic_light is not None
+
+    def get_traffic_light(self):
+        return self.server.traffic_light
 
     # sensors
     @property
@@ -241,12 +255,34 @@ class FakeActor:
 
 
 class FakeWaypoint:
-    def __init__(self, x, y):
-        self.transform = Transform(Location(x=x, y=y, z=0.0))
+    def __init__(self, x, y, yaw=0.0):
+        self.transform = Transform(Location(x=x, y=y, z=0.0), Rotation(yaw=yaw))
         self.is_junction = False
 
     def next(self, distance):
         return [FakeWaypoint(self.transform.location.x + distance, self.transform.location.y)]
+
+
+class FakeTrafficLight:
+    """A light in `state` whose stop waypoints lie at the given (x, y[, yaw in degrees]) points."""
+
+    type_id = "traffic.traffic_light"
+
+    def __init__(self, state, stop_points, id=900):
+        self.id, self.state, self.stop_points = id, state, stop_points
+        self.stop_waypoint_calls = 0
+
+    def get_state(self):
+        return self.state
+
+    def get_stop_waypoints(self):
+        self.stop_waypoint_calls += 1
+        return [FakeWaypoint(*point) for point in self.stop_points]
+
+
+class FakeActorList(list):
+    def filter(self, pattern):
+        return FakeActorList(a for a in self if fnmatch.fnmatch(a.type_id, pattern))
 
 
 class FakeMap:
@@ -316,6 +352,10 @@ class FakeWorld:
 
     def get_actor(self, actor_id):
         return self.server.actors.get(actor_id)
+
+    def get_actors(self):
+        self.server.check()
+        return FakeActorList([*self.server.actors.values(), *self.server.traffic_lights])
 
     def set_weather(self, weather):
         self.weather = weather
@@ -427,7 +467,7 @@ def make_fake_carla(servers: dict[tuple[str, int], FakeServer]) -> types.SimpleN
     return types.SimpleNamespace(
         Client=Client, Location=Location, Rotation=Rotation, Transform=Transform, VehicleControl=VehicleControl,
         WeatherParameters=weather, LaneType=types.SimpleNamespace(Driving="Driving"),
-        TrafficLightState=types.SimpleNamespace(Red="Red"),
+        TrafficLightState=TrafficLightState,
         command=types.SimpleNamespace(SpawnActor=SpawnActor, SetAutopilot=SetAutopilot, DestroyActor=DestroyActor,
                                       FutureActor=object()),
     )

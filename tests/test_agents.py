@@ -56,3 +56,34 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(SystemExit) as err:
         train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "empty"), "--resume", *TINY])
     assert err.value.code == 2
+
+
+def test_two_worlds_train_through_make_vec(tmp_path):
+    out = tmp_path / "ppo2"
+    args = list(TINY)
+    args[args.index("--n-envs") + 1] = "2"
+    assert train_ppo.main(["--timesteps", "128", "--out", str(out), *args]) == 0
+    assert PPO.load(out / "final_model.zip").num_timesteps == 128
+
+
+def test_driving_callback_logs_how_episodes_ended():
+    from types import SimpleNamespace
+
+    from stable_baselines3.common.logger import Logger
+
+    callback = train_ppo.DrivingInfoCallback()
+    callback.model = SimpleNamespace(logger=Logger(folder=None, output_formats=[]))
+    infractions = {"collision_vehicle": 1, "lane_invasion": 0}
+    callback.locals = {"dones": [True, False, True, True], "infos": [
+        {"route_completion": 0.5, "distance": 100.0, "infractions": infractions, "termination": "collision"},
+        {},  # still running: not logged
+        {"route_completion": 1.0, "distance": 200.0, "infractions": infractions, "termination": "route_completed"},
+        {"route_completion": 0.0, "distance": 0.0, "infractions": infractions, "TimeLimit.truncated": True},
+    ]}
+    assert callback._on_step()
+    logged = callback.model.logger.name_to_value
+    assert logged["driving/route_completion"] == pytest.approx(0.5)
+    assert logged["driving/ended_by_collision"] == pytest.approx(1 / 3)
+    assert logged["driving/ended_by_route_completed"] == pytest.approx(1 / 3)
+    assert logged["driving/ended_by_time_limit"] == pytest.approx(1 / 3)
+    assert logged["driving/ended_by_blocked"] == 0.0

@@ -5,7 +5,7 @@
 | `semantic` | (6, h, w) | uint8, 0..255 | probability x 255 of each class group (`SEMANTIC_GROUPS`), area-averaged to the observation size |
 | `depth` | (1, h, w) | float32, 0..1 | `log(1 + d) / log(1 + 100)` of metric depth d, 1 at 100 m and beyond |
 | `ego_motion` | (6,) | float32, clipped to +-10 m, +-pi | camera motion since the last step, `(x, y, z, roll, pitch, yaw)` in m and rad (zeros after reset) |
-| `state` | (7,) | float32 | speed / 10 m/s, last steer, last acceleration, target speed / 10 m/s, lateral offset from the route (m, + right), heading error (rad, + right), red-light distance / 50 m (1 when none within 50 m) |
+| `state` | (7,) | float32 | speed / 10 m/s, last steer, last acceleration, signal speed / 10 m/s (cruise speed, slowing for a red light; not for other road users, which the agent must perceive), lateral offset from the route (m, + right), heading error (rad, + right), red-light distance / 50 m (1 when none within 50 m) |
 | `route` | (10, 2) | float32 | the next route waypoints in the ego frame (x forward, y right), in units of 20 m |
 """
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sim import Control, EventKind, Frame, SimulatorBackend, SimulatorError
+from ..sim import Control, EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
 from .observation import route_geometry, route_waypoints, vehicle_state
 from .reward import RewardConfig, reward_terms, target_speed
 
@@ -116,9 +116,17 @@ class DrivingTask:
     def vector_observation(self, frame: Frame) -> dict[str, np.ndarray]:
         """The observation keys that do not come from perception: `state` and `route`."""
         return {
-            "state": vehicle_state(frame, self.last_action, target_speed(frame.hazards, self.reward_config)),
+            "state": vehicle_state(frame, self.last_action, self.signal_speed(frame)),
             "route": route_waypoints(frame),
         }
+
+    def signal_speed(self, frame: Frame) -> float:
+        """The speed target from the route's signals alone (cruise speed, slowing for a red light).
+
+        Unlike the reward's target it ignores lead vehicles and pedestrians: the agent must see
+        those through perception rather than read their distance from the simulator.
+        """
+        return target_speed(Hazards(red_light=frame.hazards.red_light), self.reward_config)
 
     def info(self, frame: Frame) -> dict[str, Any]:
         return {

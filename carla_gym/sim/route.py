@@ -47,17 +47,20 @@ class RouteTracker:
         s = np.clip(s, 0.0, self.length)
         return np.stack([np.interp(s, self._cum, self.points[:, 0]), np.interp(s, self._cum, self.points[:, 1])], axis=-1)
 
+    def ahead(self, ego_to_world: np.ndarray, count: int) -> np.ndarray:
+        """(count, 2) route points every `spacing` m past the current progress, in the ego frame (x forward, y right)."""
+        ahead = self.point_at(self.progress + self.spacing * np.arange(1, count + 1))
+        m = np.asarray(ego_to_world, dtype=np.float64)
+        world = np.concatenate([ahead, np.full((len(ahead), 1), m[2, 3])], axis=1)
+        return ((world - m[:3, 3]) @ m[:3, :3])[:, :2]  # rows of R^T (p - t): world points in the ego frame
+
     def update(self, ego_to_world: np.ndarray) -> Route:
         """Advance progress to the ego's position and return the Route seen from the ego."""
         xy = np.asarray(ego_to_world)[:2, 3]
         s, self.deviation = self._project(xy)
         self.progress = max(self.progress, s)
-        ahead = self.point_at(self.progress + self.spacing * np.arange(1, self.num_waypoints + 1))
-        m = np.asarray(ego_to_world, dtype=np.float64)
-        world = np.concatenate([ahead, np.full((len(ahead), 1), m[2, 3])], axis=1)
-        local = (world - m[:3, 3]) @ m[:3, :3]  # rows of R^T (p - t): world points in the ego frame
         return Route(
-            waypoints=local[:, :2].astype(np.float32),
+            waypoints=self.ahead(ego_to_world, self.num_waypoints).astype(np.float32),
             distance_left=self.length - self.progress,
             length=self.length,
             spacing=self.spacing,

@@ -8,6 +8,7 @@ give each its own `port` (a CARLA server also uses port+1 and port+2, so space s
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -17,9 +18,10 @@ import numpy as np
 
 from perception.conventions import intrinsics
 
-from ..contract import Control, Event, EventKind, Frame, SimulatorBackend, SimulatorError
+from ..contract import Control, Event, EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
 from ..route import RouteTracker
 from .conversions import collision_event, depth_from_image, labels_from_image, lane_invasion_events, matrix_of, rgb_from_image
+from .hazards import STOP_RANGE_M, in_ego_frame, lead_distance, red_light_distance
 from .sensor_queues import EventQueue, FrameQueue
 from .session import ServerSession
 
@@ -63,6 +65,12 @@ def _import_carla() -> Any:
     return carla
 
 
+def _half_extents(actor: Any) -> tuple[float, float]:
+    """An actor's bounding-box half length and half width in metres; zeros (centre to centre) without one."""
+    box = getattr(actor, "bounding_box", None)
+    return (float(box.extent.x), float(box.extent.y)) if box is not None else (0.0, 0.0)
+
+
 class CarlaBackend(SimulatorBackend):
     """A synchronous CARLA client: ego, traffic, walkers and aligned RGB / semantic / depth cameras."""
 
@@ -86,6 +94,7 @@ class CarlaBackend(SimulatorBackend):
         self._ego: Any = None
         self._route: RouteTracker | None = None
         self._lights_run: set[int] = set()
+        self._stop_points: dict[int, np.ndarray] = {}  # traffic light id -> world matrices of its stop waypoints (static per map)
         self._autopilot = False
         self._lost = False
         self._session = self._open_session()
@@ -105,6 +114,7 @@ class CarlaBackend(SimulatorBackend):
     def _reconnect(self) -> None:
         """After a lost server: drop the old session and connect again, with bounded retries and back-off."""
         self._finalizer()
+        self._stop_points.clear()  # the new session's world may run another map, with other lights
         delay = self.config.reconnect_backoff
         for attempt in range(self.config.reconnect_attempts):
             try:
@@ -275,6 +285,8 @@ class CarlaBackend(SimulatorBackend):
             ego_matrix = matrix_of(self._ego.get_transform())
             velocity = self._ego.get_velocity()
             events = self._events(frame_id, ego_matrix)
+            route = self._route.update(ego_matrix)
+            hazards = self._hazards(ego_matrix)
         except RuntimeError as err:  # carla raises RuntimeError on a timeout or a lost connection
             self._lost = True  # the next reset reconnects
             raise SimulatorError(f"CARLA server {self._session.where}: {err}") from err
@@ -289,8 +301,9 @@ class CarlaBackend(SimulatorBackend):
             timestamp=float(images["rgb"].timestamp),
             speed=float(np.sqrt(velocity.x**2 + velocity.y**2 + velocity.z**2)),
             transform=ego_matrix,
-            route=self._route.update(ego_matrix),
+            route=route,
             events=events,
+            hazards=hazards,
         )
 
     def _events(self, frame_id: int, ego_matrix: np.ndarray) -> list[Event]:
@@ -310,3 +323,33 @@ class CarlaBackend(SimulatorBackend):
                 self._lights_run.add(light.id)
                 events.append(Event(EventKind.RED_LIGHT, detail=f"traffic light {light.id}"))
         return events
+
+    def _hazards(self, ego_matrix: np.ndarray) -> Hazards:
+        """This tick's lead and red-light gaps (see `hazards.py`); the lane corridor follows the route ahead.
+
+        `red_light` looks ahead like the embedded backend's rather than waiting for CARLA's
+        `is_at_traffic_light()` (true only inside a light's trigger volume, a few metres before its stop
+        line, too late to slow down): every red or yellow light of the world offers its stop waypoints
+        (one per lane it controls, fetched once per light and map), and the nearest one on the route's
+        lane corridor within `STOP_RANGE_M`, facing the ego's way, gives the gap.
+        """
+        carla = self._carla
+        actors = self._session.world.get_actors()
+        path = self._route.ahead(ego_matrix, math.ceil(STOP_RANGE_M / self._route.spacing))  # past Route.waypoints' 20 m
+        others = [a for pattern in ("vehicle.*", "walker.pedestrian.*") for a in actors.filter(pattern) if a.id != self._ego.id]
+        centres, yaws = in_ego_frame(ego_matrix, np.array([matrix_of(a.get_transform()) for a in others]))
+        ego_extents = _half_extents(self._ego)
+        lead = lead_distance(centres, yaws, np.array([_half_extents(a) for a in others]), ego_extents, path)
+        stopping = (carla.TrafficLightState.Red, carla.TrafficLightState.Yellow)
+        stops = [self._stop_matrices(light) for light in actors.filter("traffic.traffic_light*") if light.get_state() in stopping]
+        red_light = math.inf
+        if stops:
+            stop_points, stop_yaws = in_ego_frame(ego_matrix, np.concatenate(stops))
+            red_light = red_light_distance(stop_points, stop_yaws, ego_extents, path)
+        return Hazards(lead=lead, red_light=red_light)
+
+    def _stop_matrices(self, light: Any) -> np.ndarray:
+        """World matrices (N, 4, 4) of a traffic light's stop waypoints, cached: they do not move."""
+        if light.id not in self._stop_points:
+            self._stop_points[light.id] = np.array([matrix_of(w.transform) for w in light.get_stop_waypoints()]).reshape(-1, 4, 4)
+        return self._stop_points[light.id]
