@@ -21,7 +21,11 @@ from pathlib import Path
 
 import gymnasium as gym
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
+from stable_baselines3.common.callbacks import (
+    BaseCallback,
+    CheckpointCallback,
+    EvalCallback,
+)
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
@@ -97,19 +101,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--save-freq", type=int, default=10_000)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this checkpoint's policy weights (e.g. one trained on ground-truth perception)")
     parser.add_argument("--device", default="auto")
     for name, value in PPO_DEFAULTS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value) if not isinstance(value, bool) else int,
                             default=value, help=f"PPO {name} (default {value})")
     args = parser.parse_args(argv)
+    if args.init_from is not None and not args.init_from.is_file():
+        parser.exit(2, f"error: --init-from {args.init_from}: no such checkpoint\n")
 
-    env = make_vec_env(args, "train", args.n_envs)
-    ppo_kwargs = {name: (bool(getattr(args, name)) if isinstance(value, bool) else getattr(args, name))
-                  for name, value in PPO_DEFAULTS.items()}
     checkpoints = args.out / "checkpoints"
     resume_from = latest_checkpoint(checkpoints) if args.resume else None
     if args.resume and resume_from is None:
         parser.exit(2, f"error: --resume given but {checkpoints} holds no ppo_*_steps.zip checkpoint\n")
+
+    env = make_vec_env(args, "train", args.n_envs)
+    ppo_kwargs = {name: (bool(getattr(args, name)) if isinstance(value, bool) else getattr(args, name))
+                  for name, value in PPO_DEFAULTS.items()}
     if resume_from is not None:
         model = PPO.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
         print(f"resuming from {resume_from} at step {model.num_timesteps}")
@@ -119,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
                     policy_kwargs=dict(features_extractor_class=PerceptionExtractor, log_std_init=-2.0,
                                        net_arch=dict(pi=[256, 256], vf=[256, 256])),
                     **ppo_kwargs)
+        if args.init_from is not None:
+            model.set_parameters(str(args.init_from), device=args.device)
+            print(f"policy initialised from {args.init_from}")
     callbacks: list[BaseCallback] = [
         DrivingInfoCallback(),
         CheckpointCallback(max(args.save_freq // args.n_envs, 1), str(checkpoints), name_prefix="ppo"),

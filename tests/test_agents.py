@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 
 from agents import evaluate, train_ppo
@@ -20,8 +21,6 @@ TINY = ["--n-envs", "1", "--perception", "ground_truth", "--camera-size", "64", 
 def test_extractor_output_size_and_gradients():
     space = observation_space((40, 80))
     extractor = PerceptionExtractor(space, features_dim=32)
-    import torch
-
     obs = {k: torch.as_tensor(np.stack([v.sample() for _ in range(3)])).float() for k, v in space.spaces.items()}
     out = extractor(obs)
     assert out.shape == (3, 32)
@@ -87,3 +86,16 @@ def test_driving_callback_logs_how_episodes_ended():
     assert logged["driving/ended_by_route_completed"] == pytest.approx(1 / 3)
     assert logged["driving/ended_by_time_limit"] == pytest.approx(1 / 3)
     assert logged["driving/ended_by_blocked"] == 0.0
+
+
+def test_init_from_copies_the_policy_weights(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train_ppo.main(["--timesteps", "64", "--out", str(first), *TINY]) == 0
+    assert train_ppo.main(["--timesteps", "64", "--out", str(second), "--init-from", str(first / "final_model.zip"),
+                           "--learning-rate", "0", *TINY]) == 0
+    a = PPO.load(first / "final_model.zip").policy.state_dict()
+    b = PPO.load(second / "final_model.zip").policy.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # learning rate 0: the copied weights stay as they were
+    with pytest.raises(SystemExit) as err:
+        train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope.zip"), *TINY])
+    assert err.value.code == 2
