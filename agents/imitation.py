@@ -1,0 +1,155 @@
+"""Warm-start a PPO driving policy by imitating the world's autopilot (behaviour cloning with DAgger).
+
+    python -m agents.imitation --steps 45000 --perception model --out runs/bc
+    python -m agents.train_ppo --init-from runs/bc/bc_model.zip --perception model --out runs/ppo_bc
+
+The autopilot sees the world (privileged, like the expert of "Learning by Cheating", Chen et al.
+2019); the student sees only the env's observation, built from perception. In round 1 the autopilot
+drives; in later rounds the student drives, and every visited observation is labelled with the
+autopilot's action there, so the student also learns to recover from its own mistakes (DAgger,
+Ross et al. 2011). After each round the policy's mean action is fitted to all labels so far (MSE)
+and its value head to the discounted returns that were observed. The result is a PPO checkpoint of
+`train_ppo`'s architecture, so reinforcement learning can go on from it with `--init-from`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecEnv
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+import carla_gym
+
+from .train_ppo import PPO_DEFAULTS, new_model
+
+
+def expert_actions(vec: VecEnv) -> np.ndarray:
+    """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state."""
+    controls = vec.env_method("autopilot_control")
+    return np.array([(c.steer, c.throttle - c.brake) for c in controls], dtype=np.float32)
+
+
+def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: float,
+          progress: tqdm | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
+    """Drive `steps` env steps in total; returns observations, autopilot labels, discounted returns and stats.
+
+    Returns of episodes still running at the end are cut there (bootstrapped with 0).
+    """
+    obs = vec.reset()
+    n = vec.num_envs
+    observations: dict[str, list[np.ndarray]] = {k: [] for k in obs}
+    labels, rewards, dones = [], [], []
+    finished: list[dict] = []
+    for _ in range(max(steps // n, 1)):
+        expert = expert_actions(vec)
+        action = model.predict(obs, deterministic=True)[0] if student_drives else expert
+        for k, v in obs.items():
+            observations[k].append(v.copy())
+        labels.append(expert)
+        obs, reward, done, infos = vec.step(action)
+        rewards.append(reward)
+        dones.append(done)
+        finished += [info for info, d in zip(infos, done) if d]
+        if progress is not None:
+            progress.update(n)
+    rewards_t, dones_t = np.array(rewards), np.array(dones)
+    returns = np.zeros_like(rewards_t)
+    running = np.zeros(n, dtype=np.float32)
+    for t in reversed(range(len(rewards_t))):
+        running = rewards_t[t] + gamma * running * (1.0 - dones_t[t])
+        returns[t] = running
+    stats = {"episodes": len(finished),
+             "route_completion": float(np.mean([i["route_completion"] for i in finished])) if finished else float("nan")}
+    flat = {k: np.concatenate(v) for k, v in observations.items()}
+    return flat, np.concatenate(labels), returns.reshape(-1).astype(np.float32), stats
+
+
+def fit(model: PPO, observations: dict[str, np.ndarray], labels: np.ndarray, returns: np.ndarray, epochs: int,
+        batch_size: int, value_weight: float = 0.5) -> tuple[float, float]:
+    """Fit the policy's mean action to `labels` (MSE) and its value to `returns`; mean losses of the last epoch."""
+    policy = model.policy
+    policy.set_training_mode(True)
+    n = len(labels)
+    rng = np.random.default_rng(0)
+    action_loss = value_loss = 0.0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        totals = np.zeros(2)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            obs = policy.obs_to_tensor({k: v[idx] for k, v in observations.items()})[0]
+            mean = policy.get_distribution(obs).distribution.mean
+            a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
+            v_loss = torch.nn.functional.mse_loss(policy.predict_values(obs).flatten(),
+                                                  torch.as_tensor(returns[idx], device=policy.device))
+            loss = a_loss + value_weight * v_loss
+            policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            policy.optimizer.step()
+            totals += (a_loss.item() * len(idx), v_loss.item() * len(idx))
+        action_loss, value_loss = totals / n
+    policy.set_training_mode(False)
+    return float(action_loss), float(value_loss)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agents.imitation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=45_000, help="env steps over all rounds")
+    parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
+    parser.add_argument("--epochs", type=int, default=4, help="passes over all labels so far after each round")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
+    parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
+    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"))
+    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/bc"))
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.steps < args.n_envs * args.rounds:
+        parser.exit(2, f"error: need --rounds >= 1 and --steps >= n_envs x rounds, got {args.steps} steps, {args.rounds} rounds\n")
+
+    kwargs = {"weights": args.weights} if args.weights and args.perception == "model" else {}
+    vec = carla_gym.make_vec(args.n_envs, perception=args.perception, split="train", camera_size=tuple(args.camera_size),
+                             max_episode_steps=args.max_steps, **kwargs)
+    vec.seed(args.seed)
+    model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
+    writer = SummaryWriter(str(args.out / "tb"))
+    data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    try:
+        with tqdm(total=args.steps, desc="imitation", unit="step") as progress:
+            for r in range(args.rounds):
+                obs, labels, returns, stats = drive(vec, model, args.steps // args.rounds, student_drives=r > 0,
+                                                    gamma=PPO_DEFAULTS["gamma"], progress=progress)
+                data.append((obs, labels, returns))
+                all_obs = {k: np.concatenate([d[0][k] for d in data]) for k in obs}
+                action_loss, value_loss = fit(model, all_obs, np.concatenate([d[1] for d in data]),
+                                              np.concatenate([d[2] for d in data]), args.epochs, args.batch_size)
+                driver = "student" if r > 0 else "autopilot"
+                writer.add_scalar("imitation/route_completion", stats["route_completion"], r)
+                writer.add_scalar("imitation/action_mse", action_loss, r)
+                writer.add_scalar("imitation/value_mse", value_loss, r)
+                progress.write(f"round {r + 1}/{args.rounds} ({driver} drove; {stats['episodes']} episodes finished, "
+                               f"mean route completion {stats['route_completion']:.0%}): action MSE {action_loss:.4f}, "
+                               f"value MSE {value_loss:.3f} over {len(all_obs['state'])} labels")
+        args.out.mkdir(parents=True, exist_ok=True)
+        model.save(args.out / "bc_model")
+        print(f"saved {args.out / 'bc_model.zip'}")
+    finally:
+        writer.close()
+        vec.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
