@@ -27,15 +27,11 @@ from pathlib import Path
 
 import gymnasium as gym
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import (
-    BaseCallback,
-    CheckpointCallback,
-    EvalCallback,
-)
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 
-import carla_gym  # noqa: F401  (registers the envs)
+import carla_gym  # also registers the envs
 
 from .features import PerceptionExtractor
 
@@ -44,6 +40,11 @@ PPO_DEFAULTS = dict(
     ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, use_sde=True, sde_sample_freq=4,
 )
 
+
+# gSDE's initial log std. The action noise is |policy latent| x exp(log_std), so the same value gives
+# more noise once the latent has grown (an imitation-trained policy: ~0.7 at -2.0); --log-std-init
+# with --init-from resets it, e.g. -4.0 for ~0.1 around a cloned policy.
+LOG_STD_INIT = -2.0
 
 # How an episode can end (`info["termination"]` or `info["truncation"]`), logged as fractions of episodes.
 ENDINGS = ("route_completed", "collision", "off_road", "off_route", "blocked", "time_limit", "simulator_fault")
@@ -87,10 +88,10 @@ def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
 
 
 def new_model(env: VecEnv, seed: int, device: str = "auto", tensorboard_log: str | None = None, verbose: int = 1,
-              **ppo_kwargs) -> PPO:
+              log_std_init: float = LOG_STD_INIT, **ppo_kwargs) -> PPO:
     """A fresh PPO with the PerceptionExtractor policy (hyperparameters: PPO_DEFAULTS, overridden by `ppo_kwargs`)."""
     return PPO("MultiInputPolicy", env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
-               policy_kwargs=dict(features_extractor_class=PerceptionExtractor, log_std_init=-2.0,
+               policy_kwargs=dict(features_extractor_class=PerceptionExtractor, log_std_init=log_std_init,
                                   net_arch=dict(pi=[256, 256], vf=[256, 256])),
                **{**PPO_DEFAULTS, **ppo_kwargs})
 
@@ -118,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT/checkpoints")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start from this checkpoint's policy weights (e.g. one trained on ground-truth perception)")
+    parser.add_argument("--log-std-init", type=float, default=None,
+                        help=f"gSDE's initial log std (default {LOG_STD_INIT}; with --init-from: the checkpoint's)")
     parser.add_argument("--device", default="auto")
     for name, value in PPO_DEFAULTS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value) if not isinstance(value, bool) else int,
@@ -138,9 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         model = PPO.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
         print(f"resuming from {resume_from} at step {model.num_timesteps}")
     else:
-        model = new_model(env, args.seed, args.device, str(args.out / "tb"), **ppo_kwargs)
+        log_std = LOG_STD_INIT if args.log_std_init is None else args.log_std_init
+        model = new_model(env, args.seed, args.device, str(args.out / "tb"), log_std_init=log_std, **ppo_kwargs)
         if args.init_from is not None:
             model.set_parameters(str(args.init_from), device=args.device)
+            if args.log_std_init is not None:
+                model.policy.log_std.data.fill_(args.log_std_init)
             print(f"policy initialised from {args.init_from}")
     callbacks: list[BaseCallback] = [
         DrivingInfoCallback(),

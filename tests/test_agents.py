@@ -1,16 +1,19 @@
-"""A tiny PPO run end to end: train, checkpoint, resume, reload, evaluate."""
+"""Agents end to end on tiny runs: PPO (train, checkpoint, resume, reload, evaluate), imitation, logging."""
 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents import evaluate, train_ppo
+from agents import evaluate, imitation, train_ppo
 from agents.features import PerceptionExtractor
 from agents.train_ppo import latest_checkpoint
 from carla_gym.env import observation_space
@@ -67,10 +70,6 @@ def test_two_worlds_train_through_make_vec(tmp_path):
 
 
 def test_driving_callback_logs_how_episodes_ended():
-    from types import SimpleNamespace
-
-    from stable_baselines3.common.logger import Logger
-
     callback = train_ppo.DrivingInfoCallback()
     callback.model = SimpleNamespace(logger=Logger(folder=None, output_formats=[]))
     infractions = {"collision_vehicle": 1, "lane_invasion": 0}
@@ -93,18 +92,17 @@ def test_init_from_copies_the_policy_weights(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert train_ppo.main(["--timesteps", "64", "--out", str(first), *TINY]) == 0
     assert train_ppo.main(["--timesteps", "64", "--out", str(second), "--init-from", str(first / "final_model.zip"),
-                           "--learning-rate", "0", *TINY]) == 0
+                           "--learning-rate", "0", "--log-std-init", "-3.5", *TINY]) == 0
     a = PPO.load(first / "final_model.zip").policy.state_dict()
     b = PPO.load(second / "final_model.zip").policy.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)  # learning rate 0: the copied weights stay as they were
+    assert a["log_std"].mean() != -3.5 and torch.all(b["log_std"] == -3.5)  # the exploration noise was reset
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "log_std")  # learning rate 0: copied weights stay as they were
     with pytest.raises(SystemExit) as err:
         train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope.zip"), *TINY])
     assert err.value.code == 2
 
 
 def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
-    from agents import imitation
-
     out = tmp_path / "bc"
     assert imitation.main(["--steps", "96", "--rounds", "2", "--epochs", "1", "--n-envs", "2", "--perception",
                            "ground_truth", "--camera-size", "64", "128", "--max-steps", "30", "--out", str(out)]) == 0
@@ -113,11 +111,6 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
 
 
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
-    from stable_baselines3.common.vec_env import DummyVecEnv
-
-    from agents import imitation
-    from carla_gym.env import observation_space
-
     space = observation_space((40, 80))
     rng = np.random.default_rng(0)
     obs = {k: np.stack([v.sample() for _ in range(64)]) for k, v in space.spaces.items()}
