@@ -10,6 +10,7 @@ autopilot's action there, so the student also learns to recover from its own mis
 Ross et al. 2011). After each round the policy's mean action is fitted to all labels so far (MSE)
 and its value head to the discounted returns that were observed. The result is a PPO checkpoint of
 `train_ppo`'s architecture, so reinforcement learning can go on from it with `--init-from`.
+`--init-from` here continues imitation from such a checkpoint: more DAgger rounds, the student driving.
 """
 
 from __future__ import annotations
@@ -114,8 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from this checkpoint (its student drives every round)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    if args.init_from is not None and not args.init_from.is_file():
+        parser.exit(2, f"error: --init-from {args.init_from}: no such checkpoint\n")
     if args.rounds < 1 or args.steps < args.n_envs * args.rounds:
         parser.exit(2, f"error: need --rounds >= 1 and --steps >= n_envs x rounds, got {args.steps} steps, {args.rounds} rounds\n")
 
@@ -124,18 +129,21 @@ def main(argv: list[str] | None = None) -> int:
                              max_episode_steps=args.max_steps, **kwargs)
     vec.seed(args.seed)
     model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
+    if args.init_from is not None:
+        model.set_parameters(str(args.init_from), device=args.device)
     writer = SummaryWriter(str(args.out / "tb"))
     data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
     try:
         with tqdm(total=args.steps, desc="imitation", unit="step") as progress:
             for r in range(args.rounds):
-                obs, labels, returns, stats = drive(vec, model, args.steps // args.rounds, student_drives=r > 0,
+                student_drives = r > 0 or args.init_from is not None
+                obs, labels, returns, stats = drive(vec, model, args.steps // args.rounds, student_drives,
                                                     gamma=PPO_DEFAULTS["gamma"], progress=progress)
                 data.append((obs, labels, returns))
                 all_obs = {k: np.concatenate([d[0][k] for d in data]) for k in obs}
                 action_loss, value_loss = fit(model, all_obs, np.concatenate([d[1] for d in data]),
                                               np.concatenate([d[2] for d in data]), args.epochs, args.batch_size)
-                driver = "student" if r > 0 else "autopilot"
+                driver = "student" if student_drives else "autopilot"
                 writer.add_scalar("imitation/route_completion", stats["route_completion"], r)
                 writer.add_scalar("imitation/action_mse", action_loss, r)
                 writer.add_scalar("imitation/value_mse", value_loss, r)

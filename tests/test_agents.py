@@ -106,8 +106,11 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     out = tmp_path / "bc"
     assert imitation.main(["--steps", "96", "--rounds", "2", "--epochs", "1", "--n-envs", "2", "--perception",
                            "ground_truth", "--camera-size", "64", "128", "--max-steps", "30", "--out", str(out)]) == 0
-    assert train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "ppo"), "--init-from", str(out / "bc_model.zip"),
-                           *TINY]) == 0
+    assert imitation.main(["--steps", "48", "--rounds", "1", "--epochs", "1", "--n-envs", "2", "--perception",
+                           "ground_truth", "--camera-size", "64", "128", "--out", str(tmp_path / "bc2"),
+                           "--init-from", str(out / "bc_model.zip")]) == 0
+    assert train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "ppo"), "--init-from",
+                           str(tmp_path / "bc2" / "bc_model.zip"), *TINY]) == 0
 
 
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
