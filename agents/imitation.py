@@ -28,13 +28,13 @@ from tqdm import tqdm
 
 import carla_gym
 
+from .policies import control_to_action
 from .train_ppo import PPO_DEFAULTS, new_model
 
 
 def expert_actions(vec: VecEnv) -> np.ndarray:
     """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state."""
-    controls = vec.env_method("autopilot_control")
-    return np.array([(c.steer, c.throttle - c.brake) for c in controls], dtype=np.float32)
+    return np.stack([control_to_action(c) for c in vec.env_method("autopilot_control")])
 
 
 def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: float,

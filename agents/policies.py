@@ -11,13 +11,17 @@ import numpy as np
 Policy = Callable[[dict[str, np.ndarray], gym.Env], Any]
 
 
+def control_to_action(control: Any) -> np.ndarray:
+    """A simulator Control as the env's (steer, acceleration) action: throttle minus brake."""
+    return np.array([control.steer, control.throttle - control.brake], dtype=np.float32)
+
+
 def autopilot_policy(obs: dict[str, np.ndarray], env: gym.Env) -> np.ndarray:
     """The simulator's route-following autopilot (privileged: it sees the world, not the camera)."""
     sim = env.unwrapped.sim
     if not hasattr(sim, "autopilot_control"):
         raise ValueError(f"the {sim.name} backend has no autopilot_control(); use a checkpoint or 'random'")
-    control = sim.autopilot_control()
-    return np.array([control.steer, control.throttle - control.brake], dtype=np.float32)
+    return control_to_action(sim.autopilot_control())
 
 
 def random_policy(obs: dict[str, np.ndarray], env: gym.Env) -> Any:
