@@ -29,7 +29,7 @@ from tqdm import tqdm
 import carla_gym
 
 from .policies import control_to_action
-from .train_ppo import PPO_DEFAULTS, new_model
+from .train_ppo import PPO_DEFAULTS, add_world_arguments, new_model
 
 
 def expert_actions(vec: VecEnv) -> np.ndarray:
@@ -108,12 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
     parser.add_argument("--epochs", type=int, default=4, help="passes over all labels so far after each round")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--n-envs", type=int, default=4)
-    parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
-    parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"))
-    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
-    parser.add_argument("--seed", type=int, default=0)
+    add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
     parser.add_argument("--init-from", type=Path, default=None,
                         help="continue from this checkpoint (its student drives every round)")

@@ -96,6 +96,16 @@ def new_model(env: VecEnv, seed: int, device: str = "auto", tensorboard_log: str
                **{**PPO_DEFAULTS, **ppo_kwargs})
 
 
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the worlds an agent drives in: count, perception, camera, time limit, seed."""
+    parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
+    parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
+    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"))
+    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def latest_checkpoint(folder: Path) -> Path | None:
     """The checkpoint with the most steps in `folder` (CheckpointCallback's `ppo_<steps>_steps.zip`)."""
     found = [(int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip") if (m := re.search(r"ppo_(\d+)_steps", p.name))]
@@ -106,12 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agents.train_ppo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timesteps", type=int, default=200_000)
-    parser.add_argument("--n-envs", type=int, default=4)
-    parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
-    parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"))
-    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
-    parser.add_argument("--seed", type=int, default=0)
+    add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/ppo"))
     parser.add_argument("--eval-freq", type=int, default=20_000, help="steps between validation-town evaluations (0: never)")
     parser.add_argument("--eval-episodes", type=int, default=3)
