@@ -115,6 +115,7 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
 
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     space = observation_space((40, 80))
+    space.seed(0)
     rng = np.random.default_rng(0)
     obs = {k: np.stack([v.sample() for _ in range(64)]) for k, v in space.spaces.items()}
     labels = rng.uniform(-1, 1, (64, 2)).astype(np.float32)
@@ -122,7 +123,7 @@ def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     env = DummyVecEnv([lambda: _SpaceOnlyEnv(space)])
     model = train_ppo.new_model(env, seed=0, verbose=0)
     first, _ = imitation.fit(model, obs, labels, returns, epochs=1, batch_size=64)
-    last, value_loss = imitation.fit(model, obs, labels, returns, epochs=30, batch_size=64)
+    last, value_loss = imitation.fit(model, obs, labels, returns, epochs=60, batch_size=64)
     assert last < 0.5 * first
     assert value_loss < 25.0 / 2  # the value head moved from ~0 towards returns of ~5
 
