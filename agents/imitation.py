@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
@@ -28,13 +27,8 @@ from tqdm import tqdm
 
 import carla_gym
 
-from .policies import control_to_action
+from .cloning import expert_actions, fit
 from .train_ppo import PPO_DEFAULTS, add_world_arguments, new_model
-
-
-def expert_actions(vec: VecEnv) -> np.ndarray:
-    """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state."""
-    return np.stack([control_to_action(c) for c in vec.env_method("autopilot_control")])
 
 
 def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: float,
@@ -70,35 +64,6 @@ def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: floa
              "route_completion": float(np.mean([i["route_completion"] for i in finished])) if finished else float("nan")}
     flat = {k: np.concatenate(v) for k, v in observations.items()}
     return flat, np.concatenate(labels), returns.reshape(-1).astype(np.float32), stats
-
-
-def fit(model: PPO, observations: dict[str, np.ndarray], labels: np.ndarray, returns: np.ndarray, epochs: int,
-        batch_size: int, value_weight: float = 0.5) -> tuple[float, float]:
-    """Fit the policy's mean action to `labels` (MSE) and its value to `returns`; mean losses of the last epoch."""
-    policy = model.policy
-    policy.set_training_mode(True)
-    n = len(labels)
-    rng = np.random.default_rng(0)
-    action_loss = value_loss = 0.0
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        totals = np.zeros(2)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            obs = policy.obs_to_tensor({k: v[idx] for k, v in observations.items()})[0]
-            mean = policy.get_distribution(obs).distribution.mean
-            a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
-            v_loss = torch.nn.functional.mse_loss(policy.predict_values(obs).flatten(),
-                                                  torch.as_tensor(returns[idx], device=policy.device))
-            loss = a_loss + value_weight * v_loss
-            policy.optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
-            policy.optimizer.step()
-            totals += (a_loss.item() * len(idx), v_loss.item() * len(idx))
-        action_loss, value_loss = totals / n
-    policy.set_training_mode(False)
-    return float(action_loss), float(value_loss)
 
 
 def main(argv: list[str] | None = None) -> int:

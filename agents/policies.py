@@ -18,10 +18,7 @@ def control_to_action(control: Any) -> np.ndarray:
 
 def autopilot_policy(obs: dict[str, np.ndarray], env: gym.Env) -> np.ndarray:
     """The simulator's route-following autopilot (privileged: it sees the world, not the camera)."""
-    sim = env.unwrapped.sim
-    if not hasattr(sim, "autopilot_control"):
-        raise ValueError(f"the {sim.name} backend has no autopilot_control(); use a checkpoint or 'random'")
-    return control_to_action(sim.autopilot_control())
+    return control_to_action(env.unwrapped.autopilot_control())
 
 
 def random_policy(obs: dict[str, np.ndarray], env: gym.Env) -> Any:

@@ -15,7 +15,9 @@ the wall time on 2 cores) and 4 worlds by default, whose perception runs as one 
 (`carla_gym.make_vec`: 81 env steps/s with the lite model on 2 cores against 46 for one world).
 
 `--init-from CHECKPOINT` starts from another run's policy, e.g. one trained on ground-truth
-perception and then fine-tuned on model perception.
+perception and then fine-tuned on model perception, or one from `agents.imitation`.
+`--bc-epochs N` follows each PPO update with N passes of behaviour cloning on the rollout's
+autopilot labels (`agents.guided_ppo`), which keeps a cloned policy from drifting while PPO tunes it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 import carla_gym  # also registers the envs
 
 from .features import PerceptionExtractor
+from .guided_ppo import GuidedPPO
 
 PPO_DEFAULTS = dict(
     learning_rate=3e-4, n_steps=512, batch_size=128, n_epochs=5, gamma=0.99, gae_lambda=0.95, clip_range=0.2,
@@ -88,12 +91,18 @@ def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
 
 
 def new_model(env: VecEnv, seed: int, device: str = "auto", tensorboard_log: str | None = None, verbose: int = 1,
-              log_std_init: float = LOG_STD_INIT, **ppo_kwargs) -> PPO:
-    """A fresh PPO with the PerceptionExtractor policy (hyperparameters: PPO_DEFAULTS, overridden by `ppo_kwargs`)."""
-    return PPO("MultiInputPolicy", env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
-               policy_kwargs=dict(features_extractor_class=PerceptionExtractor, log_std_init=log_std_init,
-                                  net_arch=dict(pi=[256, 256], vf=[256, 256])),
-               **{**PPO_DEFAULTS, **ppo_kwargs})
+              log_std_init: float = LOG_STD_INIT, bc_epochs: int = 0, **ppo_kwargs) -> PPO:
+    """A fresh PPO with the PerceptionExtractor policy (hyperparameters: PPO_DEFAULTS, overridden by `ppo_kwargs`).
+
+    `bc_epochs` > 0 gives a `GuidedPPO`: each update is followed by that many passes of behaviour cloning
+    on the rollout's autopilot labels."""
+    algorithm = GuidedPPO if bc_epochs > 0 else PPO
+    if bc_epochs > 0:
+        ppo_kwargs["bc_epochs"] = bc_epochs
+    return algorithm("MultiInputPolicy", env, seed=seed, device=device, verbose=verbose, tensorboard_log=tensorboard_log,
+                     policy_kwargs=dict(features_extractor_class=PerceptionExtractor, log_std_init=log_std_init,
+                                        net_arch=dict(pi=[256, 256], vf=[256, 256])),
+                     **{**PPO_DEFAULTS, **ppo_kwargs})
 
 
 def add_world_arguments(parser: argparse.ArgumentParser) -> None:
@@ -126,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="start from this checkpoint's policy weights (e.g. one trained on ground-truth perception)")
     parser.add_argument("--log-std-init", type=float, default=None,
                         help=f"gSDE's initial log std (default {LOG_STD_INIT}; with --init-from: the checkpoint's)")
+    parser.add_argument("--bc-epochs", type=int, default=0,
+                        help="imitation phase after each update: passes of behaviour cloning on the rollout's "
+                             "autopilot labels (agents.guided_ppo; default 0: plain PPO)")
     parser.add_argument("--device", default="auto")
     for name, value in PPO_DEFAULTS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value) if not isinstance(value, bool) else int,
@@ -133,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.init_from is not None and not args.init_from.is_file():
         parser.exit(2, f"error: --init-from {args.init_from}: no such checkpoint\n")
+    if args.bc_epochs < 0:
+        parser.exit(2, f"error: --bc-epochs must be >= 0, got {args.bc_epochs}\n")
 
     checkpoints = args.out / "checkpoints"
     resume_from = latest_checkpoint(checkpoints) if args.resume else None
@@ -143,11 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     ppo_kwargs = {name: (bool(getattr(args, name)) if isinstance(value, bool) else getattr(args, name))
                   for name, value in PPO_DEFAULTS.items()}
     if resume_from is not None:
-        model = PPO.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
+        algorithm = GuidedPPO if args.bc_epochs > 0 else PPO
+        model = algorithm.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
         print(f"resuming from {resume_from} at step {model.num_timesteps}")
     else:
         log_std = LOG_STD_INIT if args.log_std_init is None else args.log_std_init
-        model = new_model(env, args.seed, args.device, str(args.out / "tb"), log_std_init=log_std, **ppo_kwargs)
+        model = new_model(env, args.seed, args.device, str(args.out / "tb"), log_std_init=log_std,
+                          bc_epochs=args.bc_epochs, **ppo_kwargs)
         if args.init_from is not None:
             model.set_parameters(str(args.init_from), device=args.device)
             if args.log_std_init is not None:

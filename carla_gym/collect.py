@@ -2,6 +2,7 @@
 
     python -m carla_gym.collect --split train --clips 4 --frames 20 --size 128x256
     python -m carla_gym.collect --towns grid_suburb,ring_boulevard --clips 2 --out /data/clips
+    python -m carla_gym.collect --towns 1003,1004 --split train --clips 4   # random towns (seeds) as training data
 
 Clips go to ROOT/<town>/<clip>/ (default ROOT: ~/.cache/carla_gym/clips, or $CARLA_GYM_CACHE/clips).
 Each clip is written to a temporary folder and renamed when complete, so an interrupted run can
@@ -119,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m carla_gym.collect", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--backend", default="embedded", help="simulator backend (default: embedded)")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--split", choices=("train", "val", "test"), help="record every town of a split")
-    where.add_argument("--towns", help="comma-separated town names (embedded: also integer seeds)")
+    p.add_argument("--split", choices=("train", "val", "test"),
+                   help="record every town of a split; with --towns, the split the clips are labelled with")
+    p.add_argument("--towns", help="comma-separated town names (embedded: also integer seeds)")
     p.add_argument("--clips", type=int, default=4, help="clips per town (default 4)")
     p.add_argument("--frames", type=int, default=20, help="frames per clip (default 20)")
     p.add_argument("--every", type=int, default=1, help="simulation steps between recorded frames (default 1)")
@@ -144,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     cls = backend_class(args.backend)
     if args.towns:
         towns = [t.strip() for t in args.towns.split(",") if t.strip()]
+        clash = [t for t in towns if cls.split_of(t) not in (None, args.split or cls.split_of(t))]
+        if clash:  # a named town keeps its split: relabelling the test town as train would leak it
+            raise SystemExit(f"error: town {clash[0]!r} belongs to the {cls.split_of(clash[0])!r} split, not {args.split!r}")
     else:
         towns = list(cls.towns(args.split or "train"))
     args.out.mkdir(parents=True, exist_ok=True)
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             bar.set_postfix_str(name)
             counts = np.zeros(NUM_CLASSES, np.int64)
             try:
-                written += record_town(args, town_arg, name, cls.split_of(name), counts, bar)
+                written += record_town(args, town_arg, name, cls.split_of(name) or args.split, counts, bar)
             except (ConnectionError, ImportError, SimulatorError) as err:  # complete clips stay on disk
                 bar.close()
                 raise SystemExit(f"error: {err}\n({written} complete clip(s) are in {args.out}; re-run to resume)") from None

@@ -6,7 +6,8 @@
     torchrun --nproc_per_node 2 -m carla_gym.train_perception --data ~/clips
 
 Without --data, clips are recorded with `carla_gym.collect` (train, val and test towns of the
-backend) into a cache folder named after the backend, size and clip length, and reused next time.
+backend, plus --extra-towns random embedded towns as training data) into a cache folder named after
+the backend, its world version, size and clip length, and reused next time.
 Outputs in --out: weights/ (model.safetensors + config.json), report.json, pictures/, tb/
 (TensorBoard), checkpoints/ (per epoch; --resume continues from the last one).
 """
@@ -37,6 +38,8 @@ from perception.training.pictures import write_pictures
 from perception.weights import save_weights
 
 from . import collect
+from .sim import backend_class
+from .sim.embedded.towns import training_seeds
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -57,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="CARLA server host when recording with --backend carla")
     p.add_argument("--port", type=int, default=None, help="CARLA server port when recording with --backend carla")
     p.add_argument("--clips", type=int, help="clips per town to record (default: the preset's)")
+    p.add_argument("--extra-towns", type=int, help="random embedded towns recorded as extra training data "
+                   "(default: the preset's; 0: the named train towns only)")
     p.add_argument("--frames", type=int, help="frames per recorded clip (default: the preset's)")
     p.add_argument("--size", type=collect.parse_size, help="recording size HxW (default: the preset's input size)")
     p.add_argument("--preset", choices=("lite", "full"), default="lite")
@@ -91,6 +96,8 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
     cfg.seed, cfg.workers = args.seed, args.workers
     if args.clips is not None:
         cfg.clips = args.clips
+    if args.extra_towns is not None:
+        cfg.extra_towns = max(0, args.extra_towns)
     if args.frames is not None:
         cfg.frames = args.frames
     if args.size is not None:
@@ -105,10 +112,15 @@ def record(cfg: TrainConfig, backend: str, server: list[str] | None = None) -> P
 
     `server` holds collect's `--host/--port` arguments for the CARLA backend."""
     h, w = cfg.size
-    root = collect.default_root() / f"{backend}-{h}x{w}-{cfg.frames}f-seed{cfg.seed}"
+    version = backend_class(backend).WORLD_VERSION
+    root = collect.default_root() / f"{backend}-v{version}-{h}x{w}-{cfg.frames}f-seed{cfg.seed}"
+    common = ["--backend", backend, "--frames", str(cfg.frames), "--size", f"{h}x{w}", "--out", str(root),
+              "--seed", str(cfg.seed), *(server or [])]
     for split in ("train", "val", "test"):
-        collect.main(["--backend", backend, "--split", split, "--clips", str(cfg.clips), "--frames", str(cfg.frames),
-                      "--size", f"{h}x{w}", "--out", str(root), "--seed", str(cfg.seed), *(server or [])])
+        collect.main([*common, "--split", split, "--clips", str(cfg.clips)])
+    if cfg.extra_towns and backend == "embedded":
+        seeds = ",".join(str(s) for s in training_seeds(cfg.extra_towns))
+        collect.main([*common, "--towns", seeds, "--split", "train", "--clips", str(cfg.extra_town_clips)])
     return root
 
 

@@ -146,3 +146,19 @@ def load_weights(folder: str | Path, *, preset: str | None = None, device: str |
     model.load_state_dict(tensors)
     model.weights_config = config
     return model.to(device).eval()
+
+
+def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
+    """Copy a weights folder with its floating-point tensors stored as float16 (half the size, for bundling).
+
+    `load_weights` casts them back to the model's float32; config.json records `storage_dtype`."""
+    src, dst = Path(src), Path(dst)
+    config = read_weights_config(src)
+    tensors = load_file(str(src / WEIGHTS_FILE), device="cpu")
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    dst.mkdir(parents=True, exist_ok=True)
+    _write_atomic(dst / WEIGHTS_FILE, lambda p: save_file(half, str(p), metadata={"format": FORMAT_NAME}))
+    config["storage_dtype"] = "float16"
+    _write_atomic(dst / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    return dst
+

@@ -57,3 +57,9 @@ def test_collect_split_and_bad_arguments(tmp_path, capsys):
     assert collect.main(["--split", "val", "--clips", "1", "--frames", "1", "--size", "16x32", "--out", str(tmp_path),
                          "--warmup", "0"]) == 0
     assert [c.meta.town for c in ClipStore(tmp_path).clips()] == ["market_crossroads"]
+    # random towns can be labelled as training data; a named town keeps its own split
+    assert collect.main(["--towns", "1003", "--split", "train", "--clips", "1", "--frames", "1", "--size", "16x32",
+                         "--out", str(tmp_path), "--warmup", "0"]) == 0
+    assert [c.meta.split for c in ClipStore(tmp_path).clips(towns=["seed_1003"])] == ["train"]
+    with pytest.raises(SystemExit, match="'harbour_district' belongs to the 'test' split"):
+        collect.main(["--towns", "harbour_district", "--split", "train", "--out", str(tmp_path)])

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from carla_gym.sim import backend_class, make_backend
-from carla_gym.sim.embedded.towns import CATALOGUE, SPLITS, build_network, town_spec
+from carla_gym.sim.embedded.ground import rail_line_y
+from carla_gym.sim.embedded.towns import CATALOGUE, SPLITS, build_network, town_spec, training_seeds
 from carla_gym.sim.embedded.world import build_world
 from perception.conventions import CLASS_IDS
 
@@ -61,3 +62,24 @@ def test_int_seed_towns_and_unknown_options():
     with make_backend("embedded", town=12345, render=False, vehicles=3, pedestrians=3) as b:
         f = b.reset(seed=0)
         assert f.route.length > 0 and b.town_name == "seed_12345"
+
+
+def test_rail_line_runs_between_junction_rows_with_level_crossings():
+    assert rail_line_y(np.array([0.0, 50.0, 150.0, 200.0])) == 100.0  # the widest gap
+    assert rail_line_y(np.array([0.0, 80.0, 160.0, 240.0])) == 120.0  # ties: the gap nearest the centre
+    world = build_world("industrial_park")
+    row = world.ground.cls[int((world.ground.rail_y - world.ground.origin[1]) / 0.1)]
+    assert world.ground.rail_y > world.network.nodes[:, 1].min()  # inside the town, not behind its edge
+    crossings = np.flatnonzero(np.diff((row == CLASS_IDS["Road"]).astype(np.int8)) == 1)
+    assert len(crossings) >= 3  # every north-south road crosses it
+    assert (row == CLASS_IDS["RailTrack"]).mean() > 0.7
+
+
+def test_training_seeds_keep_held_out_towns_unseen():
+    seeds = training_seeds(12)
+    assert len(set(seeds)) == 12 and training_seeds(12) == seeds
+    held_out_palettes = {CATALOGUE[t].palette for s in ("val", "test") for t in SPLITS[s]}
+    specs = [town_spec(s) for s in seeds]
+    assert not {s.palette for s in specs} & held_out_palettes
+    assert "ladder" not in {s.layout for s in specs}  # the test town's layout, not among the train towns'
+    assert len({s.layout for s in specs}) >= 2

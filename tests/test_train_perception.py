@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from carla_gym import train_perception
+from carla_gym.sim import backend_class
 from perception import build_model
 from perception.data import ClipWindows
 from perception.training import default_config
@@ -50,6 +51,8 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
         "segmentation_per_frame_vs_temporal.gif", "depth_pred_vs_true.png", "point_cloud.ply"}
     assert any((out / "tb").iterdir())
     assert (out / "checkpoints" / "last.pt").is_file()
+    cached = [p.name for p in (tmp_path / "cache" / "clips").iterdir()]  # the world's version keys the clip cache
+    assert cached == [f"embedded-v{backend_class('embedded').WORLD_VERSION}-64x128-7f-seed0"]
 
 
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from perception import TemporalPerception, WeightsError, build_model, load_weights, read_weights_config, save_weights
+from perception.weights import half_precision_copy
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,6 +36,19 @@ def test_round_trip_and_config(saved):
     assert cfg["input_size"] == [128, 256] and cfg["normalization"]["mean"][0] == pytest.approx(0.485)
     assert cfg["training_data"]["towns"] == ["Town_A"] and cfg["metrics"] == {"miou": 0.5}
     assert cfg["software_version"] and loaded.weights_config == cfg
+
+
+def test_half_precision_copy_halves_the_file_and_loads_back(saved, tmp_path):
+    model, folder = saved
+    half = half_precision_copy(folder, tmp_path / "half")
+    stored = load_file(str(half / "model.safetensors"))
+    assert all(t.dtype in (torch.float16, torch.int64) for t in stored.values())
+    assert (half / "model.safetensors").stat().st_size < 0.55 * (folder / "model.safetensors").stat().st_size
+    assert read_weights_config(half)["storage_dtype"] == "float16"
+    loaded = load_weights(half)
+    for k, a in model.state_dict().items():  # back in float32, within float16's rounding
+        b = loaded.state_dict()[k]
+        assert b.dtype == a.dtype and torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), k
 
 
 def test_file_is_safetensors_not_pickle(saved):

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from ..sim import backend_class, make_backend
+from ..sim import Control, backend_class, make_backend
 from .dashboard import dashboard
 from .observation import observation_space
 from .perception_source import make_perception
@@ -88,6 +88,12 @@ class CarlaPerceptionEnv(gym.Env):
     def sim(self):
         """The simulator backend (e.g. for its `autopilot_control()`)."""
         return self.task.sim
+
+    def autopilot_control(self) -> Control:
+        """The simulator's autopilot control for the current state (privileged: an expert for imitation)."""
+        if not hasattr(self.sim, "autopilot_control"):
+            raise NotImplementedError(f"the {self.sim.name} backend has no autopilot_control()")
+        return self.sim.autopilot_control()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)

@@ -169,6 +169,8 @@ class SimulatorBackend(abc.ABC):
 
     #: Town names by split ("train", "val", "test"); a clip records the split of its town.
     SPLITS: dict[str, tuple[str, ...]] = {}
+    #: Bumped when the backend's worlds change how they look, so cached recordings are not reused.
+    WORLD_VERSION: int = 1
 
     @classmethod
     def towns(cls, split: str | None = None) -> tuple[str, ...]:

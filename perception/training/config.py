@@ -1,19 +1,23 @@
 """Training configuration: one `StageConfig` per curriculum stage, per-preset defaults and the smoke profile.
 
-`lite` defaults, sized for about 2 hours on 2 shared CPU cores at 128x256. Throughput measured here
-(`--clips 1 --epochs 1,1,1,1`, 2 cores shared with other work): seg ~25 images/s (batch 8),
-depth ~23 images/s, ego ~86 images/s (frozen encoder under no_grad), seq ~42 images/s (backbone
-frozen, so no backward through it); evaluation ~3 s per 20-frame test clip (2 modes x 4 conditions).
+`lite` defaults, sized for about 1.5 hours on 2 CPU cores at 128x256. Throughput measured here:
+seg ~21 images/s (batch 8), depth ~19 images/s, ego ~86 images/s (frozen encoder under no_grad),
+seq ~42 images/s (backbone frozen, so no backward through it); evaluation ~3 s per 20-frame test
+clip (2 modes x 4 conditions).
 
-- data: 6 train towns x 16 clips x 20 frames = 1920 frames; val and test 16 clips each.
-- seg:   1920 / 25 img/s = 77 s + ~4 s validation = ~81 s per epoch x 26 epochs = 35 min
-- depth: 1920 / 23 img/s = 83 s + ~4 s = ~87 s per epoch x 19 epochs = 28 min
-- ego:   6-frame windows every 5 frames: 96 clips x 3 = 288 windows = 1728 frames / 86 img/s
-         = 20 s + ~2 s per epoch x 15 epochs = 6 min
-- seq:   the same 288 windows, 1728 / 42 img/s = 41 s + ~4 s per epoch x 15 epochs = 11 min
+- data: 6 named train towns x 16 clips + 16 random towns x 4 clips = 160 clips x 20 frames = 3200
+  frames; val and test 16 clips each. The random towns (`training_seeds`: none shares a held-out
+  town's palette or the test town's layout) are there for variety: with the named towns alone,
+  validation mIoU stalled at ~0.32 while the training loss kept falling (towns overfit, SPEC 11).
+- seg:   3200 / 21 img/s = 152 s + ~5 s validation per epoch x 14 epochs = 37 min
+- depth: 3200 / 19 img/s = 168 s + ~5 s per epoch x 10 epochs = 29 min
+- ego:   6-frame windows every 5 frames: 160 clips x 3 = 480 windows = 2880 frames / 86 img/s
+         = 34 s + ~3 s per epoch x 8 epochs = 5 min
+- seq:   the same 480 windows, 2880 / 42 img/s = 69 s + ~5 s per epoch x 8 epochs = 10 min
 - recording (~2 min) and the evaluation (~1 min).
-Total: about 83 min as measured; ~1 h 50 min if the cores are 30% busier. More clips (rather than
-more epochs) because consecutive frames are nearly duplicates and held-out towns need variety (SPEC 11).
+Total: about 86 min. Measured with the default command on 2026-11-24: seg ~150 s, depth ~165 s,
+ego ~37 s, seq ~76 s per epoch; 87 min in all. Fewer epochs than before the random towns were added: each epoch sees twice the
+frames, and validation mIoU flattened after ~8 epochs of the named towns alone.
 
 `full` keeps the seed's epochs (20, 20, 20, 10) and batch sizes (8, 8, 4, 2).
 """
@@ -51,6 +55,8 @@ class TrainConfig:
     preset: str = "lite"
     size: tuple[int, int] = (128, 256)  # training and recording resolution (H, W)
     clips: int = 16  # clips per town when recording
+    extra_towns: int = 16  # random towns (embedded seeds) recorded as extra training data: variety for held-out towns
+    extra_town_clips: int = 4  # clips per random town
     frames: int = 20  # frames per recorded clip
     stages: list[StageConfig] = field(default_factory=list)
     seed: int = 0
@@ -91,8 +97,8 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
         stages = _stages((1, 1, 1, 1), (2, 2, 2, 1), stride=1)
         for s in stages:
             s.max_batches, s.val_batches = 2, 1
-        return TrainConfig(preset=preset, size=(64, 128), clips=1, frames=7, stages=stages, profile="smoke",
-                           eval_corruptions=True)
+        return TrainConfig(preset=preset, size=(64, 128), clips=1, frames=7, extra_towns=0, stages=stages,
+                           profile="smoke", eval_corruptions=True)
     if profile != "default":
         raise ValueError(f"unknown profile {profile!r}; known: default, smoke")
     if preset == "full":
@@ -100,5 +106,5 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
                            stages=_stages((20, 20, 20, 10), (8, 8, 4, 2), stride=1))
     if preset == "lite":
         return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=20,
-                           stages=_stages((26, 19, 15, 15), (8, 8, 4, 2), stride=5))
+                           stages=_stages((14, 10, 8, 8), (8, 8, 4, 2), stride=5))
     raise ValueError(f"unknown preset {preset!r}; known: full, lite")

@@ -17,7 +17,7 @@ from .events import EGO_MASS, EventDetector
 from .lights import TrafficLights
 from .pedestrians import Crowd
 from .renderer import Renderer
-from .towns import SPLITS, town_spec
+from .towns import SPLITS, WORLD_VERSION, town_spec
 from .vehicles import LaneTable, Traffic, vehicle_points
 from .weather import Weather, get_weather
 from .world import World, build_world
@@ -73,6 +73,7 @@ class EmbeddedBackend(SimulatorBackend):
     name = "embedded"
     Config = EmbeddedConfig
     SPLITS = SPLITS
+    WORLD_VERSION = WORLD_VERSION
 
     def __init__(self, config: EmbeddedConfig | None = None) -> None:
         self.config = config or EmbeddedConfig()

@@ -21,6 +21,7 @@ from .towns import LANE_WIDTH, SIDEWALK_WIDTH, STOP_BACK, Network, TownSpec, off
 RES = 0.1  # metres per ground cell
 MARGIN = 75.0  # ground around the road network, metres
 COARSE = 5  # coarse occupancy cells are COARSE x COARSE ground cells
+RAIL_CORRIDOR = 6.0  # half width of the open corridor kept along the rail line, metres
 
 ROAD, LINE, SIDEWALK, GROUND = CLASS_IDS["Road"], CLASS_IDS["RoadLine"], CLASS_IDS["Sidewalk"], CLASS_IDS["Ground"]
 WATER, RAIL = CLASS_IDS["Water"], CLASS_IDS["RailTrack"]
@@ -116,10 +117,13 @@ def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> Grou
         if lane.road < 0:
             cv2.polylines(road_mask, [px(lane.points)], False, 1, thickness=int((LANE_WIDTH + 1.5) / RES), shift=3)
 
-    # Water first (roads and sidewalks are drawn over it).
+    # Water and rail first (roads and sidewalks are drawn over them). The waterfront runs just past the
+    # outer road (in view, not behind its frontage); the rail line crosses the town between two rows of
+    # junctions, so every road across it has a level crossing to see it from.
+    outer = max(r.half_width for r in net.roads) + SIDEWALK_WIDTH + 0.6
     if spec.water:
         if spec.layout in ("ladder", "ring"):
-            y_edge = float(net.nodes[:, 1].max() + 24.0)  # a waterfront just past the outer road
+            y_edge = float(net.nodes[:, 1].max() + outer)  # a quay just past the outer road's sidewalk
             g.cls[int((y_edge - lo[1]) / RES):, :] = WATER
             g.water_edge = ("y", y_edge)
         else:
@@ -134,7 +138,7 @@ def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> Grou
             cv2.ellipse(g.cls, (int((centre[0] - lo[0]) / RES), int((centre[1] - lo[1]) / RES)), axes,
                         float(rng.uniform(0, 180)), 0, 360, int(WATER), -1)
     if spec.rail:
-        g.rail_y = float(net.nodes[:, 1].min() - 26.0)  # along the outer road, behind its frontage
+        g.rail_y = rail_line_y(net.nodes[:, 1])
         r0 = int((g.rail_y - 1.6 - lo[1]) / RES)
         g.cls[r0: r0 + int(3.2 / RES), :] = RAIL
 
@@ -174,6 +178,15 @@ def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> Grou
                 fill(np.stack([a, a + d * 2.6, a + d * 2.6 + right * 0.5, a + right * 0.5]), g.cls, LINE)
                 fill(np.stack([a, a + d * 2.6, a + d * 2.6 + right * 0.5, a + right * 0.5]), g.variant, WHITE)
     return g
+
+
+def rail_line_y(node_y: np.ndarray) -> float:
+    """The middle of the widest gap between junction rows (the one nearest the centre on ties)."""
+    ys = np.sort(node_y)
+    gaps = np.diff(ys)
+    mids = (ys[1:] + ys[:-1]) / 2
+    score = gaps - 1e-3 * np.abs(mids - ys.mean())
+    return float(mids[int(np.argmax(score))])
 
 
 def coarse_blocked(g: GroundMap) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from perception.conventions import CLASS_IDS
 
 from .geometry import MeshBuilder
-from .ground import COARSE, RES, GroundMap, coarse_blocked
+from .ground import COARSE, RAIL_CORRIDOR, RES, GroundMap, coarse_blocked
 from .towns import SIDEWALK_WIDTH, STOP_BACK, Network, TownSpec, normals, polyline_lengths, resample
 
 C = CLASS_IDS
@@ -155,6 +155,9 @@ class _Placer:
 def build_scenery(spec: TownSpec, net: Network, ground: GroundMap, rng: np.random.Generator) -> Scenery:
     """Place every static object of a town."""
     P = _Placer(ground, rng)
+    if ground.rail_y is not None:  # keep the rail corridor open (no frontage or yards hiding the line)
+        x0, _, x1, _ = ground.extent
+        P.claim(np.array([(x0 + x1) / 2, ground.rail_y]), x1 - x0, 2 * RAIL_CORRIDOR, 0.0)
     palette = PALETTES[spec.palette % len(PALETTES)]
     lights: list[LightHead] = []
     signalised = net.signalised
@@ -312,16 +315,21 @@ def build_scenery(spec: TownSpec, net: Network, ground: GroundMap, rng: np.rando
                 P.solid("crown", (p[0], p[1], 0.0), (2.2, 2.2, 1.4), yaw, P.jitter((55, 105, 40)), C["Vegetation"])
                 P.claim(p, 2.5, 2.5, 0.0)
 
-    # Rail track: two rails over the ballast, and a quay wall along open water.
+    # Rail track: two rails and sleepers over the ballast, stopping at the level crossings; a quay wall
+    # along open water.
     x0, y0, x1, y1 = ground.extent
     if ground.rail_y is not None:
-        for off in (-0.72, 0.72):
-            P.mesh.add("box", ((x0 + x1) / 2, ground.rail_y + off, 0.0), (x1 - x0, 0.1, 0.18), 0.0, (120, 115, 110), C["RailTrack"])
-        for x in np.arange(x0, x1, 2.0):
-            P.mesh.add("box", (x, ground.rail_y, 0.0), (0.25, 2.4, 0.08), 0.0, (95, 80, 65), C["RailTrack"])
+        row = ground.cls[int((ground.rail_y - ground.origin[1]) / RES)] == C["RailTrack"]
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+        for a, b in zip(edges[::2], edges[1::2]):  # runs of ballast between the roads
+            xa, xb = ground.origin[0] + a * RES + 0.2, ground.origin[0] + b * RES - 0.2
+            for off in (-0.72, 0.72):
+                P.mesh.add("box", ((xa + xb) / 2, ground.rail_y + off, 0.0), (xb - xa, 0.1, 0.18), 0.0, (120, 115, 110), C["RailTrack"])
+            for x in np.arange(xa + 0.3, xb - 0.2, 2.0):
+                P.mesh.add("box", (x, ground.rail_y, 0.0), (0.25, 2.4, 0.08), 0.0, (95, 80, 65), C["RailTrack"])
     if ground.water_edge is not None:
         y = ground.water_edge[1]
-        P.solid("box", ((x0 + x1) / 2, y - 0.3, 0.0), (x1 - x0, 0.6, 0.9), 0.0, (150, 145, 135), C["Wall"])
+        P.solid("box", ((x0 + x1) / 2, y - 0.3, 0.0), (x1 - x0, 0.6, 0.5), 0.0, (150, 145, 135), C["Wall"])
 
     _kerbs(P, ground)
     boxes = np.array(P.obs, dtype=np.float64).reshape(-1, 5)

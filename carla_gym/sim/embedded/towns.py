@@ -55,9 +55,9 @@ CATALOGUE: dict[str, TownSpec] = {
     t.name: t
     for t in (
         TownSpec("grid_suburb", 101, "grid", 4, 4, 75.0, interior="yards", boundary="hedge",
-                 building_height=(4.0, 8.0), building_density=0.7, palette=0),
+                 building_height=(4.0, 8.0), building_density=0.7, rail=True, palette=0),
         TownSpec("ring_boulevard", 202, "ring", block=70.0, two_lane_share=0.5, building_height=(8.0, 20.0),
-                 interior="mixed", boundary="wall", guard_rails=True, palette=1, speed_limit=11.0),
+                 interior="mixed", boundary="wall", water=True, guard_rails=True, palette=1, speed_limit=11.0),
         TownSpec("offset_downtown", 303, "grid", 5, 4, 65.0, jitter=9.0, two_lane_share=0.6,
                  building_height=(12.0, 40.0), building_density=0.95, interior="buildings", boundary="wall", palette=2),
         TownSpec("winding_hills", 404, "organic", 4, 3, 90.0, jitter=14.0, curve=0.18, drop_edges=0.25,
@@ -76,11 +76,31 @@ CATALOGUE: dict[str, TownSpec] = {
     )
 }
 
+# Version of how the towns look; recordings cached under an older version are not reused.
+# 2: rail line through the town with level crossings, waterfront at the outer road, more rail and water.
+WORLD_VERSION = 2
+
 SPLITS: dict[str, tuple[str, ...]] = {
     "train": ("grid_suburb", "ring_boulevard", "offset_downtown", "winding_hills", "industrial_park", "lakeside_village"),
     "val": ("market_crossroads",),
     "test": ("harbour_district",),
 }
+
+
+def training_seeds(count: int, start: int = 1000) -> list[int]:
+    """Seeds of `count` random towns for training: none shares the building palette of a val or test
+    town, nor the test town's layout, so held-out towns stay unseen."""
+    held_out = [CATALOGUE[t] for s in ("val", "test") for t in SPLITS[s]]
+    palettes = {t.palette for t in held_out}
+    layouts = {CATALOGUE[t].layout for t in SPLITS["test"]} - {CATALOGUE[t].layout for t in SPLITS["train"]}
+    seeds: list[int] = []
+    seed = start
+    while len(seeds) < count:
+        spec = town_spec(seed)
+        if spec.palette not in palettes and spec.layout not in layouts:
+            seeds.append(seed)
+        seed += 1
+    return seeds
 
 
 def town_spec(town: str | int) -> TownSpec:
