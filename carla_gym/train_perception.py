@@ -7,7 +7,7 @@
 
 Without --data, clips are recorded with `carla_gym.collect` (train, val and test towns of the
 backend, plus --extra-towns random embedded towns as training data) into a cache folder named after
-the backend, its world version, size and clip length, and reused next time.
+the backend, its world version, size, clip length, clip counts and seed, and reused next time.
 Outputs in --out: weights/ (model.safetensors + config.json), report.json, pictures/, tb/
 (TensorBoard), checkpoints/ (per epoch; --resume continues from the last one).
 """
@@ -113,13 +113,16 @@ def record(cfg: TrainConfig, backend: str, server: list[str] | None = None) -> P
     `server` holds collect's `--host/--port` arguments for the CARLA backend."""
     h, w = cfg.size
     version = backend_class(backend).WORLD_VERSION
-    root = collect.default_root() / f"{backend}-v{version}-{h}x{w}-{cfg.frames}f-seed{cfg.seed}"
+    extra = cfg.extra_towns if backend == "embedded" else 0
+    # Training reads every clip under the root, so the name holds everything that decides which clips it has.
+    recipe = f"{cfg.clips}clips" + (f"-{extra}x{cfg.extra_town_clips}extra" if extra else "")
+    root = collect.default_root() / f"{backend}-v{version}-{h}x{w}-{cfg.frames}f-{recipe}-seed{cfg.seed}"
     common = ["--backend", backend, "--frames", str(cfg.frames), "--size", f"{h}x{w}", "--out", str(root),
               "--seed", str(cfg.seed), *(server or [])]
     for split in ("train", "val", "test"):
         collect.main([*common, "--split", split, "--clips", str(cfg.clips)])
-    if cfg.extra_towns and backend == "embedded":
-        seeds = ",".join(str(s) for s in training_seeds(cfg.extra_towns))
+    if extra:
+        seeds = ",".join(str(s) for s in training_seeds(extra))
         collect.main([*common, "--towns", seeds, "--split", "train", "--clips", str(cfg.extra_town_clips)])
     return root
 

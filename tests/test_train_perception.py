@@ -52,7 +52,7 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
     assert any((out / "tb").iterdir())
     assert (out / "checkpoints" / "last.pt").is_file()
     cached = [p.name for p in (tmp_path / "cache" / "clips").iterdir()]  # the world's version keys the clip cache
-    assert cached == [f"embedded-v{backend_class('embedded').WORLD_VERSION}-64x128-7f-seed0"]
+    assert cached == [f"embedded-v{backend_class('embedded').WORLD_VERSION}-64x128-7f-1clips-seed0"]
 
 
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
