@@ -46,6 +46,13 @@ def _write_atomic(path: Path, write) -> None:
     os.replace(tmp, path)
 
 
+def _write_folder(folder: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """Write model.safetensors and config.json into `folder`, each replaced atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
+    _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+
+
 def save_weights(model: PerceptionPipeline, folder: str | Path, *, training_data: str | dict[str, Any] | None = None,
                  metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
                  class_names: list[str] | tuple[str, ...] | None = None,
@@ -59,7 +66,6 @@ def save_weights(model: PerceptionPipeline, folder: str | Path, *, training_data
         raise ValueError("this model has its BatchNorms folded for inference (TemporalPerception); "
                          "save the original, unfolded model")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     config: PresetConfig = model.config
     names = list(class_names or (CLASS_NAMES if model.num_classes == len(CLASS_NAMES) else range(model.num_classes)))
     meta = {
@@ -80,9 +86,7 @@ def save_weights(model: PerceptionPipeline, folder: str | Path, *, training_data
         "metrics": metrics or {},
         "extra": extra or {},
     }
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
-    _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    _write_folder(folder, {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, meta)
     return folder
 
 
@@ -156,9 +160,6 @@ def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
     config = read_weights_config(src)
     tensors = load_file(str(src / WEIGHTS_FILE), device="cpu")
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    dst.mkdir(parents=True, exist_ok=True)
-    _write_atomic(dst / WEIGHTS_FILE, lambda p: save_file(half, str(p), metadata={"format": FORMAT_NAME}))
-    config["storage_dtype"] = "float16"
-    _write_atomic(dst / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    _write_folder(dst, half, {**config, "storage_dtype": "float16"})
     return dst
 
