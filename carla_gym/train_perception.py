@@ -42,13 +42,14 @@ from .sim import backend_class
 from .sim.embedded.towns import training_seeds
 
 
-def _ints(text: str, what: str) -> list[int]:
+def _per_stage(text: str, what: str, kind: type = int) -> list:
+    """Four comma-separated non-negative numbers, one per stage (seg,depth,ego,seq)."""
     try:
-        values = [int(v) for v in text.split(",")]
+        values = [kind(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{what} must be 4 comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{what} must be {len(STAGE_NAMES)} comma-separated numbers, got {text!r}") from None
     if len(values) != len(STAGE_NAMES) or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"{what} must be {len(STAGE_NAMES)} non-negative integers (seg,depth,ego,seq), got {text!r}")
+        raise argparse.ArgumentTypeError(f"{what} must be {len(STAGE_NAMES)} non-negative numbers (seg,depth,ego,seq), got {text!r}")
     return values
 
 
@@ -66,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=collect.parse_size, help="recording size HxW (default: the preset's input size)")
     p.add_argument("--preset", choices=("lite", "full"), default="lite")
     p.add_argument("--stages", default=",".join(STAGE_NAMES), help="comma-separated stages (default: all, in order)")
-    p.add_argument("--epochs", type=lambda t: _ints(t, "--epochs"), help="epochs per stage, e.g. 30,20,15,15")
-    p.add_argument("--batch-size", type=lambda t: _ints(t, "--batch-size"), help="batch size per stage, e.g. 8,8,4,2")
+    p.add_argument("--epochs", type=lambda t: _per_stage(t, "--epochs"), help="epochs per stage, e.g. 30,20,15,15")
+    p.add_argument("--batch-size", type=lambda t: _per_stage(t, "--batch-size"), help="batch size per stage, e.g. 8,8,4,2")
+    p.add_argument("--lr", type=lambda t: _per_stage(t, "--lr", float), help="Adam learning rate per stage, e.g. 3e-4,3e-4,3e-4,3e-5")
+    p.add_argument("--window", type=int, help="frames per training window of the ego and seq stages (default 6)")
     p.add_argument("--profile", choices=("default", "smoke"), default="default",
                    help="smoke: every stage for seconds on tiny data (tests, CI)")
     p.add_argument("--out", type=Path, default=Path("runs/perception"))
@@ -92,6 +95,12 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
             stage.epochs = args.epochs[i]
         if args.batch_size:
             stage.batch_size = max(1, args.batch_size[i])
+        if args.lr:
+            stage.lr = args.lr[i]
+        if args.window is not None and stage.window > 1:
+            if args.window < 2:
+                parser.exit(2, f"error: --window {args.window}: a window needs at least 2 frames\n")
+            stage.window = args.window
     cfg.stages = [s for s in cfg.stages if s.name in names]
     cfg.seed, cfg.workers = args.seed, args.workers
     if args.clips is not None:
@@ -102,8 +111,9 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
         cfg.frames = args.frames
     if args.size is not None:
         cfg.size = args.size
-    if cfg.frames < max(s.window for s in cfg.stages):
-        parser.exit(2, f"error: --frames {cfg.frames} is shorter than the 6-frame training window\n")
+    window = max(s.window for s in cfg.stages)
+    if cfg.frames < window:
+        parser.exit(2, f"error: --frames {cfg.frames} is shorter than the {window}-frame training window\n")
     return cfg
 
 

@@ -12,6 +12,7 @@ from perception.models import (
     MAX_DEPTH_M,
     MIN_DEPTH_M,
     PipelineState,
+    SkipDecoder,
     build_depth_model,
     build_ego_motion_filter,
     build_geometry_filter,
@@ -154,6 +155,22 @@ def test_single_frame_baselines():
     # submodule names match the temporal model's, so stage 1/2 checkpoints load into it
     geo_keys = set(build_geometry_filter("lite").state_dict())
     assert set(seg.state_dict()) <= geo_keys and set(depth.state_dict()) <= geo_keys
+
+
+@pytest.mark.parametrize("head, stride", [("lraspp", 8), ("unet", 4), ("deeplabv3", 16)])
+def test_segmentation_heads_resolution(head, stride):
+    """Logits come at the head's own stride without `out_size` (lite's unet reads the stride-4 skip), at the input size with it."""
+    model = build_geometry_filter("lite", seg_head=head).eval()
+    with torch.no_grad():
+        emb, feats = model.encode(torch.randn(1, 3, H, W))
+        h = model.convgru(emb, None)
+        assert model.seg_head(h, feats, None).shape == (1, 22, H // stride, W // stride)
+        assert model.seg_head(h, feats, (H, W)).shape == (1, 22, H, W)
+
+
+def test_skip_decoder_checks_widths():
+    with pytest.raises(ValueError, match="one width per skip plus one"):
+        SkipDecoder(96, [40, 24], (64, 32), out_channels=22)
 
 
 def test_preset_overrides_and_unknown_preset():

@@ -8,6 +8,7 @@ Quick start::
 
 from .backbones import MobileNetV3Backbone, ResNet50Backbone, build_backbone, build_projection
 from .convgru import ConvGRUCell
+from .decoder import SkipDecoder, SkipSpec
 from .depth import MAX_DEPTH_M, MIN_DEPTH_M, DepthDecoder, DepthEstimationModel, log_depth_to_metres
 from .ego_motion import CameraHead, EgoMotionFilter, MotionEstimator
 from .geometry_filter import GeometryFilter
@@ -30,7 +31,7 @@ __all__ = [
     "CameraHead", "ConvGRUCell", "DepthDecoder", "DepthEstimationModel", "EgoMotionFilter", "GeometryFilter",
     "IMAGENET_MEAN", "IMAGENET_STD", "MAX_DEPTH_M", "MIN_DEPTH_M", "MobileNetV3Backbone", "MotionEstimator",
     "PRESETS", "PerceptionPipeline", "PipelineState", "PresetConfig", "ResNet50Backbone", "SegmentationHead",
-    "SegmentationModel", "build_backbone", "build_depth_model", "build_ego_motion_filter", "build_geometry_filter",
+    "SegmentationModel", "SkipDecoder", "SkipSpec", "build_backbone", "build_depth_model", "build_ego_motion_filter", "build_geometry_filter",
     "build_model", "build_projection", "build_segmentation_model", "count_parameters", "get_preset",
     "log_depth_to_metres", "normalize", "resize_images",
 ]

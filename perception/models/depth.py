@@ -12,10 +12,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone, build_projection
+from .decoder import SkipDecoder
 
 MIN_DEPTH_M = 0.5
 MAX_DEPTH_M = 1000.0
@@ -28,43 +28,17 @@ def log_depth_to_metres(log_depth: torch.Tensor) -> torch.Tensor:
     return torch.exp(x.clamp(math.log(MIN_DEPTH_M), math.log(MAX_DEPTH_M)))
 
 
-def _conv_bn_relu(in_ch: int, out_ch: int, k: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, k, padding=k // 2, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+class DepthDecoder(SkipDecoder):
+    """The depth head: a `SkipDecoder` with one output channel, log-depth, starting flat at `INITIAL_DEPTH_M`.
 
-
-class DepthDecoder(nn.Module):
-    """Progressive upsampling decoder with U-Net style skips from the encoder.
-
-    `reduce` maps the bottleneck to `widths[0]`; then for each skip (coarse to fine) the map is
-    upsampled to the skip's size, concatenated with it and refined by `convs_per_stage` 3x3 convs
-    of `widths[i + 1]` channels. A 3x3 head gives log-depth at the finest skip's resolution,
-    bilinearly upsampled to the output size.
+    Log-depth comes at the finest skip's resolution, bilinearly upsampled to the output size.
     """
 
     def __init__(self, in_channels: int, skip_channels: Sequence[int], widths: Sequence[int],
                  reduce_kernel: int = 3, convs_per_stage: int = 2) -> None:
-        super().__init__()
-        if len(widths) != len(skip_channels) + 1:
-            raise ValueError(f"need one width per skip plus one, got widths={widths} skips={skip_channels}")
-        self.reduce = _conv_bn_relu(in_channels, widths[0], reduce_kernel)
-        stages = []
-        for i, skip in enumerate(skip_channels):
-            layers = [_conv_bn_relu(widths[i] + skip, widths[i + 1])]
-            layers += [_conv_bn_relu(widths[i + 1], widths[i + 1]) for _ in range(convs_per_stage - 1)]
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.ModuleList(stages)
-        self.head = nn.Conv2d(widths[-1], 1, 3, padding=1)
+        super().__init__(in_channels, skip_channels, widths, 1, reduce_kernel, convs_per_stage)
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.constant_(self.head.bias, math.log(INITIAL_DEPTH_M))
-
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], out_size: tuple[int, int]) -> torch.Tensor:
-        """Bottleneck (N, C, h, w) and skips (coarse to fine) -> log-depth (N, 1, *out_size)."""
-        x = self.reduce(x)
-        for stage, skip in zip(self.stages, skips):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = stage(torch.cat([x, skip], dim=1))
-        x = self.head(x)
-        return F.interpolate(x, size=out_size, mode="bilinear", align_corners=False)
 
 
 class DepthEstimationModel(nn.Module):

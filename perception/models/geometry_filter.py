@@ -9,6 +9,7 @@ from torch import nn
 
 from .backbones import build_backbone, build_projection
 from .convgru import ConvGRUCell
+from .decoder import SkipSpec
 from .depth import DepthDecoder, log_depth_to_metres
 from .segmentation import SegmentationHead
 
@@ -40,8 +41,9 @@ class GeometryFilter(nn.Module):
         self.num_classes = num_classes
         self.proj = build_projection(out_ch, embed_channels)
         self.convgru = ConvGRUCell(self.embed_channels, self.hidden_channels, gru_kernel)
-        self.seg_head = SegmentationHead(seg_head, self.hidden_channels, num_classes, self.backbone.channels["s8"],
-                                         seg_inter_channels)
+        skips = SkipSpec(tuple(skip_names), tuple(decoder_widths), decoder_reduce_kernel, decoder_convs_per_stage)
+        self.seg_head = SegmentationHead(seg_head, self.hidden_channels, num_classes, self.backbone.channels,
+                                         seg_inter_channels, skips)
         self.skip_names = tuple(skip_names)
         self.depth_decoder = DepthDecoder(self.hidden_channels, [self.backbone.channels[s] for s in skip_names],
                                           decoder_widths, decoder_reduce_kernel, decoder_convs_per_stage)

@@ -16,7 +16,8 @@ clip (2 modes x 4 conditions).
 - seq:   the same 480 windows, 2880 / 42 img/s = 69 s + ~5 s per epoch x 8 epochs = 10 min
 - recording (~2 min) and the evaluation (~1 min).
 Total: about 86 min. Measured with the default command on 2026-11-24: seg ~150 s, depth ~165 s,
-ego ~37 s, seq ~76 s per epoch; 87 min in all. Fewer epochs than before the random towns were added: each epoch sees twice the
+ego ~37 s, seq ~76 s per epoch; 87 min in all. With the `unet` segmentation decoder (v3 weights):
+seg ~175 s, depth ~190 s, ego ~33 s, seq ~86 s per epoch; 89 min in all. Fewer epochs than before the random towns were added: each epoch sees twice the
 frames, and validation mIoU flattened after ~8 epochs of the named towns alone.
 
 `full` keeps the seed's epochs (20, 20, 20, 10) and batch sizes (8, 8, 4, 2).
