@@ -70,6 +70,21 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    """Each stage's end is kept; `--stages seq` on a finished run starts from the ego stage's end, not from the
+    seq-trained weights, so with the same seed it gives the full run's weights again."""
+    common = ["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval", "--out", str(tmp_path)]
+    assert train_perception.main(common) == 0
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("after_*.pt"))
+    assert kept == ["after_depth.pt", "after_ego.pt", "after_seg.pt", "after_seq.pt"]
+    assert torch.load(tmp_path / "checkpoints" / "after_ego.pt", weights_only=True)["stage"] == "ego"
+    full = load_file(str(tmp_path / "weights" / "model.safetensors"))
+    assert train_perception.main([*common, "--stages", "seq"]) == 0
+    again = load_file(str(tmp_path / "weights" / "model.safetensors"))
+    for k in full:
+        torch.testing.assert_close(again[k], full[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
 @pytest.mark.parametrize("damage", ["missing_frame", "garbage_frame", "garbage_meta"])
 def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
     """A missing or unreadable frame, or a bad meta.json, ends the run with a one-line error naming the clip."""

@@ -1,4 +1,8 @@
-"""Atomic per-epoch checkpoints: written to a temporary file then renamed, loaded with `weights_only=True`."""
+"""Atomic per-epoch checkpoints: written to a temporary file then renamed, loaded with `weights_only=True`.
+
+`last.pt` is overwritten every epoch; the last epoch of each stage is also kept as `after_<stage>.pt`, so a
+later stage can be trained again from the same starting point.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,27 @@ import torch
 CHECKPOINT_FILE = "last.pt"
 
 
-def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
-    """Write `state` (tensors, dicts, numbers, strings) to folder/last.pt atomically; a kill never leaves half a file."""
+def stage_checkpoint_file(stage: str) -> str:
+    """The file that keeps the checkpoint taken at the end of `stage`."""
+    return f"after_{stage}.pt"
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any], names: tuple[str, ...] = (CHECKPOINT_FILE,)) -> Path:
+    """Write `state` (tensors, dicts, numbers, strings) to each of folder/`names` atomically; a kill never
+    leaves half a file. Returns the first path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / CHECKPOINT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    for name in names:
+        path = folder / name
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    return folder / names[0]
 
 
-def load_checkpoint(folder: str | Path) -> dict[str, Any] | None:
-    """The last checkpoint in `folder`, or None when there is none (no pickled code is ever executed)."""
-    path = Path(folder) / CHECKPOINT_FILE
+def load_checkpoint(folder: str | Path, name: str = CHECKPOINT_FILE) -> dict[str, Any] | None:
+    """The checkpoint folder/`name`, or None when there is none (no pickled code is ever executed)."""
+    path = Path(folder) / name
     if not path.is_file():
         return None
     return torch.load(path, map_location="cpu", weights_only=True)

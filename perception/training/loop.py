@@ -34,7 +34,7 @@ from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, build_model, normalize
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, stage_checkpoint_file
 from .config import STAGE_NAMES, StageConfig, TrainConfig
 from .stages import describe, set_trainable
 
@@ -253,7 +253,7 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "completed": completed + ([stage.name] if epoch + 1 == stage.epochs else []),
                 "config": json.dumps(cfg.to_dict()),
-            })
+            }, (CHECKPOINT_FILE, stage_checkpoint_file(stage.name)) if epoch + 1 == stage.epochs else (CHECKPOINT_FILE,))
         if d.world > 1:
             dist.barrier()
         epochs_done[0] += 1
@@ -266,7 +266,7 @@ def train(cfg: TrainConfig, data: str | Path, out_dir: str | Path, *, device: st
     """Run the configured stages on the clips in `data` (split train; val drives the scheduler); returns the model.
 
     `resume` continues from OUT/checkpoints/last.pt. A stage list that starts after `seg` starts from
-    the checkpoint's weights (the previous stages' outputs). `stop_after_epochs` ends the run after
+    the weights at the end of the stage before it (OUT/checkpoints/after_<stage>.pt, else last.pt). `stop_after_epochs` ends the run after
     that many epochs in this call (used to test resuming).
     """
     data, out_dir = Path(data), Path(out_dir)
@@ -284,7 +284,12 @@ def train(cfg: TrainConfig, data: str | Path, out_dir: str | Path, *, device: st
             raise TrainingError(f"{data}: no clips of the {split} split")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset, device=device)
-    ckpt = load_checkpoint(out_dir / "checkpoints") if (resume or names[0] != STAGE_NAMES[0]) else None
+    ckpt = None
+    if resume:
+        ckpt = load_checkpoint(out_dir / "checkpoints")
+    elif names[0] != STAGE_NAMES[0]:  # start from the end of the stage before, else from the newest weights
+        before = STAGE_NAMES[STAGE_NAMES.index(names[0]) - 1]
+        ckpt = load_checkpoint(out_dir / "checkpoints", stage_checkpoint_file(before)) or load_checkpoint(out_dir / "checkpoints")
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         log(f"loaded checkpoint: stage {ckpt['stage']!r}, epoch {ckpt['epoch']}")
