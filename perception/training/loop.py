@@ -284,17 +284,17 @@ def train(cfg: TrainConfig, data: str | Path, out_dir: str | Path, *, device: st
             raise TrainingError(f"{data}: no clips of the {split} split")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset, device=device)
-    ckpt = None
+    folder, ckpt = out_dir / "checkpoints", None
     if resume:
-        ckpt = load_checkpoint(out_dir / "checkpoints")
+        ckpt = load_checkpoint(folder)
     elif names[0] != STAGE_NAMES[0]:  # start from the end of the stage before, else from the newest weights
         before = STAGE_NAMES[STAGE_NAMES.index(names[0]) - 1]
-        ckpt = load_checkpoint(out_dir / "checkpoints", stage_checkpoint_file(before)) or load_checkpoint(out_dir / "checkpoints")
+        ckpt = load_checkpoint(folder, stage_checkpoint_file(before)) or load_checkpoint(folder)
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         log(f"loaded checkpoint: stage {ckpt['stage']!r}, epoch {ckpt['epoch']}")
     elif resume or names[0] != STAGE_NAMES[0]:
-        log(f"no checkpoint in {out_dir / 'checkpoints'}: starting from untrained weights")
+        log(f"no checkpoint in {folder}: starting from untrained weights")
     writer = None
     if d.main:
         from torch.utils.tensorboard import SummaryWriter
