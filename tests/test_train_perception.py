@@ -85,6 +85,24 @@ def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Pa
         torch.testing.assert_close(again[k], full[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def test_stage_ends_with_its_best_validation_epoch(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                   one_thread) -> None:
+    """The seg stage keeps the epoch with the best validation mIoU (as logged), not simply the last one."""
+    args = ["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval", "--out", str(tmp_path),
+            "--stages", "seg", "--epochs", "4,0,0,0", "--lr", "1e-2,3e-4,3e-4,3e-4"]
+    assert train_perception.main(args) == 0
+    logged = [float(line.split("val_miou=")[1].split()[0]) for line in capsys.readouterr().out.splitlines()
+              if line.startswith("seg epoch")]
+    assert len(logged) == 4
+    best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
+    assert logged[best["epoch"] - 1] == max(logged)
+    assert round(best["score"], 3) == max(logged)
+    final = load_file(str(tmp_path / "weights" / "model.safetensors"))
+    for k, v in best["model"].items():
+        if k in final:
+            torch.testing.assert_close(final[k].float(), v.float(), msg=k)
+
+
 @pytest.mark.parametrize("damage", ["missing_frame", "garbage_frame", "garbage_meta"])
 def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
     """A missing or unreadable frame, or a bad meta.json, ends the run with a one-line error naming the clip."""

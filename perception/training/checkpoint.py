@@ -1,7 +1,8 @@
 """Atomic per-epoch checkpoints: written to a temporary file then renamed, loaded with `weights_only=True`.
 
-`last.pt` is overwritten every epoch; the last epoch of each stage is also kept as `after_<stage>.pt`, so a
-later stage can be trained again from the same starting point.
+`last.pt` is overwritten every epoch; the end of each stage (its best validation epoch's weights) is also kept
+as `after_<stage>.pt`, so a later stage can be trained again from the same starting point. `best.pt` holds the
+current stage's best epoch so far (model weights only).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import torch
 
 CHECKPOINT_FILE = "last.pt"
+BEST_FILE = "best.pt"
 
 
 def stage_checkpoint_file(stage: str) -> str:

@@ -1,7 +1,8 @@
 """The curriculum loop: one linear pass per stage (CleanRL style), read top to bottom in `run_stage`.
 
 Every stage trains the one `PerceptionPipeline`; `stages.TRAINABLE` says which parts. After each
-epoch: a validation loss (drives ReduceLROnPlateau), TensorBoard scalars and a sample image, and an
+epoch: validation (the stage's selection metric, `selection_metric`, drives ReduceLROnPlateau and
+picks the epoch whose weights the stage ends with), TensorBoard scalars and a sample image, and an
 atomic checkpoint, so `resume=True` continues from the last completed epoch and ends with the same
 weights as an uninterrupted run (shuffling and augmentation are seeded from (seed, stage, epoch, batch)).
 
@@ -34,7 +35,7 @@ from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, build_model, normalize
 
-from .checkpoint import CHECKPOINT_FILE, load_checkpoint, save_checkpoint, stage_checkpoint_file
+from .checkpoint import BEST_FILE, CHECKPOINT_FILE, load_checkpoint, save_checkpoint, stage_checkpoint_file
 from .config import STAGE_NAMES, StageConfig, TrainConfig
 from .stages import describe, set_trainable
 
@@ -99,6 +100,25 @@ def prepare_rgb(rgb: torch.Tensor, augment: TemporalAugment | None, seed: int) -
     if augment is not None:
         x = torch.stack([augment(w, torch.Generator().manual_seed(seed_of(seed, i))) for i, w in enumerate(x)])
     return normalize(x)
+
+
+def selection_metric(stage: StageConfig) -> tuple[str, bool]:
+    """The validation metric that schedules a stage's learning rate and picks its best epoch, and
+    whether higher is better: mIoU where segmentation trains with full weight (the CE loss can rise
+    while mIoU still improves, as confidence on hard pixels drops), AbsRel for the depth stage,
+    the validation loss otherwise (ego-motion)."""
+    if stage.seg_weight >= 1.0:
+        return "miou", True
+    if stage.depth_weight:
+        return "abs_rel", False
+    return "loss", False
+
+
+def is_better(score: float, best: float, higher: bool) -> bool:
+    """Whether a validation score beats the best so far (NaN never does, and anything beats NaN)."""
+    if math.isnan(score):
+        return False
+    return math.isnan(best) or (score > best if higher else score < best)
 
 
 def stage_loss(model: PerceptionPipeline, stage: StageConfig, x: torch.Tensor, batch: dict[str, torch.Tensor],
@@ -170,12 +190,17 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
     params = set_trainable(model, stage.name)
     log(describe(model, stage.name))
     optimizer = torch.optim.Adam(params, lr=stage.lr)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.1, patience=stage.patience)
-    start_epoch, step = 0, 0
+    metric, higher = selection_metric(stage)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max" if higher else "min", factor=0.1,
+                                                           patience=stage.patience)
+    start_epoch, step, best = 0, 0, None  # best: (score, epoch, model state) of the best validation epoch so far
     if ckpt is not None and ckpt["stage"] == stage.name:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+        kept = load_checkpoint(out_dir / "checkpoints", BEST_FILE)
+        if kept is not None and kept["stage"] == stage.name and kept["epoch"] <= start_epoch:
+            best = (kept["score"], kept["epoch"], kept["model"])
         log(f"resuming stage {stage.name!r} after epoch {start_epoch}/{stage.epochs}")
 
     for epoch in range(start_epoch, stage.epochs):
@@ -227,11 +252,17 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                 if stage.depth_weight:
                     depth_metrics.update(out["depth"].flatten(0, 2).cpu(), batch["depth"].flatten(0, 1))
         val_loss = vsum / max(vn, 1)
-        scheduler.step(val_loss)
-        lr = optimizer.param_groups[0]["lr"]
         train_means = {k: v / max(n, 1) for k, v in sums.items()}
         miou = seg_metrics.compute()["miou"] if seg_metrics.confusion.sum() else float("nan")
         abs_rel = depth_metrics.compute()["abs_rel"]
+        score = {"miou": miou, "abs_rel": abs_rel, "loss": val_loss}[metric]
+        scheduler.step(score)
+        lr = optimizer.param_groups[0]["lr"]
+        if best is None or is_better(score, best[0], higher):
+            best = (score, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            if d.main:
+                save_checkpoint(out_dir / "checkpoints", {"stage": stage.name, "epoch": epoch + 1, "score": score,
+                                                          "model": best[2]}, (BEST_FILE,))
         if d.main:
             log(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: "
                 + " ".join(f"{k}={v:.4f}" for k, v in train_means.items())
@@ -248,12 +279,17 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                 if image is not None:
                     writer.add_image(f"{stage.name}/sample_rgb_pred_true", image, epoch, dataformats="HWC")
                 writer.flush()
+        last = epoch + 1 == stage.epochs
+        if last and best[1] != epoch + 1:  # the stage ends with its best validation epoch's weights
+            model.load_state_dict(best[2])
+            log(f"{stage.name}: keeping epoch {best[1]} (val {metric} {best[0]:.4f})")
+        if d.main:
             save_checkpoint(out_dir / "checkpoints", {
                 "stage": stage.name, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "completed": completed + ([stage.name] if epoch + 1 == stage.epochs else []),
+                "completed": completed + ([stage.name] if last else []),
                 "config": json.dumps(cfg.to_dict()),
-            }, (CHECKPOINT_FILE, stage_checkpoint_file(stage.name)) if epoch + 1 == stage.epochs else (CHECKPOINT_FILE,))
+            }, (CHECKPOINT_FILE, stage_checkpoint_file(stage.name)) if last else (CHECKPOINT_FILE,))
         if d.world > 1:
             dist.barrier()
         epochs_done[0] += 1
