@@ -19,7 +19,7 @@ from carla_gym.sim import backend_class
 from perception import build_model
 from perception.data import ClipWindows
 from perception.training import default_config
-from perception.training.loop import prepare_rgb, stage_loss
+from perception.training.loop import is_better, prepare_rgb, stage_loss
 from perception.training.stages import set_trainable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,6 +101,15 @@ def test_stage_ends_with_its_best_validation_epoch(smoke_data: Path, tmp_path: P
     for k, v in best["model"].items():
         if k in final:
             torch.testing.assert_close(final[k].float(), v.float(), msg=k)
+
+
+@pytest.mark.parametrize("score, best, higher, expected", [
+    (0.5, 0.4, True, True), (0.4, 0.5, True, False), (0.4, 0.4, True, False),  # mIoU: a tie keeps the earlier epoch
+    (0.1, 0.2, False, True), (0.2, 0.1, False, False),  # AbsRel, loss: lower is better
+    (float("nan"), 0.2, False, False), (0.3, float("nan"), True, True),  # NaN never wins, anything beats it
+])
+def test_is_better(score: float, best: float, higher: bool, expected: bool) -> None:
+    assert is_better(score, best, higher) is expected
 
 
 @pytest.mark.parametrize("damage", ["missing_frame", "garbage_frame", "garbage_meta"])

@@ -13,10 +13,10 @@ evaluation ~3 s per 20-frame test clip (2 modes x 4 conditions).
 - depth: 3200 / 17 img/s = 190 s per epoch x 14 epochs = 44 min (validation AbsRel still fell at epoch 10)
 - ego:   6-frame windows every 5 frames: 160 clips x 3 = 480 windows = 2880 frames / 86 img/s
          = 34 s + ~3 s per epoch x 8 epochs = 5 min
-- seq:   12-frame windows every 5 frames: 160 clips x 2 = 320 windows = 3840 frames, ~215 s per epoch
-         x 8 epochs = 29 min
+- seq:   each 20-frame clip as one window: 160 windows = 3200 frames, ~110 s per epoch x 8 epochs = 15 min
 - recording (~2 min) and the evaluation (~1 min).
-Total: about 2 hours (v3 weights, 2026-11-24: seg ~175 s, depth ~190 s, ego ~33 s, seq ~215 s per epoch).
+Total: about 1 h 50 min (measured for the v3 weights, 2026-11-24: seg ~175 s, depth ~190 s, ego ~33 s per
+epoch; seq with 20-frame windows ~110 s).
 Each stage ends with its best validation epoch (`loop.selection_metric`). Fewer seg epochs than before the
 random towns were added: each epoch sees twice the frames, and validation mIoU flattened after ~8 epochs.
 
@@ -80,10 +80,11 @@ class TrainConfig:
 SEQ_DEPTH_WEIGHT = 1.0
 SEQ_POSE_WEIGHT = 1.0
 DEPTH_STAGE_SEG_WEIGHT = 0.1
-# lite's sequence stage: 12-frame windows at a fine-tuning learning rate. With 6-frame windows at 3e-4 the
-# stage lowered validation mIoU (0.47 -> 0.46) and the temporal model trailed the per-frame one by 0.016
-# mIoU on the test town; 12 frames at 3e-5 closed that to 0.006 (v3 weights; the same with a second seed).
-LITE_SEQ_WINDOW = 12
+# lite's sequence stage: whole 20-frame clips as windows at a fine-tuning learning rate. With 6-frame windows
+# at 3e-4 the stage lowered validation mIoU (0.47 -> 0.46) and the temporal model trailed the per-frame one
+# by 0.016 test mIoU; 12 frames at 3e-5 closed that to 0.006 (two seeds), and 20 frames put it 0.002
+# ahead, with a third of the ego-motion error (v3 weights, test town).
+LITE_SEQ_WINDOW = 20
 LITE_SEQ_LR = 3e-5
 
 
