@@ -82,8 +82,8 @@ SEQ_POSE_WEIGHT = 1.0
 DEPTH_STAGE_SEG_WEIGHT = 0.1
 # lite's sequence stage: whole 20-frame clips as windows at a fine-tuning learning rate. With 6-frame windows
 # at 3e-4 the stage lowered validation mIoU (0.47 -> 0.46) and the temporal model trailed the per-frame one
-# by 0.016 test mIoU; 12 frames at 3e-5 closed that to 0.006 (two seeds), and 20 frames put it 0.002
-# ahead, with a third of the ego-motion error (v3 weights, test town).
+# by 0.016 test mIoU; 12 frames at 3e-5 closed that to 0.006 (two seeds), and 20 frames to level (+0.002
+# and 0.000, two seeds), with a quarter of the ego-motion error (v3 weights, test town).
 LITE_SEQ_WINDOW = 20
 LITE_SEQ_LR = 3e-5
 
