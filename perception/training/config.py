@@ -2,7 +2,7 @@
 
 `lite` defaults, sized for about 2 hours on 2 CPU cores at 128x256. Throughput measured here:
 seg ~18 images/s (batch 8), depth ~17 images/s, ego ~86 images/s (frozen encoder under no_grad),
-seq ~18 images/s (backbone frozen, so no backward through it, but the decoders run at full size);
+seq ~29 images/s (backbone frozen, so no backward through it, but the decoders run at full size);
 evaluation ~3 s per 20-frame test clip (2 modes x 4 conditions).
 
 - data: 6 named train towns x 16 clips + 16 random towns x 4 clips = 160 clips x 20 frames = 3200
