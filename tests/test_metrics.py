@@ -18,6 +18,7 @@ from perception.metrics import (
     compose_trajectory,
     pose_errors,
 )
+from perception.training.evaluation import _Scores
 
 # Ground truth and prediction over 9 pixels; confusion rows = GT, columns = prediction:
 #   [[2, 1, 0],
@@ -158,3 +159,15 @@ def test_tc_follows_camera_motion():
     m = TemporalConsistency()
     m.update(prev, cur, prev, cur, depth_cur, T, K, depth_prev=depth_prev)
     assert m.compute()["tc"] == 1.0
+
+
+def test_report_per_class_recall_precision_and_share():
+    """Report entries from a hand-made confusion: rows are true classes, columns predictions
+    (true 0: predicted 0, 2; true 1: predicted 0, 1, 1; true 2: predicted 2)."""
+    scores = _Scores(3)
+    scores.seg.update(torch.tensor([[0, 0, 1, 1, 2, 2]]), torch.tensor([[0, 1, 1, 1, 2, 0]]))
+    r = scores.compute(["a", "b", "c"])
+    assert r["recall"] == pytest.approx({"a": 1 / 2, "b": 2 / 3, "c": 1.0})
+    assert r["precision"] == pytest.approx({"a": 1 / 2, "b": 1.0, "c": 1 / 2})
+    assert r["pixel_share"] == pytest.approx({"a": 2 / 6, "b": 3 / 6, "c": 1 / 6})
+    assert r["iou"] == pytest.approx({"a": 1 / 3, "b": 2 / 3, "c": 1 / 2})

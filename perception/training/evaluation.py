@@ -94,9 +94,15 @@ class _Scores:
 
     def compute(self, class_names: list[str]) -> dict[str, Any]:
         seg = self.seg.compute()
+        cm, present = seg["confusion"].astype(np.float64), np.flatnonzero(seg["present"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall, precision = np.diag(cm) / cm.sum(1), np.diag(cm) / cm.sum(0)  # NaN: never predicted
         return {
             "pixel_accuracy": seg["pixel_accuracy"], "miou": seg["miou"],
-            "iou": {class_names[c]: float(seg["iou"][c]) for c in range(len(class_names)) if seg["present"][c]},
+            "iou": {class_names[c]: float(seg["iou"][c]) for c in present},
+            "recall": {class_names[c]: float(recall[c]) for c in present},
+            "precision": {class_names[c]: float(precision[c]) for c in present},
+            "pixel_share": {class_names[c]: float(cm[c].sum() / cm.sum()) for c in present},
             "depth": self.depth.compute(), "ego_motion": self.ego.compute(), "temporal": self.tc.compute(),
         }
 
