@@ -55,8 +55,10 @@ def main() -> None:
             labels = predict_clip(model, item["rgb"].float() / 255.0, mode, torch.device("cpu"))["labels"]
             for s in starts:
                 scores[(mode, s)].update(labels[s:s + args.stretch], item["semantic"][s:s + args.stretch])
-    results = {mode: {f"{s}-{s + args.stretch}": {k: float(scores[(mode, s)].compute()[k]) for k in ("miou", "pixel_accuracy")}
-                      for s in starts} for mode in MODES}
+    results: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in MODES}
+    for (mode, s), metrics in scores.items():
+        r = metrics.compute()
+        results[mode][f"{s}-{s + args.stretch}"] = {"miou": r["miou"], "pixel_accuracy": r["pixel_accuracy"]}
     print(f"{len(clips)} test clips of {args.frames} frames, weights {args.weights}")
     print(f"{'frames':<10}" + "".join(f"{m + ' mIoU':>18}{m + ' acc':>17}" for m in MODES))
     for s in starts:
