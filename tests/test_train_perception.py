@@ -18,7 +18,7 @@ from carla_gym import train_perception
 from carla_gym.sim import backend_class
 from perception import build_model
 from perception.data import ClipWindows
-from perception.training import default_config
+from perception.training import default_config, train
 from perception.training.loop import is_better, prepare_rgb, stage_loss
 from perception.training.stages import set_trainable
 
@@ -101,6 +101,25 @@ def test_stage_ends_with_its_best_validation_epoch(smoke_data: Path, tmp_path: P
     for k, v in best["model"].items():
         if k in final:
             torch.testing.assert_close(final[k].float(), v.float(), msg=k)
+
+
+def test_stage_without_keep_best_ends_with_its_last_epoch(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    """Two identical seg runs whose best epoch is not the last: with `keep_best` the run goes back to the best
+    epoch, without it (the seq stage's setting) the run keeps what its last epoch trained."""
+    final = {}
+    for keep_best in (True, False):
+        cfg = default_config("lite", "smoke")
+        cfg.stages = [cfg.stage("seg")]
+        cfg.stages[0].epochs, cfg.stages[0].lr, cfg.stages[0].keep_best = 4, 1e-2, keep_best
+        out = tmp_path / str(keep_best)
+        model = train(cfg, smoke_data, out, device="cpu", log=lambda _: None)
+        final[keep_best] = {k: v.clone() for k, v in model.state_dict().items()}
+        assert (out / "checkpoints" / "best.pt").is_file() is keep_best
+    best = torch.load(tmp_path / "True" / "checkpoints" / "best.pt", weights_only=True)
+    assert best["epoch"] < 4  # the setting this test needs: the best epoch is not the last
+    assert any(not torch.equal(final[True][k], final[False][k]) for k in final[True])
+    assert default_config("lite").stage("seq").keep_best is False
+    assert all(s.keep_best for s in default_config("full").stages if s.name != "seq")
 
 
 @pytest.mark.parametrize("score, best, higher, expected", [

@@ -103,7 +103,7 @@ def prepare_rgb(rgb: torch.Tensor, augment: TemporalAugment | None, seed: int) -
 
 
 def selection_metric(stage: StageConfig) -> tuple[str, bool]:
-    """The validation metric that schedules a stage's learning rate and picks its best epoch, and
+    """The validation metric that schedules a stage's learning rate and picks its best epoch (`keep_best`), and
     whether higher is better: mIoU where segmentation trains with full weight (the CE loss can rise
     while mIoU still improves, as confidence on hard pixels drops), AbsRel for the depth stage,
     the validation loss otherwise (ego-motion)."""
@@ -199,7 +199,7 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
         scheduler.load_state_dict(ckpt["scheduler"])
         start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
         kept = load_checkpoint(out_dir / "checkpoints", BEST_FILE)
-        if kept is not None and kept["stage"] == stage.name and kept["epoch"] <= start_epoch:
+        if stage.keep_best and kept is not None and kept["stage"] == stage.name and kept["epoch"] <= start_epoch:
             best = (kept["score"], kept["epoch"], kept["model"])
         log(f"resuming stage {stage.name!r} after epoch {start_epoch}/{stage.epochs}")
 
@@ -258,7 +258,7 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
         score = {"miou": miou, "abs_rel": abs_rel, "loss": val_loss}[metric]
         scheduler.step(score)
         lr = optimizer.param_groups[0]["lr"]
-        if best is None or is_better(score, best[0], higher):
+        if stage.keep_best and (best is None or is_better(score, best[0], higher)):
             best = (score, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
             if d.main:
                 save_checkpoint(out_dir / "checkpoints", {"stage": stage.name, "epoch": epoch + 1, "score": score,
@@ -280,7 +280,7 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                     writer.add_image(f"{stage.name}/sample_rgb_pred_true", image, epoch, dataformats="HWC")
                 writer.flush()
         last = epoch + 1 == stage.epochs
-        if last and best[1] != epoch + 1:  # the stage ends with its best validation epoch's weights
+        if last and best is not None and best[1] != epoch + 1:  # the stage ends with its best validation epoch's weights
             model.load_state_dict(best[2])
             log(f"{stage.name}: keeping epoch {best[1]} (val {metric} {best[0]:.4f})")
         if d.main:
