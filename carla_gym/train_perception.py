@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=lambda t: _per_stage(t, "--batch-size"), help="batch size per stage, e.g. 8,8,4,2")
     p.add_argument("--lr", type=lambda t: _per_stage(t, "--lr", float), help="Adam learning rate per stage, e.g. 3e-4,3e-4,3e-4,3e-5")
     p.add_argument("--window", type=int, help="frames per training window of the ego and seq stages (default 6)")
+    p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
+                   help="mirror training frames left to right at random in the seg and depth stages (default: on)")
     p.add_argument("--profile", choices=("default", "smoke"), default="default",
                    help="smoke: every stage for seconds on tiny data (tests, CI)")
     p.add_argument("--out", type=Path, default=Path("runs/perception"))
@@ -103,6 +105,8 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
             stage.window = args.window
     cfg.stages = [s for s in cfg.stages if s.name in names]
     cfg.seed, cfg.workers = args.seed, args.workers
+    if args.mirror is not None:
+        cfg.mirror = args.mirror
     if args.clips is not None:
         cfg.clips = args.clips
     if args.extra_towns is not None:

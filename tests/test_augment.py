@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from perception.data import AugmentConfig, TemporalAugment, corrupt
+from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames
 from perception.data.augment import clutter, color_jitter, lighting_drift
 
 
@@ -60,3 +60,19 @@ def test_corruptions_by_name():
     assert (corrupt(frames, "noise", gen()) - frames).std() == pytest.approx(0.05, rel=0.3)
     with pytest.raises(ValueError, match="unknown corruption 'fog'"):
         corrupt(frames, "fog", gen())
+
+
+def test_mirror_frames_flips_image_labels_and_depth_together() -> None:
+    """Item 0 mirrored (p=1), nothing mirrored at p=0; poses untouched; the input batch is not modified."""
+    rgb = torch.arange(2 * 1 * 3 * 2 * 3, dtype=torch.uint8).view(2, 1, 3, 2, 3)
+    batch = {"rgb": rgb, "semantic": torch.tensor([[[[1, 2, 3], [4, 5, 6]]]]).repeat(2, 1, 1, 1),
+             "depth": torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]]).repeat(2, 1, 1, 1),
+             "rel_pose": torch.eye(4).expand(2, 1, 4, 4)}
+    out = mirror_frames(batch, torch.Generator().manual_seed(0), p=1.0)
+    assert out["semantic"][0, 0].tolist() == [[3, 2, 1], [6, 5, 4]]
+    assert out["depth"][1, 0].tolist() == [[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]]
+    assert out["rgb"][0, 0, 2, 1].tolist() == rgb[0, 0, 2, 1].flip(0).tolist()
+    assert out["rel_pose"] is batch["rel_pose"]
+    assert batch["semantic"][0, 0, 0].tolist() == [1, 2, 3]
+    same = mirror_frames(batch, torch.Generator().manual_seed(0), p=0.0)
+    assert all(torch.equal(same[k], batch[k]) for k in batch)

@@ -57,7 +57,8 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
 
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights."""
-    common = ["--profile", "smoke", "--data", str(smoke_data), "--epochs", "2,1,1,2", "--device", "cpu", "--no-eval"]
+    common = ["--profile", "smoke", "--data", str(smoke_data), "--epochs", "2,1,1,2", "--device", "cpu", "--no-eval",
+              "--mirror"]  # seeded mirroring (the default) included
     assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "5"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)

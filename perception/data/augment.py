@@ -111,3 +111,18 @@ def corrupt(frames: torch.Tensor, kind: str, generator: torch.Generator, config:
     if kind == "clutter":
         return clutter(frames, c, generator)
     raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)}")
+
+
+def mirror_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, p: float = 0.5) -> dict[str, torch.Tensor]:
+    """Mirror each item's RGB, labels and depth left to right with probability `p` (per-frame stages only:
+    a mirrored window would need mirrored poses). The camera's principal point is the image centre, so
+    the mirrored depth is still the depth of the mirrored image."""
+    flip = torch.rand(batch["rgb"].shape[0], generator=generator) < p
+    if not flip.any():
+        return batch
+    out = dict(batch)
+    for key in ("rgb", "semantic", "depth"):
+        x = batch[key].clone()
+        x[flip] = x[flip].flip(-1)
+        out[key] = x
+    return out
