@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, help="frames per training window of the ego and seq stages (default 6)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="mirror training frames left to right at random in the seg and depth stages (default: on)")
+    p.add_argument("--zoom", type=float, default=None, metavar="MAX",
+                   help="zoom half the training frames of the seg and depth stages in by up to MAX (default 1: off)")
     p.add_argument("--profile", choices=("default", "smoke"), default="default",
                    help="smoke: every stage for seconds on tiny data (tests, CI)")
     p.add_argument("--out", type=Path, default=Path("runs/perception"))
@@ -107,6 +109,10 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
     cfg.seed, cfg.workers = args.seed, args.workers
     if args.mirror is not None:
         cfg.mirror = args.mirror
+    if args.zoom is not None:
+        if args.zoom < 1.0:
+            parser.exit(2, f"error: --zoom {args.zoom}: the largest zoom must be at least 1 (1: off)\n")
+        cfg.zoom = args.zoom
     if args.clips is not None:
         cfg.clips = args.clips
     if args.extra_towns is not None:

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames
-from perception.data.augment import clutter, color_jitter, lighting_drift
+from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames, zoom_frames
+from perception.data.augment import clutter, crop_and_resize, color_jitter, lighting_drift
 
 
 def window(t=4, h=16, w=24, seed=0):
@@ -76,3 +76,29 @@ def test_mirror_frames_flips_image_labels_and_depth_together() -> None:
     assert batch["semantic"][0, 0, 0].tolist() == [1, 2, 3]
     same = mirror_frames(batch, torch.Generator().manual_seed(0), p=0.0)
     assert all(torch.equal(same[k], batch[k]) for k in batch)
+
+
+def test_crop_and_resize_doubles_a_corner_and_halves_its_depth() -> None:
+    """The top-left 2x2 of a 4x4 frame scaled x2: each label covers 2x2 pixels, depth / 2, focal length x 2."""
+    k = torch.tensor([[4.0, 0.0, 2.0], [0.0, 4.0, 2.0], [0.0, 0.0, 1.0]])
+    item = {"rgb": torch.zeros((1, 3, 4, 4), dtype=torch.uint8), "semantic": torch.arange(16).view(1, 4, 4),
+            "depth": torch.full((1, 4, 4), 10.0), "intrinsics": k}
+    out = crop_and_resize(item, top=0, left=0, height=2, width=2)
+    assert out["semantic"][0].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [4, 4, 5, 5], [4, 4, 5, 5]]
+    assert out["depth"].unique().tolist() == [5.0]
+    assert out["rgb"].dtype == torch.uint8 and out["rgb"].shape == (1, 3, 4, 4)
+    # the principal point (2, 2) is the box's bottom-right corner, so it moves to the new image's corner (4, 4)
+    assert out["intrinsics"].tolist() == [[8.0, 0.0, 4.0], [0.0, 8.0, 4.0], [0.0, 0.0, 1.0]]
+    assert item["depth"].unique().tolist() == [10.0]  # the input is not modified
+
+
+def test_zoom_frames_keeps_shapes_and_label_set() -> None:
+    batch = {"rgb": torch.randint(0, 255, (3, 1, 3, 8, 16), dtype=torch.uint8),
+             "semantic": torch.randint(0, 5, (3, 1, 8, 16)), "depth": torch.full((3, 1, 8, 16), 20.0)}
+    out = zoom_frames(batch, torch.Generator().manual_seed(0), max_zoom=2.0, p=1.0)
+    assert all(out[k].shape == batch[k].shape and out[k].dtype == batch[k].dtype for k in batch)
+    assert set(out["semantic"].unique().tolist()) <= set(batch["semantic"].unique().tolist())
+    zoom = 20.0 / out["depth"][:, 0, 0, 0]
+    assert ((zoom >= 1.0) & (zoom <= 2.0)).all() and (zoom > 1.0).any()
+    assert zoom_frames(batch, torch.Generator().manual_seed(0), max_zoom=2.0, p=0.0) is batch
+    assert zoom_frames(batch, torch.Generator().manual_seed(0), max_zoom=1.0, p=1.0) is batch

@@ -58,7 +58,7 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights."""
     common = ["--profile", "smoke", "--data", str(smoke_data), "--epochs", "2,1,1,2", "--device", "cpu", "--no-eval",
-              "--mirror"]  # seeded mirroring (the default) included
+              "--mirror", "--zoom", "1.5"]  # seeded mirroring (the default) and zooming included
     assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "5"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
@@ -157,6 +157,7 @@ def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, cap
     (["--epochs", "1,2"], "--epochs"),
     (["--lr", "1e-3,x,1,1"], "--lr"),
     (["--window", "1"], "--window 1"),
+    (["--zoom", "0.5"], "--zoom 0.5"),
     (["--frames", "7", "--window", "8"], "8-frame training window"),
 ])
 def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -126,3 +126,52 @@ def mirror_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, p:
         x[flip] = x[flip].flip(-1)
         out[key] = x
     return out
+
+
+def crop_and_resize(item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    """Cut the box (top, left, height, width) out of one item's frames (T, ...) and scale it back to full size:
+    RGB bilinear, labels and depth nearest. Depth is divided by the zoom, because an object seen `s` times
+    larger through the same lens is `s` times closer."""
+    full_h, full_w = item["semantic"].shape[-2:]
+    box = (slice(top, top + height), slice(left, left + width))
+    rgb = item["rgb"][..., box[0], box[1]].float()
+    rgb = torch.nn.functional.interpolate(rgb, size=(full_h, full_w), mode="bilinear", align_corners=False)
+    labels = item["semantic"][..., box[0], box[1]][:, None].float()
+    depth = item["depth"][..., box[0], box[1]][:, None]
+    out = dict(item)
+    out["rgb"] = rgb.round().clamp(0, 255).to(item["rgb"].dtype) if not item["rgb"].is_floating_point() else rgb
+    out["semantic"] = torch.nn.functional.interpolate(labels, size=(full_h, full_w), mode="nearest-exact")[:, 0].to(
+        item["semantic"].dtype)
+    out["depth"] = torch.nn.functional.interpolate(depth, size=(full_h, full_w), mode="nearest-exact")[:, 0] * (width / full_w)
+    if "intrinsics" in item:  # the same lens with a longer focal length, centred on the box
+        k = item["intrinsics"].clone()
+        k[0, :] *= full_w / width
+        k[1, :] *= full_h / height
+        k[0, 2] -= left * full_w / width
+        k[1, 2] -= top * full_h / height
+        out["intrinsics"] = k
+    return out
+
+
+def zoom_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, max_zoom: float = 1.5,
+                p: float = 0.5) -> dict[str, torch.Tensor]:
+    """Zoom each item in by a random factor in [1, `max_zoom`] around a random point with probability `p`
+    (per-frame stages: zooming changes the apparent ego-motion). Objects appear at more sizes than the
+    recorded clips show them; the aspect ratio is kept."""
+    if max_zoom <= 1.0:
+        return batch
+    count, full_h, full_w = batch["rgb"].shape[0], *batch["semantic"].shape[-2:]
+    chosen = torch.rand(count, generator=generator) < p
+    if not chosen.any():
+        return batch
+    items = []
+    for i in range(count):
+        item = {k: v[i] for k, v in batch.items()}
+        if chosen[i]:
+            width = round(full_w / _uniform(1.0, max_zoom, generator))
+            height = round(full_h * width / full_w)
+            top = int(torch.randint(0, full_h - height + 1, (), generator=generator))
+            left = int(torch.randint(0, full_w - width + 1, (), generator=generator))
+            item = crop_and_resize(item, top, left, height, width)
+        items.append(item)
+    return {k: torch.stack([it[k] for it in items]) for k in batch}

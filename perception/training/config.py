@@ -69,6 +69,7 @@ class TrainConfig:
     # Mirror frames left to right at random in the per-frame stages (seg, depth). One lite seg stage of 10 epochs
     # with it: test-town per-frame mIoU 0.430 against 0.402 without (val 0.478 against 0.470, val loss 0.43 vs 0.48).
     mirror: bool = True
+    zoom: float = 1.0  # largest random zoom-in of per-frame training items (1: off); see `perception.data.zoom_frames`
     workers: int = 0
     eval_corruptions: bool = True
     profile: str = "default"

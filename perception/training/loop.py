@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from perception.conventions import NUM_CLASSES, colorize, matrix_to_pose6
-from perception.data import ClipStore, ClipWindows, TemporalAugment, mirror_frames
+from perception.data import ClipStore, ClipWindows, TemporalAugment, mirror_frames, zoom_frames
 from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, build_model, normalize
@@ -217,8 +217,10 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
         for b, batch in enumerate(bar):
             if stage.max_batches is not None and b >= stage.max_batches:
                 break
-            if cfg.mirror and stage.window == 1:
-                batch = mirror_frames(batch, torch.Generator().manual_seed(seed_of(cfg.seed, stage_index, epoch, b, d.rank, 7)))
+            if stage.window == 1:
+                g = torch.Generator().manual_seed(seed_of(cfg.seed, stage_index, epoch, b, d.rank, 7))
+                batch = mirror_frames(batch, g) if cfg.mirror else batch
+                batch = zoom_frames(batch, g, cfg.zoom)
             x = prepare_rgb(batch["rgb"], augment, seed_of(cfg.seed, stage_index, epoch, b, d.rank)).to(device)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss, parts, _ = stage_loss(model, stage, x, batch, weights, cfg.depth_loss)
