@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="mirror training frames left to right at random in the seg and depth stages (default: on)")
     p.add_argument("--zoom", type=float, default=None, metavar="MAX",
-                   help="zoom half the training frames of the seg and depth stages in by up to MAX (default 1: off)")
+                   help="zoom half the training frames of the seg stage in by up to MAX (default 1.5; 1: off)")
     p.add_argument("--profile", choices=("default", "smoke"), default="default",
                    help="smoke: every stage for seconds on tiny data (tests, CI)")
     p.add_argument("--out", type=Path, default=Path("runs/perception"))

@@ -156,8 +156,8 @@ def crop_and_resize(item: dict[str, torch.Tensor], top: int, left: int, height: 
 def zoom_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, max_zoom: float = 1.5,
                 p: float = 0.5) -> dict[str, torch.Tensor]:
     """Zoom each item in by a random factor in [1, `max_zoom`] around a random point with probability `p`
-    (per-frame stages: zooming changes the apparent ego-motion). Objects appear at more sizes than the
-    recorded clips show them; the aspect ratio is kept."""
+    (per-frame items only: zooming changes the apparent ego-motion). Objects appear at more sizes than
+    the recorded clips show them; the aspect ratio is kept."""
     if max_zoom <= 1.0:
         return batch
     count, full_h, full_w = batch["rgb"].shape[0], *batch["semantic"].shape[-2:]

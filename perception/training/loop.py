@@ -220,7 +220,8 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
             if stage.window == 1:
                 g = torch.Generator().manual_seed(seed_of(cfg.seed, stage_index, epoch, b, d.rank, 7))
                 batch = mirror_frames(batch, g) if cfg.mirror else batch
-                batch = zoom_frames(batch, g, cfg.zoom)
+                if not stage.depth_weight:  # a zoom also changes the camera height that metric depth is learnt against
+                    batch = zoom_frames(batch, g, cfg.zoom)
             x = prepare_rgb(batch["rgb"], augment, seed_of(cfg.seed, stage_index, epoch, b, d.rank)).to(device)
             batch = {k: v.to(device) for k, v in batch.items()}
             loss, parts, _ = stage_loss(model, stage, x, batch, weights, cfg.depth_loss)
