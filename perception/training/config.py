@@ -10,13 +10,14 @@ evaluation ~3 s per 20-frame test clip (2 modes x 4 conditions).
   town's palette or the test town's layout) are there for variety: with the named towns alone,
   validation mIoU stalled at ~0.32 while the training loss kept falling (towns overfit, SPEC 11).
 - seg:   3200 / 18 img/s = 175 s per epoch x 10 epochs = 30 min (with mirroring, validation mIoU rose by
-         0.002-0.003 per epoch at epochs 8-10: 0.473, 0.476, 0.478; longer is untested)
+         0.002-0.003 per epoch at epochs 8-10: 0.473, 0.476, 0.478; with zoom too, 0.494, 0.495,
+         0.511; longer is untested)
 - depth: 3200 / 17 img/s = 190 s per epoch x 14 epochs = 44 min (validation AbsRel still fell at epoch 10)
 - ego:   6-frame windows every 5 frames: 160 clips x 3 = 480 windows = 2880 frames / 86 img/s
          = 34 s + ~3 s per epoch x 8 epochs = 5 min
 - seq:   each 20-frame clip as one window: 160 windows = 3200 frames, ~110 s per epoch x 8 epochs = 15 min
 - recording (~2 min) and the evaluation (~1 min).
-Total: about 1 h 40 min (measured for the v5 weights, 2026-11-25: 101 minutes of epochs: seg 31, depth 48, ego 6,
+Total: about 1 h 45 min (measured for the v5 weights, 2026-11-25: 101 minutes of epochs: seg 31, depth 48, ego 6,
 seq 16; some depth epochs shared the cores with tests).
 Each stage but seq ends with its best validation epoch (`loop.selection_metric`); seq ends with its last (see
 `_stages`). Fewer seg epochs than before the random towns were added: each epoch sees twice the frames; without
