@@ -133,11 +133,11 @@ def crop_and_resize(item: dict[str, torch.Tensor], top: int, left: int, height: 
     RGB bilinear, labels and depth nearest. Depth is divided by the zoom, because an object seen `s` times
     larger through the same lens is `s` times closer."""
     full_h, full_w = item["semantic"].shape[-2:]
-    box = (slice(top, top + height), slice(left, left + width))
-    rgb = item["rgb"][..., box[0], box[1]].float()
+    rows, cols = slice(top, top + height), slice(left, left + width)
+    rgb = item["rgb"][..., rows, cols].float()
     rgb = torch.nn.functional.interpolate(rgb, size=(full_h, full_w), mode="bilinear", align_corners=False)
-    labels = item["semantic"][..., box[0], box[1]][:, None].float()
-    depth = item["depth"][..., box[0], box[1]][:, None]
+    labels = item["semantic"][..., rows, cols][:, None].float()
+    depth = item["depth"][..., rows, cols][:, None]
     out = dict(item)
     out["rgb"] = rgb.round().clamp(0, 255).to(item["rgb"].dtype) if not item["rgb"].is_floating_point() else rgb
     out["semantic"] = torch.nn.functional.interpolate(labels, size=(full_h, full_w), mode="nearest-exact")[:, 0].to(
