@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=lambda t: _per_stage(t, "--epochs"), help="epochs per stage, e.g. 30,20,15,15")
     p.add_argument("--batch-size", type=lambda t: _per_stage(t, "--batch-size"), help="batch size per stage, e.g. 8,8,4,2")
     p.add_argument("--lr", type=lambda t: _per_stage(t, "--lr", float), help="Adam learning rate per stage, e.g. 3e-4,3e-4,3e-4,3e-5")
+    p.add_argument("--clutter", type=lambda t: _per_stage(t, "--clutter", float), metavar="P,P,P,P",
+                   help="probability per stage that a training window gets occluding clutter (default 0.25 each)")
     p.add_argument("--window", type=int, help="frames per training window of the ego and seq stages (default 6)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="mirror training frames left to right at random in the seg and depth stages (default: on)")
@@ -101,6 +103,10 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
             stage.batch_size = max(1, args.batch_size[i])
         if args.lr:
             stage.lr = args.lr[i]
+        if args.clutter:
+            if max(args.clutter) > 1.0:
+                parser.exit(2, f"error: --clutter {','.join(map(str, args.clutter))}: probabilities must be at most 1\n")
+            stage.clutter_p = args.clutter[i]
         if args.window is not None and stage.window > 1:
             if args.window < 2:
                 parser.exit(2, f"error: --window {args.window}: a window needs at least 2 frames\n")

@@ -159,6 +159,7 @@ def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, cap
     (["--lr", "1e-3,x,1,1"], "--lr"),
     (["--window", "1"], "--window 1"),
     (["--zoom", "0.5"], "--zoom 0.5"),
+    (["--clutter", "0.25,0.25,0.25,1.5"], "at most 1"),
     (["--frames", "7", "--window", "8"], "8-frame training window"),
 ])
 def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -169,11 +170,12 @@ def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, ca
 
 
 def test_stage_overrides_from_the_command_line() -> None:
-    """--lr and --window reach the stages they name; the per-frame stages keep one-frame windows."""
+    """--lr, --clutter and --window reach the stages they name; the per-frame stages keep one-frame windows."""
     parser = train_perception.build_parser()
-    args = parser.parse_args(["--lr", "1e-3,2e-3,3e-4,3e-5", "--window", "10", "--stages", "seg,seq"])
+    args = parser.parse_args(["--lr", "1e-3,2e-3,3e-4,3e-5", "--clutter", "0.1,0.2,0.3,0.5", "--window", "10",
+                              "--stages", "seg,seq"])
     cfg = train_perception.make_config(args, parser)
-    assert [(s.name, s.lr, s.window) for s in cfg.stages] == [("seg", 1e-3, 1), ("seq", 3e-5, 10)]
+    assert [(s.name, s.lr, s.clutter_p, s.window) for s in cfg.stages] == [("seg", 1e-3, 0.1, 1), ("seq", 3e-5, 0.5, 10)]
 
 
 def _fixed_batch_losses(preset: str, data: Path, stage_name: str, steps: int, size: tuple[int, int] | None = None) -> list[float]:

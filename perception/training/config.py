@@ -47,6 +47,7 @@ class StageConfig:
     seg_weight: float = 1.0  # CE weight (depth stage keeps a small one so segmentation is not forgotten)
     depth_weight: float = 0.0  # weight of the depth loss (log-depth SILog)
     pose_weight: float = 0.0  # weight of the pose L1 (metres + 10 x radians)
+    clutter_p: float = 0.25  # probability that a training window gets occluding clutter (the seed's 0.25)
     patience: int = 2  # ReduceLROnPlateau epochs without improvement before lr x 0.1
     keep_best: bool = True  # end the stage with its best validation epoch (False: with its last)
     max_batches: int | None = None  # cap on training batches per epoch (smoke profile)

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from perception.conventions import NUM_CLASSES, colorize, matrix_to_pose6
-from perception.data import ClipStore, ClipWindows, TemporalAugment, mirror_frames, zoom_frames
+from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment, mirror_frames, zoom_frames
 from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, build_model, normalize
@@ -184,7 +184,7 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                                  seed=seed_of(cfg.seed, stage_index) & 0x7FFFFFFF)
     loader = DataLoader(train_ds, batch_size=stage.batch_size, sampler=sampler, num_workers=cfg.workers)
     val_loader = DataLoader(val_ds, batch_size=stage.batch_size, shuffle=False, num_workers=cfg.workers)
-    augment = TemporalAugment() if cfg.augment else None
+    augment = TemporalAugment(AugmentConfig(clutter_p=stage.clutter_p)) if cfg.augment else None
 
     # --- what trains; optimizer and scheduler (restored when resuming inside this stage)
     params = set_trainable(model, stage.name)
