@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import pytest
@@ -49,6 +50,17 @@ def test_half_precision_copy_halves_the_file_and_loads_back(saved, tmp_path):
     for k, a in model.state_dict().items():  # back in float32, within float16's rounding
         b = loaded.state_dict()[k]
         assert b.dtype == a.dtype and torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), k
+
+
+def test_both_files_get_the_umask_mode(tmp_path):
+    """safetensors writes its file 0600; a weights folder meant for sharing gets 0666 less the umask for both."""
+    old = os.umask(0o022)
+    try:
+        folder = save_weights(build_model("lite"), tmp_path / "w")
+    finally:
+        os.umask(old)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"config.json": 0o644,
+                                                                         "model.safetensors": 0o644}
 
 
 def test_file_is_safetensors_not_pickle(saved):
