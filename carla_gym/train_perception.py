@@ -221,18 +221,18 @@ def write_report(model: torch.nn.Module, clips: list, out: Path, device: torch.d
         if i == 0:
             write_pictures(item, preds, out / "pictures")
 
-    results = evaluate(model, clips, device=device, corruptions=CORRUPTIONS if corruptions is None else corruptions,
-                       seed=seed, on_clip=pictures)
+    evaluation = evaluate(model, clips, device=device, corruptions=CORRUPTIONS if corruptions is None else corruptions,
+                          seed=seed, on_clip=pictures)
     config = weights_config or {"preset": model.config.name, "architecture": model.config.to_dict(),
                                 "num_classes": model.num_classes}
     report = {"weights_config": config, "clips": [str(c.path) for c in clips], "modes": {
         "per_frame": "the same weights with the recurrent state reset every frame (baseline)",
-        "temporal": "recurrent state carried through each clip"}, "results": results}
+        "temporal": "recurrent state carried through each clip"}, **evaluation}
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "report.json.tmp"
     tmp.write_text(json.dumps(report, indent=2) + "\n")
     os.replace(tmp, out / "report.json")
-    print(summary_table(results))
+    print(summary_table(evaluation["results"], evaluation["temporal_vs_per_frame"]))
     return report
 
 

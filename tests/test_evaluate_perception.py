@@ -29,6 +29,10 @@ def test_report_on_clip_folder(smoke_data: Path, weights: Path, tmp_path: Path, 
     clean = report["results"]["clean"]
     assert clean["temporal"]["ego_motion"]["clips"] == 1
     assert 0.0 <= clean["per_frame"]["temporal"]["tc_ceiling"] <= 1.0
+    for condition, lead in report["temporal_vs_per_frame"].items():  # the lead is the two modes' mIoU difference
+        modes = report["results"][condition]
+        assert lead["miou"] == pytest.approx(modes["temporal"]["miou"] - modes["per_frame"]["miou"])
+        assert lead["clips"] == 1 and lead["miou_ci95"] == pytest.approx([lead["miou"]] * 2)  # one clip: no spread
     assert (out / "pictures" / "segmentation_per_frame_vs_temporal.gif").is_file()
     ply = (out / "pictures" / "point_cloud.ply").read_text().splitlines()
     assert ply[0] == "ply" and int(ply[2].split()[-1]) == len(ply) - ply.index("end_header") - 1

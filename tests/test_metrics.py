@@ -16,6 +16,7 @@ from perception.metrics import (
     TemporalConsistency,
     absolute_trajectory_error,
     compose_trajectory,
+    paired_bootstrap,
     pose_errors,
 )
 from perception.training.evaluation import _Scores
@@ -36,6 +37,25 @@ def test_confusion_iou_miou_by_hand():
     np.testing.assert_allclose(r["iou"], [2 / 4, 1 / 3, 3 / 5])
     assert r["miou"] == pytest.approx((2 / 4 + 1 / 3 + 3 / 5) / 3)
     assert r["pixel_accuracy"] == pytest.approx(6 / 9)
+
+
+def test_paired_bootstrap_by_hand():
+    """Two clips, two classes. Model b is perfect; model a is perfect on clip 0 and half right on clip 1.
+    Both clips: a's IoUs are 3/5 (mIoU 0.6, accuracy 6/8), b's 1, so b leads by 0.4 and 0.25. A resample
+    is clip 0 twice (lead 0, p = 1/4), clip 1 twice (lead 1 - 1/3, p = 1/4) or one of each (0.4, p = 1/2),
+    so the 95% interval runs from 0 to 2/3 exactly."""
+    a = np.array([[[2, 0], [0, 2]], [[1, 1], [1, 1]]])
+    b = np.array([[[2, 0], [0, 2]], [[2, 0], [0, 2]]])
+    r = paired_bootstrap(a, b, iterations=2000, seed=0)
+    assert r["clips"] == 2 and r["miou"] == pytest.approx(0.4) and r["pixel_accuracy"] == pytest.approx(0.25)
+    assert r["miou_ci95"] == pytest.approx([0.0, 2 / 3])
+    assert r["pixel_accuracy_ci95"] == pytest.approx([0.0, 0.5])
+    same = paired_bootstrap(a, a)
+    assert same["miou"] == 0.0 and same["miou_ci95"] == [0.0, 0.0]
+    flipped = paired_bootstrap(b, a, seed=0)  # a behind b: the same interval, negated
+    assert flipped["miou_ci95"] == pytest.approx([-2 / 3, 0.0])
+    with pytest.raises(ValueError, match=r"\(2, 2, 2\) and \(1, 2, 2\)"):
+        paired_bootstrap(a, b[:1])
 
 
 def test_miou_is_dataset_level_and_skips_classes_absent_from_gt():

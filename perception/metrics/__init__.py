@@ -1,7 +1,8 @@
 """Evaluation metrics (SPEC 8), as streaming accumulators usable batch by batch.
 
 - `SegmentationMetrics`: dataset-level confusion matrix -> pixel accuracy, per-class IoU, mIoU
-  over the classes present in the ground truth.
+  over the classes present in the ground truth; `paired_bootstrap`: how far one model is ahead of
+  another on the same clips, with a 95% interval over clips.
 - `DepthMetrics`: AbsRel, SqRel, RMSE, RMSElog, delta < 1.25^k, optional 80 m cap.
 - `EgoMotionMetrics`: translation (m) and rotation (deg) error per frame pair, ATE per clip.
 - `TemporalConsistency`: TC, its ground-truth ceiling, and flicker through the label warp.
@@ -15,10 +16,10 @@ from .ego_motion import (
     pose_errors,
     rotation_angle,
 )
-from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confusion
+from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confusion, paired_bootstrap
 from .temporal import TemporalConsistency
 
 __all__ = [
     "DepthMetrics", "EgoMotionMetrics", "SegmentationMetrics", "TemporalConsistency", "absolute_trajectory_error",
-    "compose_trajectory", "confusion_matrix", "iou_from_confusion", "pose_errors", "rotation_angle",
+    "compose_trajectory", "confusion_matrix", "iou_from_confusion", "paired_bootstrap", "pose_errors", "rotation_angle",
 ]

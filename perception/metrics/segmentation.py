@@ -74,3 +74,39 @@ class SegmentationMetrics:
             "present": present,
             "confusion": cm.copy(),
         }
+
+
+def _miou_and_accuracy(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """mIoU (over classes present in the ground truth) and pixel accuracy of a stack of confusion matrices (..., C, C)."""
+    cm = cm.astype(np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    gt, pred = cm.sum(-1), cm.sum(-2)
+    present = gt > 0
+    iou = np.divide(tp, gt + pred - tp, out=np.zeros_like(tp), where=present)
+    miou = (iou * present).sum(-1) / np.maximum(present.sum(-1), 1)
+    accuracy = tp.sum(-1) / np.maximum(gt.sum(-1), 1)
+    return miou, accuracy
+
+
+def paired_bootstrap(confusions_a: np.ndarray, confusions_b: np.ndarray, iterations: int = 2000,
+                     seed: int = 0) -> dict:
+    """How much model b is ahead of model a, scored on the same clips: b - a in dataset-level mIoU and
+    pixel accuracy, with a 95% interval from resampling the clips with replacement (both models get
+    the same resample, so what the clips share cancels out).
+
+    `confusions_a`, `confusions_b`: per-clip confusion matrices (clips, C, C), rows = ground truth.
+    An interval that excludes 0 says the difference is larger than the choice of clips explains.
+    """
+    a, b = np.asarray(confusions_a), np.asarray(confusions_b)
+    if a.shape != b.shape or a.ndim != 3 or a.shape[0] == 0:
+        raise ValueError(f"need two equal stacks of per-clip confusion matrices, got shapes {a.shape} and {b.shape}")
+    n = a.shape[0]
+    picks = np.random.default_rng(seed).integers(0, n, size=(iterations, n))
+    counts = np.stack([np.bincount(p, minlength=n) for p in picks]).astype(np.float64)  # (iterations, clips)
+    miou_a, acc_a = _miou_and_accuracy(np.einsum("rn,nij->rij", counts, a))
+    miou_b, acc_b = _miou_and_accuracy(np.einsum("rn,nij->rij", counts, b))
+    full_a, full_b = _miou_and_accuracy(a.sum(0)), _miou_and_accuracy(b.sum(0))
+    ci = lambda d: [float(v) for v in np.percentile(d, [2.5, 97.5])]
+    return {"clips": n, "iterations": iterations,
+            "miou": float(full_b[0] - full_a[0]), "miou_ci95": ci(miou_b - miou_a),
+            "pixel_accuracy": float(full_b[1] - full_a[1]), "pixel_accuracy_ci95": ci(acc_b - acc_a)}
