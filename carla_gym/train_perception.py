@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clutter", type=lambda t: _per_stage(t, "--clutter", float), metavar="P,P,P,P",
                    help="probability per stage that a training window gets occluding clutter (default 0.25 each)")
     p.add_argument("--window", type=int, help="frames per training window of the ego and seq stages (default 6)")
+    p.add_argument("--bptt", type=int, metavar="N", help="seq stage: truncated back-propagation through each window "
+                   "in chunks of N frames, the state carried between them (default: the whole window)")
     p.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=None,
                    help="mirror training frames left to right at random in the seg and depth stages (default: on)")
     p.add_argument("--zoom", type=float, default=None, metavar="MAX",
@@ -111,6 +113,10 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
             if args.window < 2:
                 parser.exit(2, f"error: --window {args.window}: a window needs at least 2 frames\n")
             stage.window = args.window
+    if args.bptt is not None:
+        if args.bptt < 2:
+            parser.exit(2, f"error: --bptt {args.bptt}: a chunk needs at least 2 frames\n")
+        cfg.stage("seq").bptt = args.bptt
     cfg.stages = [s for s in cfg.stages if s.name in names]
     cfg.seed, cfg.workers = args.seed, args.workers
     if args.mirror is not None:

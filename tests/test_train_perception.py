@@ -19,7 +19,9 @@ from carla_gym.sim import backend_class
 from perception import build_model
 from perception.data import ClipWindows
 from perception.training import default_config, train
-from perception.training.loop import is_better, prepare_rgb, stage_loss
+from perception.conventions import matrix_to_pose6
+from perception.losses import pose_loss
+from perception.training.loop import bptt_chunks, is_better, prepare_rgb, stage_loss, window_slice
 from perception.training.stages import set_trainable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,6 +160,7 @@ def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, cap
     (["--epochs", "1,2"], "--epochs"),
     (["--lr", "1e-3,x,1,1"], "--lr"),
     (["--window", "1"], "--window 1"),
+    (["--bptt", "1"], "--bptt 1"),
     (["--zoom", "0.5"], "--zoom 0.5"),
     (["--clutter", "0.25,0.25,0.25,1.5"], "at most 1"),
     (["--frames", "7", "--window", "8"], "8-frame training window"),
@@ -176,6 +179,43 @@ def test_stage_overrides_from_the_command_line() -> None:
                               "--stages", "seg,seq"])
     cfg = train_perception.make_config(args, parser)
     assert [(s.name, s.lr, s.clutter_p, s.window) for s in cfg.stages] == [("seg", 1e-3, 0.1, 1), ("seq", 3e-5, 0.5, 10)]
+
+
+def test_bptt_chunks_carry_the_state_not_the_graph(smoke_data: Path, one_thread) -> None:
+    """A 6-frame seq window in chunks of 4 and 2 frames: the second chunk continues from the first's (detached)
+    state, so its outputs match the whole window's frames 4-5, its loss scores the pose pair across the border,
+    and its gradient does not reach the first chunk's frames."""
+    torch.manual_seed(0)
+    stage = default_config("lite", "smoke").stage("seq")
+    stage.window, stage.bptt = 6, 4
+    assert bptt_chunks(stage) == [slice(0, 4), slice(4, 6)]
+    model = build_model("lite").eval()
+    ds = ClipWindows(smoke_data, window=6, split="train")
+    batch = {k: torch.stack([ds[0][k]]) for k in ds[0]}
+    x = prepare_rgb(batch["rgb"], None, 0).requires_grad_(True)
+    whole = model(x)
+    first, second = bptt_chunks(stage)
+    _, _, out = stage_loss(model, stage, x[:, first], window_slice(batch, first), None, "silog")
+    loss, parts, out2 = stage_loss(model, stage, x[:, second], window_slice(batch, second), None, "silog",
+                                   out["state"].detach())
+    torch.testing.assert_close(out2["seg_logits"], whole["seg_logits"][:, 4:], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out2["pose6"], whole["pose6"][:, 4:], rtol=1e-4, atol=1e-4)
+    expected_pose = pose_loss(whole["pose6"][:, 4:].detach(), matrix_to_pose6(batch["rel_pose"][:, 4:]))
+    assert parts["pose"] == pytest.approx(float(expected_pose), rel=1e-3)  # pairs (3, 4) and (4, 5)
+    loss.backward()
+    assert x.grad[:, :4].abs().sum() == 0 and x.grad[:, 4:].abs().sum() > 0
+    assert [s.bptt for s in default_config("lite").stages] == [None] * 4  # off unless asked for
+
+
+def test_bptt_run_takes_a_step_per_chunk(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    """`--bptt 3` on 6-frame windows: two optimizer steps per batch (the checkpoint counts them)."""
+    steps = {}
+    for extra in ([], ["--bptt", "3"]):
+        out = tmp_path / ("bptt" if extra else "whole")
+        assert train_perception.main(["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval",
+                                      "--stages", "seq", "--epochs", "0,0,0,1", "--out", str(out), *extra]) == 0
+        steps[bool(extra)] = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert steps == {False: 2, True: 4}  # the smoke profile's 2 batches per epoch
 
 
 def _fixed_batch_losses(preset: str, data: Path, stage_name: str, steps: int, size: tuple[int, int] | None = None) -> list[float]:

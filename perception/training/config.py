@@ -48,6 +48,7 @@ class StageConfig:
     depth_weight: float = 0.0  # weight of the depth loss (log-depth SILog)
     pose_weight: float = 0.0  # weight of the pose L1 (metres + 10 x radians)
     clutter_p: float = 0.25  # probability that a training window gets occluding clutter (the seed's 0.25)
+    bptt: int | None = None  # seq stage: frames per truncated back-propagation chunk of a window (None: the whole window)
     patience: int = 2  # ReduceLROnPlateau epochs without improvement before lr x 0.1
     keep_best: bool = True  # end the stage with its best validation epoch (False: with its last)
     max_batches: int | None = None  # cap on training batches per epoch (smoke profile)

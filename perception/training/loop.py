@@ -33,7 +33,7 @@ from perception.conventions import NUM_CLASSES, colorize, matrix_to_pose6
 from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment, mirror_frames, zoom_frames
 from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
-from perception.models import PerceptionPipeline, build_model, normalize
+from perception.models import PerceptionPipeline, PipelineState, build_model, normalize
 
 from .checkpoint import BEST_FILE, CHECKPOINT_FILE, load_checkpoint, save_checkpoint, stage_checkpoint_file
 from .config import STAGE_NAMES, StageConfig, TrainConfig
@@ -122,8 +122,12 @@ def is_better(score: float, best: float, higher: bool) -> bool:
 
 
 def stage_loss(model: PerceptionPipeline, stage: StageConfig, x: torch.Tensor, batch: dict[str, torch.Tensor],
-               weights: torch.Tensor | None, depth_kind: str) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
-    """The stage's loss on one batch: the total, its parts (for logging) and the outputs (for metrics)."""
+               weights: torch.Tensor | None, depth_kind: str,
+               state: PipelineState | None = None) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+    """The stage's loss on one batch: the total, its parts (for logging) and the outputs (for metrics).
+
+    `state` (seq stage) is the pipeline state the window continues from, the earlier chunk's under truncated
+    back-propagation; the window's first pose pair is then scored too."""
     sem, depth_m = batch["semantic"], batch["depth"]
     parts: dict[str, torch.Tensor] = {}
     if stage.name == "ego":
@@ -133,16 +137,30 @@ def stage_loss(model: PerceptionPipeline, stage: StageConfig, x: torch.Tensor, b
         parts["pose"] = pose_loss(pose6, matrix_to_pose6(batch["rel_pose"][:, 1:]))
         out: dict[str, Any] = {"pose6": pose6}
     else:
-        out = model.geometry_filter(x) if stage.name in ("seg", "depth") else model(x)  # (B, T, ...)
+        out = model.geometry_filter(x) if stage.name in ("seg", "depth") else model(x, state)  # (B, T, ...)
         if stage.seg_weight:
             parts["seg"] = segmentation_loss(out["seg_logits"].flatten(0, 1), sem.flatten(0, 1), weights)
         if stage.depth_weight:
             parts["depth"] = depth_loss(out["log_depth"].flatten(0, 2), depth_m.flatten(0, 1), depth_kind)
-        if stage.pose_weight:  # entry 0 of pose6 has no previous frame (state None): train on pairs 1..T-1
-            parts["pose"] = pose_loss(out["pose6"][:, 1:], matrix_to_pose6(batch["rel_pose"][:, 1:]))
+        if stage.pose_weight:  # without a state, entry 0 of pose6 has no previous frame: train on pairs 1..T-1
+            first = 1 if state is None else 0
+            parts["pose"] = pose_loss(out["pose6"][:, first:], matrix_to_pose6(batch["rel_pose"][:, first:]))
     w = {"seg": stage.seg_weight, "depth": stage.depth_weight, "pose": stage.pose_weight}
     total = sum(w[k] * v for k, v in parts.items())
     return total, {k: float(v.detach()) for k, v in parts.items()}, out
+
+
+def bptt_chunks(stage: StageConfig) -> list[slice]:
+    """The frame ranges of a training window that each get their own backward pass and optimizer step: the
+    whole window, or with `stage.bptt` (seq stage) consecutive chunks of that many frames (truncated
+    back-propagation through time: the state runs through the window, gradients stop at chunk borders)."""
+    size = stage.bptt if stage.bptt and stage.name == "seq" else stage.window
+    return [slice(s, min(s + size, stage.window)) for s in range(0, stage.window, size)]
+
+
+def window_slice(batch: dict[str, torch.Tensor], frames: slice) -> dict[str, torch.Tensor]:
+    """The frames `frames` of every per-frame entry of a batch of windows (B, T, ...); the rest unchanged."""
+    return {k: v if k == "intrinsics" else v[:, frames] for k, v in batch.items()}
 
 
 def average_gradients(params: list[torch.nn.Parameter], d: Dist) -> None:
@@ -224,19 +242,23 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                     batch = zoom_frames(batch, g, cfg.zoom)
             x = prepare_rgb(batch["rgb"], augment, seed_of(cfg.seed, stage_index, epoch, b, d.rank)).to(device)
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss, parts, _ = stage_loss(model, stage, x, batch, weights, cfg.depth_loss)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            average_gradients(params, d)
-            optimizer.step()
-            step += 1
-            n += 1
-            for k, v in {"total": float(loss.detach()), **parts}.items():
-                sums[k] = sums.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if writer is not None:
+            state = None
+            for chunk in bptt_chunks(stage):  # one optimizer step per chunk; the state carries on, its graph does not
+                loss, parts, out = stage_loss(model, stage, x[:, chunk], window_slice(batch, chunk), weights,
+                                              cfg.depth_loss, state)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                average_gradients(params, d)
+                optimizer.step()
+                state = out["state"].detach() if "state" in out else None
+                step += 1
+                n += 1
                 for k, v in {"total": float(loss.detach()), **parts}.items():
-                    writer.add_scalar(f"{stage.name}/train_{k}", v, step)
+                    sums[k] = sums.get(k, 0.0) + v
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                if writer is not None:
+                    for k, v in {"total": float(loss.detach()), **parts}.items():
+                        writer.add_scalar(f"{stage.name}/train_{k}", v, step)
         sync_buffers(model, d)
 
         # --- validation: loss for the scheduler, segmentation metrics, a sample picture
