@@ -17,8 +17,8 @@ evaluation ~3 s per 20-frame test clip (2 modes x 4 conditions).
          = 34 s + ~3 s per epoch x 8 epochs = 5 min
 - seq:   each 20-frame clip as one window: 160 windows = 3200 frames, ~110 s per epoch x 8 epochs = 15 min
 - recording (~2 min) and the evaluation (~1 min).
-Total: about 1 h 45 min (measured for the v5 weights, 2026-11-25: 101 minutes of epochs: seg 31, depth 48, ego 6,
-seq 16; some depth epochs shared the cores with tests).
+Total: about 1 h 45 min (measured for the v6 weights, 2026-11-30: 103 minutes of epochs: seg 35 (zoom included),
+depth 46, ego 5, seq 18; some epochs shared the cores with evaluations and tests; 104 minutes to the weights).
 Each stage but seq ends with its best validation epoch (`loop.selection_metric`); seq ends with its last (see
 `_stages`). Fewer seg epochs than before the random towns were added: each epoch sees twice the frames; without
 mirroring, validation mIoU peaked at epoch 8 of 14.
