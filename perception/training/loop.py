@@ -250,7 +250,7 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                 loss.backward()
                 average_gradients(params, d)
                 optimizer.step()
-                state = out["state"].detach() if "state" in out else None
+                state = out["state"].detach() if stage.name == "seq" else None
                 step += 1
                 n += 1
                 for k, v in {"total": float(loss.detach()), **parts}.items():
