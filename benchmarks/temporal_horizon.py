@@ -21,7 +21,7 @@ import torch
 
 from carla_gym import collect
 from perception.data import ClipStore
-from perception.metrics import confusion_matrix, iou_from_confusion, paired_bootstrap
+from perception.metrics import confusion_matrix, miou_and_accuracy, paired_bootstrap
 from perception.training.evaluation import MODES, load_clip, predict_clip
 from perception.weights import load_weights
 
@@ -60,10 +60,8 @@ def main() -> None:
                                                               model.num_classes))
     results: dict[str, dict[str, dict[str, float]]] = {mode: {} for mode in MODES}
     for (mode, s), cms in confusions.items():
-        cm = np.sum(cms, axis=0)
-        iou = iou_from_confusion(cm)
-        results[mode][f"{s}-{s + args.stretch}"] = {"miou": float(np.nanmean(iou[cm.sum(1) > 0])),
-                                                    "pixel_accuracy": float(np.trace(cm) / cm.sum())}
+        miou, accuracy = miou_and_accuracy(np.sum(cms, axis=0))
+        results[mode][f"{s}-{s + args.stretch}"] = {"miou": float(miou), "pixel_accuracy": float(accuracy)}
     results["temporal_vs_per_frame"] = {f"{s}-{s + args.stretch}": paired_bootstrap(
         np.stack(confusions[("per_frame", s)]), np.stack(confusions[("temporal", s)])) for s in starts}
     print(f"{len(clips)} test clips of {args.frames} frames, weights {args.weights}")

@@ -98,6 +98,8 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
     unknown = [s for s in names if s not in STAGE_NAMES]
     if unknown or not names:
         parser.exit(2, f"error: unknown stage {unknown[0] if unknown else args.stages!r}; known: {', '.join(STAGE_NAMES)}\n")
+    if args.clutter and max(args.clutter) > 1.0:
+        parser.exit(2, f"error: --clutter {','.join(map(str, args.clutter))}: probabilities must be at most 1\n")
     for i, stage in enumerate(cfg.stages):
         if args.epochs:
             stage.epochs = args.epochs[i]
@@ -106,8 +108,6 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
         if args.lr:
             stage.lr = args.lr[i]
         if args.clutter:
-            if max(args.clutter) > 1.0:
-                parser.exit(2, f"error: --clutter {','.join(map(str, args.clutter))}: probabilities must be at most 1\n")
             stage.clutter_p = args.clutter[i]
         if args.window is not None and stage.window > 1:
             if args.window < 2:

@@ -16,10 +16,11 @@ from .ego_motion import (
     pose_errors,
     rotation_angle,
 )
-from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confusion, paired_bootstrap
+from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confusion, miou_and_accuracy, paired_bootstrap
 from .temporal import TemporalConsistency
 
 __all__ = [
     "DepthMetrics", "EgoMotionMetrics", "SegmentationMetrics", "TemporalConsistency", "absolute_trajectory_error",
-    "compose_trajectory", "confusion_matrix", "iou_from_confusion", "paired_bootstrap", "pose_errors", "rotation_angle",
+    "compose_trajectory", "confusion_matrix", "iou_from_confusion", "miou_and_accuracy",
+    "paired_bootstrap", "pose_errors", "rotation_angle",
 ]

@@ -58,9 +58,12 @@ class SegmentationMetrics:
         self.confusion[:] = 0
 
     def update(self, pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
-               mask: np.ndarray | torch.Tensor | None = None) -> None:
-        """Add a batch of predicted and true class ids (optionally only where `mask` is set)."""
-        self.confusion += confusion_matrix(pred, target, self.num_classes, self.ignore_index, mask)
+               mask: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+        """Add a batch of predicted and true class ids (optionally only where `mask` is set); returns the batch's
+        own confusion matrix."""
+        cm = confusion_matrix(pred, target, self.num_classes, self.ignore_index, mask)
+        self.confusion += cm
+        return cm
 
     def compute(self) -> dict:
         cm = self.confusion
@@ -76,7 +79,7 @@ class SegmentationMetrics:
         }
 
 
-def _miou_and_accuracy(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def miou_and_accuracy(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """mIoU (over classes present in the ground truth) and pixel accuracy of a stack of confusion matrices (..., C, C)."""
     cm = cm.astype(np.float64)
     tp = np.diagonal(cm, axis1=-2, axis2=-1)
@@ -103,9 +106,9 @@ def paired_bootstrap(confusions_a: np.ndarray, confusions_b: np.ndarray, iterati
     n = a.shape[0]
     picks = np.random.default_rng(seed).integers(0, n, size=(iterations, n))
     counts = np.stack([np.bincount(p, minlength=n) for p in picks]).astype(np.float64)  # (iterations, clips)
-    miou_a, acc_a = _miou_and_accuracy(np.einsum("rn,nij->rij", counts, a))
-    miou_b, acc_b = _miou_and_accuracy(np.einsum("rn,nij->rij", counts, b))
-    full_a, full_b = _miou_and_accuracy(a.sum(0)), _miou_and_accuracy(b.sum(0))
+    miou_a, acc_a = miou_and_accuracy(np.einsum("rn,nij->rij", counts, a))
+    miou_b, acc_b = miou_and_accuracy(np.einsum("rn,nij->rij", counts, b))
+    full_a, full_b = miou_and_accuracy(a.sum(0)), miou_and_accuracy(b.sum(0))
     ci = lambda d: [float(v) for v in np.percentile(d, [2.5, 97.5])]
     return {"clips": n, "iterations": iterations,
             "miou": float(full_b[0] - full_a[0]), "miou_ci95": ci(miou_b - miou_a),

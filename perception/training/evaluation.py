@@ -23,7 +23,6 @@ from perception.metrics import (
     EgoMotionMetrics,
     SegmentationMetrics,
     TemporalConsistency,
-    confusion_matrix,
     paired_bootstrap,
 )
 from perception.models import PerceptionPipeline, PipelineState, normalize
@@ -91,9 +90,7 @@ class _Scores:
     def update(self, pred: dict[str, torch.Tensor], item: dict[str, torch.Tensor]) -> None:
         """Add one clip's predictions."""
         sem, depth, rel = item["semantic"], item["depth"], item["rel_pose"]
-        cm = confusion_matrix(pred["labels"], sem, self.seg.num_classes, self.seg.ignore_index)
-        self.seg.confusion += cm
-        self.clip_confusions.append(cm)
+        self.clip_confusions.append(self.seg.update(pred["labels"], sem))
         self.depth.update(pred["depth"], depth)
         if sem.shape[0] > 1:
             self.ego.update_clip(pred["pose6"], rel[1:])
