@@ -2,20 +2,22 @@
 
 config.json holds the preset and its full architecture config, the number and names of classes,
 the input size, the input normalisation, what the weights were trained on, the software version
-and evaluation metrics. `load_weights` rebuilds the model from it and checks every tensor's name
-and shape, naming the first mismatch, so a folder never loads silently into the wrong network.
+and evaluation metrics. `load_weights` rebuilds the model from it and checks every tensor's name,
+shape and values (finite; BatchNorm variances not negative) and the normalisation in config.json,
+naming the first problem, so a folder never loads silently into the wrong network or gives NaN outputs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import torch
 import safetensors
+import torch
 from safetensors.torch import load_file, save_file
 
 from .conventions import CLASS_NAMES
@@ -57,18 +59,25 @@ def _write_folder(folder: Path, tensors: dict[str, torch.Tensor], config: dict[s
     _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
 
 
-def save_weights(model: PerceptionPipeline, folder: str | Path, *, training_data: str | dict[str, Any] | None = None,
-                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-                 class_names: list[str] | tuple[str, ...] | None = None,
-                 input_size: tuple[int, int] | None = None) -> Path:
+def save_weights(
+    model: PerceptionPipeline,
+    folder: str | Path,
+    *,
+    training_data: str | dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    class_names: list[str] | tuple[str, ...] | None = None,
+    input_size: tuple[int, int] | None = None,
+) -> Path:
     """Write `model`'s tensors and config to `folder` (created if needed; files replaced atomically).
 
     `training_data` describes what the weights were trained on (e.g. towns, clip count, backend),
     `metrics` the evaluation results, `extra` anything else worth keeping. Returns the folder.
     """
     if getattr(model, "batchnorm_folded", False):
-        raise ValueError("this model has its BatchNorms folded for inference (TemporalPerception); "
-                         "save the original, unfolded model")
+        raise ValueError(
+            "this model has its BatchNorms folded for inference (TemporalPerception); save the original, unfolded model"
+        )
     folder = Path(folder)
     config: PresetConfig = model.config
     names = list(class_names or (CLASS_NAMES if model.num_classes == len(CLASS_NAMES) else range(model.num_classes)))
@@ -81,8 +90,11 @@ def save_weights(model: PerceptionPipeline, folder: str | Path, *, training_data
         "class_names": [str(n) for n in names],
         "input_size": list(input_size or config.input_size),
         "normalization": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "scale": "uint8 / 255"},
-        "depth": {"unit": "metres, planar (along the optical axis)", "output": "log-depth",
-                  "range": [MIN_DEPTH_M, MAX_DEPTH_M]},
+        "depth": {
+            "unit": "metres, planar (along the optical axis)",
+            "output": "log-depth",
+            "range": [MIN_DEPTH_M, MAX_DEPTH_M],
+        },
         "pose": "pose6 = (x, y, z, roll, pitch, yaw), metres and radians, inv(M_{t-1}) @ M_t",
         "training_data": training_data if training_data is not None else "untrained (random initialisation)",
         "software_version": software_version(),
@@ -117,15 +129,65 @@ def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.T
         if name not in found:
             raise WeightsError(f"{source}: missing tensor {name!r} (expected shape {tuple(tensor.shape)})")
         if tuple(found[name].shape) != tuple(tensor.shape):
-            raise WeightsError(f"{source}: tensor {name!r} has shape {tuple(found[name].shape)}, "
-                               f"the model expects {tuple(tensor.shape)}")
+            raise WeightsError(
+                f"{source}: tensor {name!r} has shape {tuple(found[name].shape)}, "
+                f"the model expects {tuple(tensor.shape)}"
+            )
     for name in found:
         if name not in expected:
             raise WeightsError(f"{source}: unexpected tensor {name!r} (not in the model)")
 
 
-def load_weights(folder: str | Path, *, preset: str | None = None, device: str | torch.device = "cpu",
-                 model: PerceptionPipeline | None = None) -> PerceptionPipeline:
+def check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Raise `WeightsError` naming the first floating-point tensor that holds NaN or inf, or a BatchNorm
+    `running_var` with a negative entry (either turns every output into NaN)."""
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            continue
+        if not bool(torch.isfinite(tensor).all()):
+            nan, inf = int(torch.isnan(tensor).sum()), int(torch.isinf(tensor).sum())
+            raise WeightsError(f"{source}: tensor {name!r} holds {nan} NaN and {inf} infinite value(s)")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise WeightsError(f"{source}: tensor {name!r} (a variance) has negative entries")
+
+
+def check_config_values(config: dict[str, Any], source: str) -> None:
+    """Raise `WeightsError` when config.json's preset disagrees with its architecture, or its input size or
+    normalisation is not usable (the normalisation `std` divides every input pixel: it must be finite and > 0)."""
+    arch = config.get("architecture")
+    if isinstance(arch, dict) and "name" in arch and arch["name"] != config["preset"]:
+        raise WeightsError(
+            f"{source}: 'preset' is {config['preset']!r} but 'architecture' describes "
+            f"{arch['name']!r}; the file was edited or mixed up"
+        )
+
+    def numbers(value: Any, n: int) -> bool:
+        return (
+            isinstance(value, list)
+            and len(value) == n
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+        )
+
+    norm = config.get("normalization", {})
+    if not isinstance(norm, dict):
+        raise WeightsError(f"{source}: 'normalization' must be an object with 'mean' and 'std', got {norm!r}")
+    for key in ("mean", "std"):
+        if key in norm and not numbers(norm[key], 3):
+            raise WeightsError(f"{source}: normalization {key!r} must be 3 finite numbers, got {norm[key]!r}")
+    if "std" in norm and min(norm["std"]) <= 0:
+        raise WeightsError(f"{source}: normalization 'std' must be positive, got {norm['std']!r}")
+    size = config.get("input_size")
+    if size is not None and not (numbers(size, 2) and all(isinstance(v, int) and v > 0 for v in size)):
+        raise WeightsError(f"{source}: 'input_size' must be [height, width], two positive integers, got {size!r}")
+
+
+def load_weights(
+    folder: str | Path,
+    *,
+    preset: str | None = None,
+    device: str | torch.device = "cpu",
+    model: PerceptionPipeline | None = None,
+) -> PerceptionPipeline:
     """Build the pipeline described by a weights folder and load its tensors (safetensors, never pickle).
 
     `preset`, when given, must match the folder's preset. With `model`, the tensors are loaded into
@@ -134,6 +196,7 @@ def load_weights(folder: str | Path, *, preset: str | None = None, device: str |
     """
     folder = Path(folder)
     config = read_weights_config(folder)
+    check_config_values(config, str(folder / CONFIG_FILE))
     expected = preset if preset is not None else (model.config.name if model is not None else None)
     if expected is not None and config["preset"] != expected:
         raise WeightsError(f"{folder / CONFIG_FILE}: weights are for preset {config['preset']!r}, not {expected!r}")
@@ -144,13 +207,23 @@ def load_weights(folder: str | Path, *, preset: str | None = None, device: str |
         tensors = load_file(str(path), device="cpu")
     except (_SAFETENSORS_ERROR, OSError, ValueError, RuntimeError) as e:
         raise WeightsError(f"cannot read weights file {path}: {e}") from e
+    check_finite(tensors, str(path))
     if model is None:
         try:
             arch = PresetConfig.from_dict(config["architecture"]) if "architecture" in config else config["preset"]
             model = build_model(arch, num_classes=int(config.get("num_classes", len(CLASS_NAMES))), device=device)
         except (TypeError, ValueError, KeyError) as e:
             raise WeightsError(f"{folder / CONFIG_FILE}: cannot build the model it describes: {e}") from e
-    check_state_dict(model.state_dict(), tensors, str(path))
+        try:
+            check_state_dict(model.state_dict(), tensors, str(path))
+        except WeightsError as e:
+            raise WeightsError(
+                f"{folder}: the tensors of {WEIGHTS_FILE} are not those of the network that "
+                f"{CONFIG_FILE} describes (preset {config['preset']!r}, "
+                f"{model.num_classes} classes): {e}"
+            ) from None
+    else:
+        check_state_dict(model.state_dict(), tensors, str(path))
     model.load_state_dict(tensors)
     model.weights_config = config
     return model.to(device).eval()
@@ -166,4 +239,3 @@ def half_precision_copy(src: str | Path, dst: str | Path) -> Path:
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     _write_folder(dst, half, {**config, "storage_dtype": "float16"})
     return dst
-

@@ -27,6 +27,7 @@ if real_carla is not None:
     VehicleControl, WorldSettings = real_carla.VehicleControl, real_carla.WorldSettings
     LaneMarkingType = real_carla.LaneMarkingType
 else:
+
     class Location:
         def __init__(self, x=0.0, y=0.0, z=0.0):
             self.x, self.y, self.z = x, y, z
@@ -41,8 +42,9 @@ else:
 
         def get_matrix(self):
             r = self.rotation
-            return pose6_to_matrix(np.array([self.location.x, self.location.y, self.location.z,
-                                             *np.radians([r.roll, r.pitch, r.yaw])])).tolist()
+            return pose6_to_matrix(
+                np.array([self.location.x, self.location.y, self.location.z, *np.radians([r.roll, r.pitch, r.yaw])])
+            ).tolist()
 
     class VehicleControl:
         def __init__(self, throttle=0.0, steer=0.0, brake=0.0):
@@ -55,6 +57,7 @@ else:
 
     class LaneMarkingType:
         Solid, Broken, SolidSolid, Curb = "Solid", "Broken", "SolidSolid", "Curb"
+
 
 TrafficLightState = types.SimpleNamespace(Red="Red", Yellow="Yellow", Green="Green")
 HALF_EXTENTS = {"vehicle.": (2.4, 1.0, 0.8), "walker.": (0.25, 0.25, 0.9)}  # bounding-box extents by type prefix
@@ -102,7 +105,11 @@ class FakeServer:
 
     def check(self):
         if not self.running:
-            raise RuntimeError("time-out of 10000ms while waiting for the simulator, make sure the simulator is ready and connected to %s:%d" % self.address)
+            raise RuntimeError(
+                "time-out of 10000ms while waiting for the simulator, make sure the simulator is ready and connected to {}:{}".format(
+                    *self.address
+                )
+            )
 
     def spawn(self, blueprint, transform, parent=None):
         self.check()
@@ -111,7 +118,10 @@ class FakeServer:
         if not blueprint.id.startswith(("sensor.", "controller.")) and parent is None:
             for other in self.actors.values():
                 if other.parent is None and not other.type_id.startswith("controller."):
-                    if abs(other.location.x - transform.location.x) < 2 and abs(other.location.y - transform.location.y) < 2:
+                    if (
+                        abs(other.location.x - transform.location.x) < 2
+                        and abs(other.location.y - transform.location.y) < 2
+                    ):
                         return None
         self._spawned += 1
         actor = FakeActor(self, next(self._ids), blueprint, transform, parent)
@@ -136,14 +146,22 @@ class FakeServer:
                     deliveries.append((actor.callback, actor.image(frame - 1)))
             elif actor.type_id == "sensor.other.collision":
                 for other in self.pending_collisions:
-                    deliveries.append((actor.callback, types.SimpleNamespace(
-                        frame=frame, other_actor=other, normal_impulse=Location(x=300.0, y=400.0, z=0.0))))
+                    deliveries.append(
+                        (
+                            actor.callback,
+                            types.SimpleNamespace(
+                                frame=frame, other_actor=other, normal_impulse=Location(x=300.0, y=400.0, z=0.0)
+                            ),
+                        )
+                    )
         self.pending_collisions = []
         if self.late_sensors:
+
             def deliver_later(items=deliveries):
                 threading.Event().wait(0.05)
                 for cb, data in reversed(items):  # out of order, too
                     cb(data)
+
             thread = threading.Thread(target=deliver_later, daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -179,7 +197,9 @@ class FakeActor:
         self.speed = 0.0
         self.autopilot = False
         self.controls = []
-        self.semantic_tags = [14] if self.type_id.startswith("vehicle.") else [12] if self.type_id.startswith("walker.") else [3]
+        self.semantic_tags = (
+            [14] if self.type_id.startswith("vehicle.") else [12] if self.type_id.startswith("walker.") else [3]
+        )
         self.controller_calls = []
 
     # vehicles
@@ -199,8 +219,10 @@ class FakeActor:
             p = self.parent.get_transform().location
             return Transform(Location(x=p.x + self.location.x, y=p.y + self.location.y, z=p.z + self.location.z))
         r = self.rotation
-        return Transform(Location(x=self.location.x, y=self.location.y, z=self.location.z),
-                         Rotation(pitch=r.pitch, yaw=r.yaw, roll=r.roll))
+        return Transform(
+            Location(x=self.location.x, y=self.location.y, z=self.location.z),
+            Rotation(pitch=r.pitch, yaw=r.yaw, roll=r.roll),
+        )
 
     def get_velocity(self):
         return Location(x=self.speed, y=0.0, z=0.0)
@@ -234,8 +256,14 @@ class FakeActor:
             bgra[..., 2] = np.resize(SEMANTIC_TAG_PATTERN, w)[None, :]
         else:
             bgra[..., :3] = encode_carla_depth(np.full((h, w), DEPTH_M))[..., ::-1]
-        return types.SimpleNamespace(frame=frame, timestamp=frame * 0.1, width=w, height=h,
-                                     raw_data=bgra.tobytes(), transform=self.get_transform())
+        return types.SimpleNamespace(
+            frame=frame,
+            timestamp=frame * 0.1,
+            width=w,
+            height=h,
+            raw_data=bgra.tobytes(),
+            transform=self.get_transform(),
+        )
 
     # walker controllers
     def start(self):
@@ -303,9 +331,17 @@ class FakeMap:
 
 
 class FakeBlueprintLibrary:
-    IDS = ["vehicle.tesla.model3", "vehicle.audi.a2", "walker.pedestrian.0001", "controller.ai.walker",
-           "sensor.camera.rgb", "sensor.camera.semantic_segmentation", "sensor.camera.depth",
-           "sensor.other.collision", "sensor.other.lane_invasion"]
+    IDS = [
+        "vehicle.tesla.model3",
+        "vehicle.audi.a2",
+        "walker.pedestrian.0001",
+        "controller.ai.walker",
+        "sensor.camera.rgb",
+        "sensor.camera.semantic_segmentation",
+        "sensor.camera.depth",
+        "sensor.other.collision",
+        "sensor.other.lane_invasion",
+    ]
 
     def find(self, id):
         if id not in self.IDS:
@@ -417,8 +453,10 @@ def make_fake_carla(servers: dict[tuple[str, int], FakeServer]) -> types.SimpleN
 
         def _server(self):
             if self.server is None or not self.server.running:
-                raise RuntimeError(f"time-out of {int(self.timeout * 1000)}ms while waiting for the simulator, "
-                                   f"make sure the simulator is ready and connected to {self.address[0]}:{self.address[1]}")
+                raise RuntimeError(
+                    f"time-out of {int(self.timeout * 1000)}ms while waiting for the simulator, "
+                    f"make sure the simulator is ready and connected to {self.address[0]}:{self.address[1]}"
+                )
             return self.server
 
         def get_server_version(self):
@@ -445,7 +483,9 @@ def make_fake_carla(servers: dict[tuple[str, int], FakeServer]) -> types.SimpleN
             for command in commands:
                 if isinstance(command, DestroyActor):
                     actor = server.actors.get(command.actor_id)
-                    responses.append(Response(command.actor_id) if actor and actor.destroy() else Response(error="not found"))
+                    responses.append(
+                        Response(command.actor_id) if actor and actor.destroy() else Response(error="not found")
+                    )
                     continue
                 try:
                     actor = server.spawn(command.blueprint, command.transform)
@@ -462,12 +502,31 @@ def make_fake_carla(servers: dict[tuple[str, int], FakeServer]) -> types.SimpleN
                 server.tick()
             return responses
 
-    weather = types.SimpleNamespace(**{name: name for name in ("ClearNoon", "CloudyNoon", "WetNoon", "SoftRainNoon",
-                                                                 "ClearSunset", "CloudySunset", "WetCloudySunset", "HardRainNoon")})
+    weather = types.SimpleNamespace(
+        **{
+            name: name
+            for name in (
+                "ClearNoon",
+                "CloudyNoon",
+                "WetNoon",
+                "SoftRainNoon",
+                "ClearSunset",
+                "CloudySunset",
+                "WetCloudySunset",
+                "HardRainNoon",
+            )
+        }
+    )
     return types.SimpleNamespace(
-        Client=Client, Location=Location, Rotation=Rotation, Transform=Transform, VehicleControl=VehicleControl,
-        WeatherParameters=weather, LaneType=types.SimpleNamespace(Driving="Driving"),
+        Client=Client,
+        Location=Location,
+        Rotation=Rotation,
+        Transform=Transform,
+        VehicleControl=VehicleControl,
+        WeatherParameters=weather,
+        LaneType=types.SimpleNamespace(Driving="Driving"),
         TrafficLightState=TrafficLightState,
-        command=types.SimpleNamespace(SpawnActor=SpawnActor, SetAutopilot=SetAutopilot, DestroyActor=DestroyActor,
-                                      FutureActor=object()),
+        command=types.SimpleNamespace(
+            SpawnActor=SpawnActor, SetAutopilot=SetAutopilot, DestroyActor=DestroyActor, FutureActor=object()
+        ),
     )

@@ -1,18 +1,18 @@
 """The CARLA backend's logic, against the in-process FAKE in tests/fake_carla.py (no server runs in CI)."""
 
 import gc
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from fake_carla import DEPTH_M, FakeServer, LaneMarkingType, WorldSettings, make_fake_carla
 
 from carla_gym.sim import Control, EventKind, SimulatorError, make_backend
 from carla_gym.sim.carla_backend import CarlaBackend, CarlaConfig
 from carla_gym.sim.carla_backend.conversions import lane_invasion_events
 from carla_gym.sim.carla_backend.sensor_queues import EventQueue, FrameQueue, SensorTimeout
 from carla_gym.sim.carla_backend.session import sync_settings
-from fake_carla import DEPTH_M, FakeServer, LaneMarkingType, WorldSettings, make_fake_carla
 from perception.conventions import CLASS_IDS
-from types import SimpleNamespace
 
 
 @pytest.fixture
@@ -49,7 +49,40 @@ def test_frame_conversion_of_real_bgra_layouts(server):
         frame = sim.reset(seed=0)
         assert frame.rgb[0, 0].tolist() == [200, 0, frame.frame % 256]  # BGRA (f, 0, 200) -> RGB
         # row of CARLA 0.9.14+ tags 0..28, 0..2 -> the 22-class remap
-        expected = [0, 7, 8, 1, 11, 2, 5, 18, 12, 9, 14, 13, 4, 4, 10, 10, 10, 10, 10, 10, 19, 20, 3, 21, 6, 14, 15, 16, 17, 0, 7, 8]
+        expected = [
+            0,
+            7,
+            8,
+            1,
+            11,
+            2,
+            5,
+            18,
+            12,
+            9,
+            14,
+            13,
+            4,
+            4,
+            10,
+            10,
+            10,
+            10,
+            10,
+            10,
+            19,
+            20,
+            3,
+            21,
+            6,
+            14,
+            15,
+            16,
+            17,
+            0,
+            7,
+            8,
+        ]
         assert frame.semantic[2].tolist() == expected
         assert np.allclose(frame.depth, DEPTH_M, atol=1e-4)
         assert frame.camera_to_world[0, 3] == pytest.approx(frame.transform[0, 3] + 1.6)  # camera mount
@@ -92,9 +125,13 @@ def test_collision_event_carries_the_other_class(server):
 
 
 def test_lane_markings_become_solid_or_dashed():
-    event = SimpleNamespace(crossed_lane_markings=[SimpleNamespace(type=LaneMarkingType.Broken),
-                                                   SimpleNamespace(type=LaneMarkingType.SolidSolid),
-                                                   SimpleNamespace(type=LaneMarkingType.Curb)])
+    event = SimpleNamespace(
+        crossed_lane_markings=[
+            SimpleNamespace(type=LaneMarkingType.Broken),
+            SimpleNamespace(type=LaneMarkingType.SolidSolid),
+            SimpleNamespace(type=LaneMarkingType.Curb),
+        ]
+    )
     assert [e.detail for e in lane_invasion_events(event)] == ["dashed", "solid"]
 
 
@@ -172,7 +209,9 @@ def test_lost_server_fails_reconnect_after_bounded_attempts(server):
 def test_parallel_backends_use_their_own_ports():
     a, b = FakeServer(port=2000), FakeServer(port=2004)
     fake = make_fake_carla({a.address: a, b.address: b})
-    sims = [CarlaBackend(CarlaConfig(port=p, size=(4, 8), vehicles=0, walkers=0), carla_module=fake) for p in (2000, 2004)]
+    sims = [
+        CarlaBackend(CarlaConfig(port=p, size=(4, 8), vehicles=0, walkers=0), carla_module=fake) for p in (2000, 2004)
+    ]
     for sim in sims:
         sim.reset(seed=0)
     assert sims[1]._tm_port == 8004 and len(a.actors) == len(b.actors) == 6
@@ -216,7 +255,7 @@ def test_real_client_without_server_fails_fast_naming_host_and_port():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConnectionError, match=f"no CARLA server answered at 127.0.0.1:{port}"):
-        CarlaBackend(CarlaConfig(host="127.0.0.1", port=port, timeout=0.5))
+        CarlaBackend(CarlaConfig(host="127.0.0.1", port=port, tm_port=8000, timeout=0.5))
 
 
 def test_collect_records_clips_through_the_carla_backend(tmp_path, monkeypatch, server):
@@ -225,8 +264,22 @@ def test_collect_records_clips_through_the_carla_backend(tmp_path, monkeypatch, 
     from perception.data import ClipStore
 
     monkeypatch.setattr(carla_backend_module, "_import_carla", lambda: make_fake_carla({server.address: server}))
-    args = ["--backend", "carla", "--towns", "Town02", "--clips", "2", "--frames", "3", "--size", "4x32",
-            "--warmup", "2", "--out", str(tmp_path)]
+    args = [
+        "--backend",
+        "carla",
+        "--towns",
+        "Town02",
+        "--clips",
+        "2",
+        "--frames",
+        "3",
+        "--size",
+        "4x32",
+        "--warmup",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
     assert collect.main(args) == 0
     clips = ClipStore(tmp_path).clips(split="test")
     assert [len(c) for c in clips] == [3, 3] and clips[0].meta.backend == "carla"
@@ -241,8 +294,17 @@ def test_env_on_carla_truncates_on_a_lost_tick_and_recovers(monkeypatch, server)
     from carla_gym.sim.carla_backend import backend as carla_backend_module
 
     monkeypatch.setattr(carla_backend_module, "_import_carla", lambda: make_fake_carla({server.address: server}))
-    env = gym.make("CarlaPerception-v0", backend="carla", perception="ground_truth", camera_size=(8, 32),
-                   obs_size=(4, 8), vehicles=2, walkers=0, timeout=0.5, reconnect_backoff=0.0)
+    env = gym.make(
+        "CarlaPerception-v0",
+        backend="carla",
+        perception="ground_truth",
+        camera_size=(8, 32),
+        obs_size=(4, 8),
+        vehicles=2,
+        walkers=0,
+        timeout=0.5,
+        reconnect_backoff=0.0,
+    )
     try:
         env.reset(seed=0)
         _, _, terminated, truncated, _ = env.step(np.array([0.0, 0.5]))
@@ -271,13 +333,15 @@ def test_make_vec_gives_each_carla_world_its_own_server():
 
 
 def test_train_perception_records_through_the_carla_backend(tmp_path, monkeypatch, server):
-    from carla_gym import collect, train_perception
+    from carla_gym import train_perception, training_data
     from carla_gym.sim.carla_backend import backend as carla_backend_module
 
     monkeypatch.setattr(carla_backend_module, "_import_carla", lambda: make_fake_carla({server.address: server}))
-    monkeypatch.setattr(collect, "default_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(training_data, "default_root", lambda: tmp_path / "cache")
     out = tmp_path / "run"
-    code = train_perception.main(["--profile", "smoke", "--backend", "carla", "--port", "2000", "--out", str(out), "--no-eval"])
+    code = train_perception.main(
+        ["--profile", "smoke", "--backend", "carla", "--port", "2000", "--out", str(out), "--no-eval"]
+    )
     assert code in (0, None)
     assert (out / "weights" / "model.safetensors").is_file()
     recorded = sorted(p.name for p in (tmp_path / "cache").glob("carla-*/*"))

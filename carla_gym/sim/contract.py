@@ -1,4 +1,4 @@
-"""The simulator contract (SPEC 4): what every backend takes and returns for one synchronous tick.
+"""The simulator contract: what every backend takes and returns for one synchronous tick.
 
 A backend is driven like a synchronous CARLA client: `reset(seed, options)` builds or re-seeds the
 world and returns the first `Frame`; each `step(control)` applies a `Control`, advances the world by
@@ -17,6 +17,43 @@ from typing import Any
 import numpy as np
 
 from perception.conventions import CLASS_IDS, CLASS_NAMES
+
+#: Longest route a backend builds (metres). Route builders walk the lane graph until a route is this
+#: long, so the bound keeps a mistaken value (say `inf`) from exhausting memory; an episode of 1000
+#: steps at motorway speed covers well under a tenth of it.
+MAX_ROUTE_LENGTH = 50_000.0
+
+
+def check_route_length(value: Any, name: str = "route_length") -> float:
+    """`value` as a route length in metres: a finite number in (0, MAX_ROUTE_LENGTH], else a ValueError naming `name`."""
+    try:
+        length = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number of metres, got {value!r}") from None
+    if not (math.isfinite(length) and 0.0 < length <= MAX_ROUTE_LENGTH):
+        raise ValueError(f"{name} must be a finite number of metres in (0, {MAX_ROUTE_LENGTH:g}], got {value!r}")
+    return length
+
+
+def check_image_size(value: Any, name: str = "size") -> tuple[int, int]:
+    """`value` as an image (height, width) of two positive integers, else a ValueError naming `name`.
+
+    Strings ("128x256") and sequences of another length are errors rather than being read character
+    by character or truncated.
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be (height, width), two positive integers, got {value!r}")
+    dims = []
+    for v in value:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, np.integer, float, np.floating))
+            or not float(v).is_integer()
+            or v < 1
+        ):
+            raise ValueError(f"{name} must be (height, width), two positive integers, got {value!r}")
+        dims.append(int(v))
+    return dims[0], dims[1]
 
 
 @dataclass(frozen=True)
@@ -138,7 +175,9 @@ class Frame:
         if self.rgb.shape != (h, w, 3) or self.rgb.dtype != np.uint8:
             raise ValueError(f"Frame.rgb must be (H, W, 3) uint8, got {self.rgb.shape} {self.rgb.dtype}")
         if self.semantic.shape != (h, w) or self.semantic.dtype != np.uint8:
-            raise ValueError(f"Frame.semantic must be ({h}, {w}) uint8, got {self.semantic.shape} {self.semantic.dtype}")
+            raise ValueError(
+                f"Frame.semantic must be ({h}, {w}) uint8, got {self.semantic.shape} {self.semantic.dtype}"
+            )
         if self.depth.shape != (h, w) or self.depth.dtype != np.float32:
             raise ValueError(f"Frame.depth must be ({h}, {w}) float32, got {self.depth.shape} {self.depth.dtype}")
         for name in ("camera_to_world", "transform"):
@@ -203,11 +242,23 @@ class SimulatorBackend(abc.ABC):
     def fixed_delta_seconds(self) -> float:
         """Simulated seconds per `step`."""
 
-    def __enter__(self) -> "SimulatorBackend":
+    def __enter__(self) -> SimulatorBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-__all__ = ["Control", "Event", "EventKind", "Frame", "Hazards", "Route", "SimulatorBackend", "SimulatorError"]
+__all__ = [
+    "MAX_ROUTE_LENGTH",
+    "check_image_size",
+    "check_route_length",
+    "Control",
+    "Event",
+    "EventKind",
+    "Frame",
+    "Hazards",
+    "Route",
+    "SimulatorBackend",
+    "SimulatorError",
+]

@@ -5,6 +5,18 @@ from .clips import FORMAT_VERSION, MODALITIES, Clip, ClipFormatError, ClipMeta, 
 from .windows import ClipWindows
 
 __all__ = [
-    "CORRUPTIONS", "FORMAT_VERSION", "MODALITIES", "AugmentConfig", "Clip", "ClipFormatError", "ClipMeta",
-    "ClipStore", "ClipWindows", "TemporalAugment", "corrupt", "frame_filename", "mirror_frames", "zoom_frames",
+    "CORRUPTIONS",
+    "FORMAT_VERSION",
+    "MODALITIES",
+    "AugmentConfig",
+    "Clip",
+    "ClipFormatError",
+    "ClipMeta",
+    "ClipStore",
+    "ClipWindows",
+    "TemporalAugment",
+    "corrupt",
+    "frame_filename",
+    "mirror_frames",
+    "zoom_frames",
 ]

@@ -1,4 +1,4 @@
-"""Temporal augmentations (SPEC 7): each is drawn once per window and applied to every frame of it.
+"""Temporal augmentations: each is drawn once per window and applied to every frame of it.
 
 A model that sees the same corruption on every frame of a window learns to be robust to it
 without losing the frame-to-frame coherence it is trained to exploit. The same functions, at a
@@ -80,7 +80,7 @@ def clutter(frames: torch.Tensor, config: AugmentConfig, generator: torch.Genera
         top = int(torch.randint(0, height - bh + 1, (), generator=generator))
         left = int(torch.randint(0, width - bw + 1, (), generator=generator))
         colour = torch.rand(3, generator=generator, dtype=frames.dtype).view(1, 3, 1, 1) * 0.5
-        out[:, :, top:top + bh, left:left + bw] = colour
+        out[:, :, top : top + bh, left : left + bw] = colour
     return out
 
 
@@ -100,7 +100,9 @@ class TemporalAugment:
         return add_noise(frames, c.noise_std, generator)
 
 
-def corrupt(frames: torch.Tensor, kind: str, generator: torch.Generator, config: AugmentConfig | None = None) -> torch.Tensor:
+def corrupt(
+    frames: torch.Tensor, kind: str, generator: torch.Generator, config: AugmentConfig | None = None
+) -> torch.Tensor:
     """One evaluation corruption at full strength: "noise", "lighting_drift" (darkening by the full amount) or "clutter"."""
     c = config or AugmentConfig()
     if kind == "noise":
@@ -113,7 +115,9 @@ def corrupt(frames: torch.Tensor, kind: str, generator: torch.Generator, config:
     raise ValueError(f"unknown corruption {kind!r}; known: {', '.join(CORRUPTIONS)}")
 
 
-def mirror_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, p: float = 0.5) -> dict[str, torch.Tensor]:
+def mirror_frames(
+    batch: dict[str, torch.Tensor], generator: torch.Generator, p: float = 0.5
+) -> dict[str, torch.Tensor]:
     """Mirror each item's RGB, labels and depth left to right with probability `p` (per-frame stages only:
     a mirrored window would need mirrored poses). The camera's principal point is the image centre, so
     the mirrored depth is still the depth of the mirrored image."""
@@ -128,7 +132,9 @@ def mirror_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, p:
     return out
 
 
-def crop_and_resize(item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int) -> dict[str, torch.Tensor]:
+def crop_and_resize(
+    item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int
+) -> dict[str, torch.Tensor]:
     """Cut the box (top, left, height, width) out of one item's frames (T, ...) and scale it back to full size:
     RGB bilinear, labels and depth nearest. Depth is divided by the zoom, because an object seen `s` times
     larger through the same lens is `s` times closer."""
@@ -141,8 +147,11 @@ def crop_and_resize(item: dict[str, torch.Tensor], top: int, left: int, height: 
     out = dict(item)
     out["rgb"] = rgb.round().clamp(0, 255).to(item["rgb"].dtype) if not item["rgb"].is_floating_point() else rgb
     out["semantic"] = torch.nn.functional.interpolate(labels, size=(full_h, full_w), mode="nearest-exact")[:, 0].to(
-        item["semantic"].dtype)
-    out["depth"] = torch.nn.functional.interpolate(depth, size=(full_h, full_w), mode="nearest-exact")[:, 0] * (width / full_w)
+        item["semantic"].dtype
+    )
+    out["depth"] = torch.nn.functional.interpolate(depth, size=(full_h, full_w), mode="nearest-exact")[:, 0] * (
+        width / full_w
+    )
     if "intrinsics" in item:  # the same lens with a longer focal length, centred on the box
         k = item["intrinsics"].clone()
         k[0, :] *= full_w / width
@@ -153,8 +162,9 @@ def crop_and_resize(item: dict[str, torch.Tensor], top: int, left: int, height: 
     return out
 
 
-def zoom_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, max_zoom: float = 1.5,
-                p: float = 0.5) -> dict[str, torch.Tensor]:
+def zoom_frames(
+    batch: dict[str, torch.Tensor], generator: torch.Generator, max_zoom: float = 1.5, p: float = 0.5
+) -> dict[str, torch.Tensor]:
     """Zoom each item in by a random factor in [1, `max_zoom`] around a random point with probability `p`
     (per-frame items only: zooming changes the apparent ego-motion). Objects appear at more sizes than
     the recorded clips show them; the aspect ratio is kept."""

@@ -1,4 +1,4 @@
-"""Recorded clips on disk (SPEC 5): the format, and a reader that checks it.
+"""Recorded clips on disk: the format, and a reader that checks it.
 
 ```
 ROOT/<town>/<clip>/meta.json        what was recorded (see ClipMeta)
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,54 @@ class ClipMeta:
         data["classes"] = list(self.classes)
         return json.dumps(data, indent=2)
 
+    def __post_init__(self) -> None:
+        """Check every field's type and range (`problems` names each bad one); numbers become floats."""
+        bad = self.problems()
+        if bad:
+            raise ClipFormatError("; ".join(bad))
+        for name in ("fov", "fixed_delta_seconds"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        object.__setattr__(self, "classes", tuple(self.classes))
+
+    def problems(self) -> list[str]:
+        """What is wrong with the fields, one line per bad field (empty when the metadata is valid)."""
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_number(v: Any) -> bool:
+            return (is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+        checks = {
+            "backend": (isinstance(self.backend, str) and self.backend != "", "a non-empty string"),
+            "town": (isinstance(self.town, str) and self.town != "", "a non-empty string"),
+            "num_frames": (is_int(self.num_frames) and self.num_frames >= 1, "a positive integer"),
+            "height": (is_int(self.height) and self.height >= 1, "a positive integer"),
+            "width": (is_int(self.width) and self.width >= 1, "a positive integer"),
+            "fov": (is_number(self.fov) and 0 < self.fov < 180, "a number of degrees between 0 and 180"),
+            "fixed_delta_seconds": (
+                is_number(self.fixed_delta_seconds) and self.fixed_delta_seconds > 0,
+                "a positive number of seconds",
+            ),
+            "split": (self.split is None or isinstance(self.split, str), "a string or null"),
+            "seed": (self.seed is None or is_int(self.seed), "an integer or null"),
+            "classes": (
+                isinstance(self.classes, (list, tuple)) and all(isinstance(c, str) for c in self.classes),
+                "a list of class names",
+            ),
+            "software_version": (isinstance(self.software_version, str), "a string"),
+            "format_version": (is_int(self.format_version) and self.format_version >= 1, "a positive integer"),
+            "extra": (isinstance(self.extra, dict), "a JSON object"),
+        }
+        return [
+            f"field {name!r} must be {what}, got {getattr(self, name)!r}"
+            for name, (ok, what) in checks.items()
+            if not ok
+        ]
+
     @classmethod
-    def from_file(cls, path: Path) -> "ClipMeta":
-        """Read and check a `meta.json`; any problem is a ClipFormatError naming the file."""
+    def from_file(cls, path: Path) -> ClipMeta:
+        """Read and check a `meta.json`; any problem is a ClipFormatError naming the file (and the field)."""
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
@@ -74,26 +120,53 @@ class ClipMeta:
         if not isinstance(data, dict):
             raise ClipFormatError(f"{path}: meta.json must hold a JSON object")
         fields = dataclasses.fields(cls)
-        missing = sorted(f.name for f in fields
-                         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data)
+        missing = sorted(
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data
+        )
         if missing:
             raise ClipFormatError(f"{path}: meta.json lacks field(s) {', '.join(missing)}")
-        values = {f.name: data[f.name] for f in fields if f.name in data}
         try:
-            for name in ("num_frames", "height", "width"):
-                values[name] = int(values[name])
-            values["fov"] = float(values["fov"])
-            values["classes"] = tuple(values.get("classes", CLASS_NAMES))
-            meta = cls(**values)
-        except (TypeError, ValueError) as err:
-            raise ClipFormatError(f"{path}: bad value in meta.json ({err})") from None
+            meta = cls(**{f.name: data[f.name] for f in fields if f.name in data})
+        except ClipFormatError as err:
+            raise ClipFormatError(f"{path}: bad value in meta.json: {err}") from None
         if meta.format_version > FORMAT_VERSION:
-            raise ClipFormatError(f"{path}: clip format {meta.format_version} is newer than this reader ({FORMAT_VERSION}); upgrade carla-perception-gym")
+            raise ClipFormatError(
+                f"{path}: clip format {meta.format_version} is newer than this reader ({FORMAT_VERSION}); upgrade carla-perception-gym"
+            )
         if len(meta.classes) != NUM_CLASSES:
-            raise ClipFormatError(f"{path}: meta.json lists {len(meta.classes)} classes, expected the {NUM_CLASSES} CARLA classes")
-        if meta.num_frames < 1 or meta.height < 1 or meta.width < 1:
-            raise ClipFormatError(f"{path}: num_frames, height and width must be positive")
+            raise ClipFormatError(
+                f"{path}: meta.json lists {len(meta.classes)} classes, expected the {NUM_CLASSES} CARLA classes"
+            )
         return meta
+
+
+def check_poses(poses: np.ndarray, num_frames: int, source: str | Path, atol: float = 1e-3) -> np.ndarray:
+    """`poses` as float64 (num_frames, 4, 4) camera-to-world matrices, or a ClipFormatError naming `source`,
+    the frame and the problem: another shape, a non-numeric type, NaN/inf, or a matrix that is not a rigid
+    transform (rotation part orthonormal with determinant +1, last row 0 0 0 1, within `atol`)."""
+    if poses.shape != (num_frames, 4, 4):
+        raise ClipFormatError(f"{source}: shape {poses.shape}, expected ({num_frames}, 4, 4) from meta.json")
+    if not (np.issubdtype(poses.dtype, np.floating) or np.issubdtype(poses.dtype, np.integer)):
+        raise ClipFormatError(f"{source}: poses of type {poses.dtype}, expected numbers")
+    poses = poses.astype(np.float64)
+    finite = np.isfinite(poses).all(axis=(1, 2))
+    if not finite.all():
+        raise ClipFormatError(f"{source}: pose of frame {int(np.argmin(finite))} holds NaN or inf")
+    rot = poses[:, :3, :3]
+    gram = np.abs(rot.transpose(0, 2, 1) @ rot - np.eye(3)).max(axis=(1, 2))
+    det = np.linalg.det(rot)
+    row = np.abs(poses[:, 3] - np.array([0.0, 0.0, 0.0, 1.0])).max(axis=1)
+    bad = (gram > atol) | (np.abs(det - 1.0) > atol) | (row > atol)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ClipFormatError(
+            f"{source}: pose of frame {i} is not a rigid camera-to-world transform (rotation "
+            f"deviates from orthonormal by {gram[i]:.3g}, determinant {det[i]:.3g}, "
+            f"last row {poses[i, 3].tolist()})"
+        )
+    return poses
 
 
 def frame_filename(index: int) -> str:
@@ -114,9 +187,7 @@ class Clip:
             raise ClipFormatError(f"{poses_path}: missing poses.npy") from None
         except (OSError, ValueError) as err:
             raise ClipFormatError(f"{poses_path}: unreadable ({err})") from None
-        if poses.shape != (self.meta.num_frames, 4, 4):
-            raise ClipFormatError(f"{poses_path}: shape {poses.shape}, expected ({self.meta.num_frames}, 4, 4) from meta.json")
-        self.poses = poses.astype(np.float64)
+        self.poses = check_poses(poses, self.meta.num_frames, poses_path)
         if check_files:
             for modality in MODALITIES:
                 for i in range(self.meta.num_frames):
@@ -137,7 +208,9 @@ class Clip:
             raise ClipFormatError(f"{file}: missing or unreadable image")
         expected = (self.meta.height, self.meta.width)
         if image.shape[:2] != expected:
-            raise ClipFormatError(f"{file}: size {image.shape[1]}x{image.shape[0]} does not match meta.json's {expected[1]}x{expected[0]}")
+            raise ClipFormatError(
+                f"{file}: size {image.shape[1]}x{image.shape[0]} does not match meta.json's {expected[1]}x{expected[0]}"
+            )
         return image
 
     def frame(self, index: int) -> dict[str, np.ndarray]:
@@ -147,9 +220,13 @@ class Clip:
         rgb = self._read("rgb", index, cv2.IMREAD_COLOR)[:, :, ::-1]
         semantic = self._read("semantic", index, cv2.IMREAD_UNCHANGED)
         if semantic.ndim != 2 or semantic.dtype != np.uint8:
-            raise ClipFormatError(f"{self.path / 'semantic' / frame_filename(index)}: expected a single-channel 8-bit label image")
+            raise ClipFormatError(
+                f"{self.path / 'semantic' / frame_filename(index)}: expected a single-channel 8-bit label image"
+            )
         if semantic.max(initial=0) >= NUM_CLASSES:
-            raise ClipFormatError(f"{self.path / 'semantic' / frame_filename(index)}: class id {semantic.max()} is not one of the {NUM_CLASSES} classes")
+            raise ClipFormatError(
+                f"{self.path / 'semantic' / frame_filename(index)}: class id {semantic.max()} is not one of the {NUM_CLASSES} classes"
+            )
         depth_bgr = self._read("depth", index, cv2.IMREAD_COLOR)
         return {
             "rgb": np.ascontiguousarray(rgb),
@@ -175,7 +252,8 @@ class ClipStore:
     def clips(self, split: str | None = None, towns: list[str] | tuple[str, ...] | None = None) -> list[Clip]:
         """The clips of one split and/or of the given towns (all clips when both are None)."""
         return [
-            c for c in self._clips
+            c
+            for c in self._clips
             if (split is None or c.meta.split == split) and (towns is None or c.meta.town in towns)
         ]
 

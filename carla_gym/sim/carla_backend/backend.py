@@ -10,23 +10,55 @@ from __future__ import annotations
 
 import math
 import time
+import types
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from perception.conventions import intrinsics
 
-from ..contract import Control, Event, EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
+from ..contract import (
+    Control,
+    Event,
+    EventKind,
+    Frame,
+    Hazards,
+    SimulatorBackend,
+    SimulatorError,
+    check_image_size,
+    check_route_length,
+)
 from ..route import RouteTracker
-from .conversions import collision_event, depth_from_image, labels_from_image, lane_invasion_events, matrix_of, rgb_from_image
+from .conversions import (
+    collision_event,
+    depth_from_image,
+    labels_from_image,
+    lane_invasion_events,
+    matrix_of,
+    rgb_from_image,
+)
 from .hazards import STOP_RANGE_M, in_ego_frame, lead_distance, red_light_distance
+from .probe import probe_server
 from .sensor_queues import EventQueue, FrameQueue
-from .session import ServerSession
+from .session import Probe, ServerSession
 
-CAMERAS = {"rgb": "sensor.camera.rgb", "semantic": "sensor.camera.semantic_segmentation", "depth": "sensor.camera.depth"}
-WEATHERS = ("ClearNoon", "CloudyNoon", "WetNoon", "SoftRainNoon", "ClearSunset", "CloudySunset", "WetCloudySunset", "HardRainNoon")
+CAMERAS = {
+    "rgb": "sensor.camera.rgb",
+    "semantic": "sensor.camera.semantic_segmentation",
+    "depth": "sensor.camera.depth",
+}
+WEATHERS = (
+    "ClearNoon",
+    "CloudyNoon",
+    "WetNoon",
+    "SoftRainNoon",
+    "ClearSunset",
+    "CloudySunset",
+    "WetCloudySunset",
+    "HardRainNoon",
+)
 
 
 @dataclass
@@ -52,6 +84,33 @@ class CarlaConfig:
     reconnect_attempts: int = 3
     reconnect_backoff: float = 2.0  # seconds, doubled after each failed attempt
     spawn_attempts: int = 20
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host.strip():
+            raise ValueError(f"CarlaConfig.host must be a non-empty host name or address, got {self.host!r}")
+        if not _is_int(self.port) or not 1 <= self.port <= 65535 - 2:
+            raise ValueError(
+                f"CarlaConfig.port must be an integer in 1..65533 (the server also uses port+1 and "
+                f"port+2), got {self.port!r}"
+            )
+        if self.tm_port is not None and (not _is_int(self.tm_port) or not 1 <= self.tm_port <= 65535):
+            raise ValueError(f"CarlaConfig.tm_port must be an integer in 1..65535 or None, got {self.tm_port!r}")
+        if self.tm_port is None and self.port + 6000 > 65535:
+            raise ValueError(
+                f"CarlaConfig.port {self.port}: the default traffic manager port port+6000 exceeds 65535; pass tm_port="
+            )
+        if not _is_number(self.timeout) or not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"CarlaConfig.timeout must be a finite number of seconds > 0, got {self.timeout!r}")
+        self.size = check_image_size(self.size, "CarlaConfig.size")
+        self.route_length = check_route_length(self.route_length, "CarlaConfig.route_length")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _import_carla() -> Any:
@@ -83,9 +142,14 @@ class CarlaBackend(SimulatorBackend):
         "test": ("Town02",),
     }
 
-    def __init__(self, config: CarlaConfig | None = None, carla_module: Any = None) -> None:
+    def __init__(self, config: CarlaConfig | None = None, carla_module: Any = None, probe: Probe | None = None) -> None:
+        """Connect to the server of `config`. `carla_module` stands in for the `carla` package (tests);
+        `probe` checks host:port before the client goes there, by default `probe_server` when the client
+        is the real `carla` package (which aborts the process on a port where no CARLA server listens)."""
         self.config = config = config or CarlaConfig()
         self._carla = carla_module or _import_carla()
+        real_client = isinstance(self._carla, types.ModuleType) and self._carla.__name__ == "carla"
+        self._probe = probe if probe is not None else (probe_server if real_client else None)
         self._tm_port = config.tm_port if config.tm_port is not None else config.port + 6000
         self._rng = np.random.default_rng(config.seed)
         self._cameras = {name: FrameQueue(name) for name in CAMERAS}
@@ -94,7 +158,9 @@ class CarlaBackend(SimulatorBackend):
         self._ego: Any = None
         self._route: RouteTracker | None = None
         self._lights_run: set[int] = set()
-        self._stop_points: dict[int, np.ndarray] = {}  # traffic light id -> world matrices of its stop waypoints (static per map)
+        self._stop_points: dict[
+            int, np.ndarray
+        ] = {}  # traffic light id -> world matrices of its stop waypoints (static per map)
         self._autopilot = False
         self._lost = False
         self._session = self._open_session()
@@ -102,7 +168,7 @@ class CarlaBackend(SimulatorBackend):
     # -- connection ----------------------------------------------------------------------------
     def _open_session(self) -> ServerSession:
         c = self.config
-        session = ServerSession(self._carla, c.host, c.port, c.timeout)
+        session = ServerSession(self._carla, c.host, c.port, c.timeout, self._probe)
         self._finalizer = weakref.finalize(self, session.close)
         try:
             session.open_world(c.town, c.fixed_delta_seconds, self._tm_port, c.seed)
@@ -126,7 +192,9 @@ class CarlaBackend(SimulatorBackend):
                 if attempt + 1 < self.config.reconnect_attempts:
                     time.sleep(delay)
                     delay *= 2
-        raise SimulatorError(f"lost the CARLA server and could not reconnect after {self.config.reconnect_attempts} attempts: {last}")
+        raise SimulatorError(
+            f"lost the CARLA server and could not reconnect after {self.config.reconnect_attempts} attempts: {last}"
+        )
 
     @property
     def fixed_delta_seconds(self) -> float:
@@ -163,7 +231,9 @@ class CarlaBackend(SimulatorBackend):
         if self._ego is None:
             raise RuntimeError("call reset() before step()")
         if not self._autopilot:
-            self._ego.apply_control(self._carla.VehicleControl(throttle=control.throttle, steer=control.steer, brake=control.brake))
+            self._ego.apply_control(
+                self._carla.VehicleControl(throttle=control.throttle, steer=control.steer, brake=control.brake)
+            )
         return self._tick_and_read()
 
     def close(self) -> None:
@@ -174,7 +244,8 @@ class CarlaBackend(SimulatorBackend):
     def _end_episode(self) -> None:
         self._session.destroy_actors()
         self._ego = None
-        for queue in (*self._cameras.values(), self._collisions, self._invasions):
+        queues: tuple[FrameQueue | EventQueue, ...] = (*self._cameras.values(), self._collisions, self._invasions)
+        for queue in queues:
             queue.clear()
         self._lights_run.clear()
 
@@ -198,14 +269,20 @@ class CarlaBackend(SimulatorBackend):
                 del order[i]
                 break
         else:
-            raise SimulatorError(f"could not spawn the ego at any of {min(len(order), c.spawn_attempts)} spawn points (all occupied?)")
+            raise SimulatorError(
+                f"could not spawn the ego at any of {min(len(order), c.spawn_attempts)} spawn points (all occupied?)"
+            )
         self._spawn_sensors(library)
         self._spawn_vehicles(library, order)
         self._spawn_walkers(library)
         self._autopilot = bool(options.get("autopilot", c.autopilot))
         if self._autopilot:
             self._ego.set_autopilot(True, self._tm_port)
-        self._route = RouteTracker(self._plan_route(float(options.get("route_length", c.route_length))))
+        self._route = RouteTracker(
+            self._plan_route(
+                check_route_length(options.get("route_length", c.route_length), "reset option route_length")
+            )
+        )
 
     def _spawn_sensors(self, library: Any) -> None:
         carla, c, session = self._carla, self.config, self._session
@@ -218,21 +295,31 @@ class CarlaBackend(SimulatorBackend):
             bp.set_attribute("fov", str(c.fov))
             camera = session.track(session.world.spawn_actor(bp, mount, attach_to=self._ego))
             camera.listen(self._cameras[name].put)
-        for blueprint, queue in (("sensor.other.collision", self._collisions), ("sensor.other.lane_invasion", self._invasions)):
-            sensor = session.track(session.world.spawn_actor(library.find(blueprint), carla.Transform(), attach_to=self._ego))
+        for blueprint, queue in (
+            ("sensor.other.collision", self._collisions),
+            ("sensor.other.lane_invasion", self._invasions),
+        ):
+            sensor = session.track(
+                session.world.spawn_actor(library.find(blueprint), carla.Transform(), attach_to=self._ego)
+            )
             sensor.listen(queue.put)
 
     def _spawn_vehicles(self, library: Any, free_points: list[Any]) -> None:
         """Spawn NPC vehicles in batches on the traffic manager's autopilot; occupied points are skipped, not retried recursively."""
         carla, session = self._carla, self._session
-        blueprints = [bp for bp in library.filter("vehicle.*") if int(bp.get_attribute("number_of_wheels")) == 4] if self.config.vehicles else []
+        blueprints = (
+            [bp for bp in library.filter("vehicle.*") if int(bp.get_attribute("number_of_wheels")) == 4]
+            if self.config.vehicles
+            else []
+        )
         wanted, cursor = self.config.vehicles, 0
         while wanted > 0 and cursor < len(free_points):
-            chunk = free_points[cursor: cursor + wanted]
+            chunk = free_points[cursor : cursor + wanted]
             cursor += len(chunk)
             batch = [
-                carla.command.SpawnActor(blueprints[self._rng.integers(len(blueprints))], point)
-                .then(carla.command.SetAutopilot(carla.command.FutureActor, True, self._tm_port))
+                carla.command.SpawnActor(blueprints[self._rng.integers(len(blueprints))], point).then(
+                    carla.command.SetAutopilot(carla.command.FutureActor, True, self._tm_port)
+                )
                 for point in chunk
             ]
             for response in session.client.apply_batch_sync(batch, True):
@@ -251,12 +338,16 @@ class CarlaBackend(SimulatorBackend):
         for _ in range(self.config.walkers):
             location = world.get_random_location_from_navigation()
             if location is not None:
-                batch.append(carla.command.SpawnActor(walker_bps[self._rng.integers(len(walker_bps))], carla.Transform(location)))
+                batch.append(
+                    carla.command.SpawnActor(walker_bps[self._rng.integers(len(walker_bps))], carla.Transform(location))
+                )
         walker_ids = [r.actor_id for r in session.client.apply_batch_sync(batch, True) if not r.error]
         session.actor_ids.extend(walker_ids)
         controller_bp = library.find("controller.ai.walker")
         for walker_id in walker_ids:
-            controller = session.track(world.spawn_actor(controller_bp, carla.Transform(), attach_to=world.get_actor(walker_id)))
+            controller = session.track(
+                world.spawn_actor(controller_bp, carla.Transform(), attach_to=world.get_actor(walker_id))
+            )
             controller.start()
             controller.go_to_location(world.get_random_location_from_navigation())
             controller.set_max_speed(1.0 + 0.6 * float(self._rng.random()))
@@ -285,7 +376,7 @@ class CarlaBackend(SimulatorBackend):
             ego_matrix = matrix_of(self._ego.get_transform())
             velocity = self._ego.get_velocity()
             events = self._events(frame_id, ego_matrix)
-            route = self._route.update(ego_matrix)
+            route = cast(RouteTracker, self._route).update(ego_matrix)  # planned by reset
             hazards = self._hazards(ego_matrix)
         except RuntimeError as err:  # carla raises RuntimeError on a timeout or a lost connection
             self._lost = True  # the next reset reconnects
@@ -318,8 +409,12 @@ class CarlaBackend(SimulatorBackend):
         # Running a red light: entering a junction while the ego's light shows red (once per light).
         if self._ego.is_at_traffic_light():
             light = self._ego.get_traffic_light()
-            if (light is not None and light.state == carla.TrafficLightState.Red and light.id not in self._lights_run
-                    and carla_map.get_waypoint(location).is_junction):
+            if (
+                light is not None
+                and light.state == carla.TrafficLightState.Red
+                and light.id not in self._lights_run
+                and carla_map.get_waypoint(location).is_junction
+            ):
                 self._lights_run.add(light.id)
                 events.append(Event(EventKind.RED_LIGHT, detail=f"traffic light {light.id}"))
         return events
@@ -335,13 +430,23 @@ class CarlaBackend(SimulatorBackend):
         """
         carla = self._carla
         actors = self._session.world.get_actors()
-        path = self._route.ahead(ego_matrix, math.ceil(STOP_RANGE_M / self._route.spacing))  # past Route.waypoints' 20 m
-        others = [a for pattern in ("vehicle.*", "walker.pedestrian.*") for a in actors.filter(pattern) if a.id != self._ego.id]
+        tracker = cast(RouteTracker, self._route)  # planned by reset
+        path = tracker.ahead(ego_matrix, math.ceil(STOP_RANGE_M / tracker.spacing))  # past Route.waypoints' 20 m
+        others = [
+            a
+            for pattern in ("vehicle.*", "walker.pedestrian.*")
+            for a in actors.filter(pattern)
+            if a.id != self._ego.id
+        ]
         centres, yaws = in_ego_frame(ego_matrix, np.array([matrix_of(a.get_transform()) for a in others]))
         ego_extents = _half_extents(self._ego)
         lead = lead_distance(centres, yaws, np.array([_half_extents(a) for a in others]), ego_extents, path)
         stopping = (carla.TrafficLightState.Red, carla.TrafficLightState.Yellow)
-        stops = [self._stop_matrices(light) for light in actors.filter("traffic.traffic_light*") if light.get_state() in stopping]
+        stops = [
+            self._stop_matrices(light)
+            for light in actors.filter("traffic.traffic_light*")
+            if light.get_state() in stopping
+        ]
         red_light = math.inf
         if stops:
             stop_points, stop_yaws = in_ego_frame(ego_matrix, np.concatenate(stops))
@@ -351,5 +456,7 @@ class CarlaBackend(SimulatorBackend):
     def _stop_matrices(self, light: Any) -> np.ndarray:
         """World matrices (N, 4, 4) of a traffic light's stop waypoints, cached: they do not move."""
         if light.id not in self._stop_points:
-            self._stop_points[light.id] = np.array([matrix_of(w.transform) for w in light.get_stop_waypoints()]).reshape(-1, 4, 4)
+            self._stop_points[light.id] = np.array(
+                [matrix_of(w.transform) for w in light.get_stop_waypoints()]
+            ).reshape(-1, 4, 4)
         return self._stop_points[light.id]

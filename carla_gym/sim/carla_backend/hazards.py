@@ -20,7 +20,9 @@ MAX_STOP_TURN_DEG = 45.0  # degrees a stop waypoint's lane may turn from the rou
 
 def in_ego_frame(ego_matrix: np.ndarray, matrices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centres (M, 3) and yaws (M,) in radians of actors with 4x4 world matrices (M, 4, 4), in the ego's frame."""
-    local = np.linalg.inv(np.asarray(ego_matrix, dtype=np.float64)) @ np.asarray(matrices, dtype=np.float64).reshape(-1, 4, 4)
+    local = np.linalg.inv(np.asarray(ego_matrix, dtype=np.float64)) @ np.asarray(matrices, dtype=np.float64).reshape(
+        -1, 4, 4
+    )
     return local[:, :3, 3], np.arctan2(local[:, 1, 0], local[:, 0, 0])
 
 
@@ -59,8 +61,14 @@ def _onto_line(xy: np.ndarray, line: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return arc[k] + t[rows, k] * seg_len[k], offset[rows, k], np.arctan2(seg[k, 1], seg[k, 0])
 
 
-def lead_distance(centres: np.ndarray, yaws: np.ndarray, extents: np.ndarray, ego_extents: tuple[float, float],
-                  path: np.ndarray | None = None, max_range: float = LEAD_RANGE_M) -> float:
+def lead_distance(
+    centres: np.ndarray,
+    yaws: np.ndarray,
+    extents: np.ndarray,
+    ego_extents: tuple[float, float],
+    path: np.ndarray | None = None,
+    max_range: float = LEAD_RANGE_M,
+) -> float:
     """Gap in metres from the ego's front bumper to the nearest actor in its lane corridor; inf when none.
 
     `centres` (M, 3) and `yaws` (M,) are other actors in the ego frame (see `in_ego_frame`), `extents`
@@ -81,15 +89,25 @@ def lead_distance(centres: np.ndarray, yaws: np.ndarray, extents: np.ndarray, eg
     extents = np.asarray(extents, dtype=np.float64).reshape(-1, 2)
     half_along = np.abs(extents[:, 0] * np.cos(heading)) + np.abs(extents[:, 1] * np.sin(heading))
     half_across = np.abs(extents[:, 0] * np.sin(heading)) + np.abs(extents[:, 1] * np.cos(heading))
-    inside = ((centres[:, 0] > 0) & (along_line > 0) & (along_line <= max_range)
-              & (offset <= ego_half_width + CORRIDOR_MARGIN_M + half_across) & (np.abs(centres[:, 2]) <= MAX_HEIGHT_M))
+    inside = (
+        (centres[:, 0] > 0)
+        & (along_line > 0)
+        & (along_line <= max_range)
+        & (offset <= ego_half_width + CORRIDOR_MARGIN_M + half_across)
+        & (np.abs(centres[:, 2]) <= MAX_HEIGHT_M)
+    )
     if not inside.any():
         return math.inf
     return max(float(np.min(along_line[inside] - half_along[inside])) - ego_half_length, 0.0)
 
 
-def red_light_distance(stop_points: np.ndarray, stop_yaws: np.ndarray, ego_extents: tuple[float, float],
-                       path: np.ndarray | None = None, max_range: float = STOP_RANGE_M) -> float:
+def red_light_distance(
+    stop_points: np.ndarray,
+    stop_yaws: np.ndarray,
+    ego_extents: tuple[float, float],
+    path: np.ndarray | None = None,
+    max_range: float = STOP_RANGE_M,
+) -> float:
     """Gap in metres from the ego's front bumper to the nearest stop line ahead on its route; inf when none.
 
     `stop_points` (K, 3) and `stop_yaws` (K,) are the stop waypoints of red or yellow lights in the ego
@@ -108,7 +126,12 @@ def red_light_distance(stop_points: np.ndarray, stop_yaws: np.ndarray, ego_exten
     along_line, offset, direction = _onto_line(stop_points[:, :2], corridor(path, max_range))
     turn = (np.asarray(stop_yaws, dtype=np.float64) - direction + math.pi) % (2 * math.pi) - math.pi
     gap = along_line - ego_half_length
-    ahead = ((along_line > 0) & (along_line <= max_range) & (gap > -STOP_TOLERANCE_M)
-             & (offset <= ego_half_width + CORRIDOR_MARGIN_M) & (np.abs(turn) <= math.radians(MAX_STOP_TURN_DEG))
-             & (np.abs(stop_points[:, 2]) <= MAX_HEIGHT_M))
+    ahead = (
+        (along_line > 0)
+        & (along_line <= max_range)
+        & (gap > -STOP_TOLERANCE_M)
+        & (offset <= ego_half_width + CORRIDOR_MARGIN_M)
+        & (np.abs(turn) <= math.radians(MAX_STOP_TURN_DEG))
+        & (np.abs(stop_points[:, 2]) <= MAX_HEIGHT_M)
+    )
     return max(float(gap[ahead].min()), 0.0) if ahead.any() else math.inf

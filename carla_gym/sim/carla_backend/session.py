@@ -12,7 +12,11 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from typing import Any
+
+# Checks host:port before the `carla` client is pointed at it (see `probe.probe_server`).
+Probe = Callable[[str, int, float], Any]
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +44,20 @@ def sync_settings(settings: Any, fixed_delta_seconds: float) -> Any:
 class ServerSession:
     """A connection to one CARLA server and everything this client created or changed on it."""
 
-    def __init__(self, carla: Any, host: str, port: int, timeout: float) -> None:
+    def __init__(self, carla: Any, host: str, port: int, timeout: float, probe: Probe | None = None) -> None:
+        """Connect to the server at host:port; every failure is a ConnectionError naming host:port.
+
+        `probe`, when given, runs first and raises ConnectionError for a host:port where the `carla`
+        client must not go (one where it would abort the process)."""
         self.carla = carla
         self.where = f"{host}:{port}"
-        self.client = carla.Client(host, port)
-        self.client.set_timeout(timeout)
+        if probe is not None:
+            probe(host, port, timeout)
         try:
+            self.client = carla.Client(host, port)
+            self.client.set_timeout(timeout)
             server_version = self.client.get_server_version()
-        except RuntimeError as err:
+        except (RuntimeError, OverflowError, ValueError, TypeError) as err:
             raise ConnectionError(
                 f"no CARLA server answered at {self.where} within {timeout:g} s ({err}). Start one with "
                 f"`./CarlaUE4.sh -RenderOffScreen -carla-rpc-port={port}` or pass host=/port= of a running server."

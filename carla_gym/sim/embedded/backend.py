@@ -1,4 +1,4 @@
-"""EmbeddedBackend: the built-in driving world behind the simulator contract (SPEC 4)."""
+"""EmbeddedBackend: the built-in driving world behind the simulator contract."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from perception.conventions import intrinsics
 
-from ..contract import Control, Event, EventKind, Frame, Hazards, SimulatorBackend
+from ..contract import Control, Event, EventKind, Frame, Hazards, SimulatorBackend, check_image_size, check_route_length
 from ..route import RouteTracker
 from .autopilot import LENGTH, WIDTH, Autopilot, Ego, RouteStops, yaw_matrix
 from .events import EGO_MASS, EventDetector
@@ -44,9 +44,8 @@ class EmbeddedConfig:
     waypoint_spacing: float = 2.0
 
     def __post_init__(self) -> None:
-        self.size = (int(self.size[0]), int(self.size[1]))
-        if self.size[0] <= 0 or self.size[1] <= 0:
-            raise ValueError(f"size must be positive (height, width), got {self.size}")
+        self.size = check_image_size(self.size, "size")
+        self.route_length = check_route_length(self.route_length, "route_length")
         if self.fixed_delta_seconds <= 0:
             raise ValueError(f"fixed_delta_seconds must be positive, got {self.fixed_delta_seconds}")
         if self.vehicles < 0 or self.pedestrians < 0:
@@ -68,6 +67,10 @@ class EmbeddedBackend(SimulatorBackend):
     solid or dashed marking, off-road on every tick its centre is off the road surface, and a
     red light when it crosses a stop line whose light is red. `autopilot_control()` gives the
     autopilot's Control for the current state; `Frame.hazards` its lead and red-light gaps.
+
+    The OpenGL context is made on the first rendered frame (`reset`), by the process that renders:
+    a backend constructed before a fork renders in the forked child, and a missing GL driver is
+    reported (RenderError) by the first `reset`, not by the constructor.
     """
 
     name = "embedded"
@@ -113,7 +116,9 @@ class EmbeddedBackend(SimulatorBackend):
             self.renderer.set_weather(self.weather)
         self.lights = TrafficLights(net, rng)
         self.events = EventDetector(self.world.ground, self.world.scenery.obstacles, self.lights)
-        route_length = float(options.get("route_length", self.config.route_length))
+        route_length = check_route_length(
+            options.get("route_length", self.config.route_length), "reset option route_length"
+        )
         points, stops = self._random_route(rng, route_length)
         if "ego_pose" in options:
             x, y, yaw = map(float, options["ego_pose"])
@@ -123,7 +128,9 @@ class EmbeddedBackend(SimulatorBackend):
         self.ego = Ego(x, y, yaw, 0.0)
         self.tracker = RouteTracker(points, self.config.num_waypoints, self.config.waypoint_spacing)
         self.stops = stops
-        self.traffic = Traffic(net, self.table, self.lights, self.config.vehicles, self.speed_limit, rng, avoid=self.ego.xy)
+        self.traffic = Traffic(
+            net, self.table, self.lights, self.config.vehicles, self.speed_limit, rng, avoid=self.ego.xy
+        )
         self.crowd = Crowd(net, self.config.pedestrians, rng)
         self.autopilot = Autopilot(self.speed_limit)
         self.frame_number = 0
@@ -169,12 +176,17 @@ class EmbeddedBackend(SimulatorBackend):
         tv = self.traffic
         pts, rad = vehicle_points(tv.xy, tv.yaw, tv.size[:, 0], tv.size[:, 1] / 2)
         along = np.repeat(tv.v * np.cos(tv.yaw - self.ego.yaw), 3)
-        obstacles = np.concatenate([
-            np.concatenate([pts, rad[:, None], along[:, None]], axis=1),
-            np.concatenate([self.crowd.xy, np.full((len(self.crowd), 1), 0.3), np.zeros((len(self.crowd), 1))], axis=1),
-        ])
-        return self.autopilot.hazards(self.ego, self.tracker, self.stops,
-                                      lambda lanes: self.lights.lane_state(lanes, self.time), obstacles)
+        obstacles = np.concatenate(
+            [
+                np.concatenate([pts, rad[:, None], along[:, None]], axis=1),
+                np.concatenate(
+                    [self.crowd.xy, np.full((len(self.crowd), 1), 0.3), np.zeros((len(self.crowd), 1))], axis=1
+                ),
+            ]
+        )
+        return self.autopilot.hazards(
+            self.ego, self.tracker, self.stops, lambda lanes: self.lights.lane_state(lanes, self.time), obstacles
+        )
 
     def step(self, control: Control) -> Frame:
         self._check_ready()
@@ -208,9 +220,20 @@ class EmbeddedBackend(SimulatorBackend):
             rgb, labels, depth = self._empty
         route = self.tracker.update(ego_m)
         self._hazards = self._compute_hazards()
-        return Frame(rgb=rgb, semantic=labels, depth=depth, camera_to_world=cam, intrinsics=self.K,
-                     frame=self.frame_number, timestamp=self.time, speed=self.ego.speed, transform=ego_m,
-                     route=route, events=events, hazards=Hazards(lead=self._hazards[0], red_light=self._hazards[2]))
+        return Frame(
+            rgb=rgb,
+            semantic=labels,
+            depth=depth,
+            camera_to_world=cam,
+            intrinsics=self.K,
+            frame=self.frame_number,
+            timestamp=self.time,
+            speed=self.ego.speed,
+            transform=ego_m,
+            route=route,
+            events=events,
+            hazards=Hazards(lead=self._hazards[0], red_light=self._hazards[2]),
+        )
 
     def _lamp_instances(self) -> np.ndarray:
         """Traffic-light lamps coloured by state (green low, yellow middle, red high on the head)."""
@@ -219,8 +242,9 @@ class EmbeddedBackend(SimulatorBackend):
         colours = np.array([(0.1, 1.0, 0.3), (1.0, 0.75, 0.05), (1.0, 0.1, 0.05)])[state].reshape(n, 3)
         pos = self._lamp_base.copy()
         pos[:, 2] += np.array([-0.3, 0.0, 0.3])[state]
-        return np.concatenate([pos, np.full((n, 1), 0.05), np.full((n, 2), 0.25), colours, np.full((n, 1), 18.0)],
-                              axis=1).astype(np.float32)
+        return np.concatenate(
+            [pos, np.full((n, 1), 0.05), np.full((n, 2), 0.25), colours, np.full((n, 1), 18.0)], axis=1
+        ).astype(np.float32)
 
     def _check_ready(self) -> None:
         if not self._ready:

@@ -6,13 +6,20 @@ image pixel for pixel. Draw calls per frame: sky, ground (one quad textured with
 the static scenery chunks in view (merged ranges of one big vertex buffer), and one instanced call
 per actor mesh. Images are rendered upside down (a flipped projection) so GL's bottom-up rows come
 out top-down without a copy, and are read straight into NumPy arrays.
+
+The GL context is made lazily, by the process that renders, on the first frame: a simulator
+constructed in one process and used in a forked child (Gymnasium's `AsyncVectorEnv` builds an env
+in the parent before forking its workers) renders in the child with its own context. A context
+made in another process is never used nor released; it is dropped and a new one made, unless the
+parent had already rendered before the fork: the driver's state does not survive a fork, so that
+raises RenderError at once (start such workers with forkserver or spawn).
 """
 
 from __future__ import annotations
 
 import importlib.util
-
 import math
+import os
 
 import numpy as np
 
@@ -25,8 +32,10 @@ from .world import World
 CHUNK = 48.0  # metres per static chunk
 DRAW_DISTANCE = 280.0  # static chunks farther than this are not drawn
 DETAIL_DISTANCE = 150.0  # trees, poles, signs and props farther than this are not drawn
-DETAIL_CLASSES = tuple(CLASS_IDS[c] for c in ("Vegetation", "Pole", "TrafficSign", "TrafficLight", "Static", "Dynamic", "Other",
-                                                 "Sidewalk"))
+DETAIL_CLASSES = tuple(
+    CLASS_IDS[c]
+    for c in ("Vegetation", "Pole", "TrafficSign", "TrafficLight", "Static", "Dynamic", "Other", "Sidewalk")
+)
 NEAR, FAR = 0.1, 2000.0
 INSTANCE_FLOATS = 11  # x, y, z, yaw, sx, sy, sz, r, g, b, class
 MAX_INSTANCES = 512
@@ -40,8 +49,17 @@ GL_LIBS_HINT = (
 )
 
 
+FORK_HINT = (
+    "Create simulators in the worker processes without rendering in the parent first, or start the workers "
+    "with the 'forkserver' or 'spawn' method (gym.vector.AsyncVectorEnv(..., context='forkserver'), "
+    "carla_gym.make_vec(..., start_method='forkserver'))."
+)
+
+_gl_pid: int | None = None  # the process that loaded the GL driver (made its first context)
+
+
 class RenderError(RuntimeError):
-    """No usable OpenGL context; the message says which system libraries to install."""
+    """No usable OpenGL context; the message says which system libraries to install, or how to start workers."""
 
 
 def _load_triton_first() -> None:
@@ -57,7 +75,18 @@ def _load_triton_first() -> None:
 
 
 def create_context():  # -> moderngl.Context
-    """A standalone OpenGL 3.3+ context: EGL (headless) first, then the platform default."""
+    """A standalone OpenGL 3.3+ context: EGL (headless) first, then the platform default.
+
+    Raises RenderError at once in a process forked from one that had already made a context: the
+    GL driver's state (Mesa's llvmpipe keeps worker threads per display) does not survive a fork,
+    and a context made in the child would hang on its first framebuffer read.
+    """
+    global _gl_pid
+    if _gl_pid is not None and _gl_pid != os.getpid():
+        raise RenderError(
+            f"OpenGL was already used in process {_gl_pid} before this process (pid {os.getpid()}) "
+            f"was forked from it; the GL driver cannot be used again after a fork. {FORK_HINT}"
+        )
     _load_triton_first()
     try:
         import moderngl
@@ -67,6 +96,7 @@ def create_context():  # -> moderngl.Context
     for kwargs in ({"backend": "egl"}, {}):
         try:
             ctx = moderngl.create_standalone_context(require=330, **kwargs)
+            _gl_pid = os.getpid()
             return ctx
         except Exception as err:  # noqa: BLE001 - any failure means "try the next way"
             errors.append(f"{kwargs.get('backend', 'default')}: {err}")
@@ -104,7 +134,9 @@ void main() {
 }
 """
 
-_MESH_FS = _COMMON + """
+_MESH_FS = (
+    _COMMON
+    + """
 in vec3 wp; in vec3 col; flat in float cls;
 void main() {
     vec3 n = normalize(cross(dFdx(wp), dFdy(wp)));
@@ -118,6 +150,7 @@ void main() {
     emit(a, n, wp, cls, 0.0);
 }
 """
+)
 
 _GROUND_VS = """
 #version 330
@@ -127,7 +160,9 @@ out vec3 wp;
 void main() { wp = in_pos; gl_Position = vp * vec4(in_pos, 1.0); }
 """
 
-_GROUND_FS = _COMMON + """
+_GROUND_FS = (
+    _COMMON
+    + """
 uniform sampler2D ground; uniform vec2 g_origin; uniform float g_res; uniform ivec2 g_size;
 uniform vec3 grass;
 in vec3 wp;
@@ -149,6 +184,7 @@ void main() {
     emit(a, vec3(0.0, 0.0, 1.0), wp, cls, 0.0);
 }
 """
+)
 
 _ACTOR_VS = """
 #version 330
@@ -166,13 +202,16 @@ void main() {
 }
 """
 
-_ACTOR_FS = _COMMON + """
+_ACTOR_FS = (
+    _COMMON
+    + """
 in vec3 wp; in vec3 col; flat in float cls;
 void main() {
     vec3 n = normalize(cross(dFdx(wp), dFdy(wp)));
     emit(col, n, wp, cls, cls == 18.0 ? 1.0 : 0.0);
 }
 """
+)
 
 _SKY_VS = """
 #version 330
@@ -186,7 +225,9 @@ void main() {
 }
 """
 
-_SKY_FS = _COMMON + """
+_SKY_FS = (
+    _COMMON
+    + """
 uniform vec3 zenith; uniform vec3 horizon;
 in vec3 ray;
 void main() {
@@ -199,7 +240,9 @@ void main() {
     o_cls = 13.0 / 255.0;
     o_depth = %(far)r;
 }
-""" % {"far": float(FAR_PLANE_M)}
+"""
+    % {"far": float(FAR_PLANE_M)}
+)
 
 
 def view_projection(camera_to_world: np.ndarray, width: int, height: int, fov: float) -> np.ndarray:
@@ -207,12 +250,14 @@ def view_projection(camera_to_world: np.ndarray, width: int, height: int, fov: f
     tan_x = math.tan(math.radians(fov) / 2)
     tan_y = tan_x * height / width
     to_gl = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [-1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
-    proj = np.array([
-        [1 / tan_x, 0, 0, 0],
-        [0, -1 / tan_y, 0, 0],  # the vertical flip
-        [0, 0, -(FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR)],
-        [0, 0, -1, 0],
-    ])
+    proj = np.array(
+        [
+            [1 / tan_x, 0, 0, 0],
+            [0, -1 / tan_y, 0, 0],  # the vertical flip
+            [0, 0, -(FAR + NEAR) / (FAR - NEAR), -2 * FAR * NEAR / (FAR - NEAR)],
+            [0, 0, -1, 0],
+        ]
+    )
     r, t = camera_to_world[:3, :3], camera_to_world[:3, 3]
     world_to_cam = np.eye(4)
     world_to_cam[:3, :3] = r.T
@@ -221,17 +266,44 @@ def view_projection(camera_to_world: np.ndarray, width: int, height: int, fov: f
 
 
 class Renderer:
-    """Renders a World from a camera pose into preallocated RGB, label and depth arrays."""
+    """Renders a World from a camera pose into preallocated RGB, label and depth arrays.
+
+    The constructor only prepares CPU-side data; the GL context and everything in it are made on
+    the first `render` in the process that calls it (see the module docstring).
+    """
 
     def __init__(self, world: World, size: tuple[int, int], fov: float) -> None:
-        import moderngl
-
         self.height, self.width = size
         self.fov = float(fov)
-        self.ctx = create_context()
-        ctx = self.ctx
-        h, w = self.height, self.width
-        self._targets = [ctx.renderbuffer((w, h), 4), ctx.renderbuffer((w, h), 1), ctx.renderbuffer((w, h), 1, dtype="f4")]
+        self.world = world
+        self._static_tris, self.chunk_centres, self.chunk_ranges, detail = chunk_sort(
+            world.vertices, world.triangles, CHUNK, world.ground.origin, DETAIL_CLASSES
+        )
+        self.chunk_reach = np.where(detail, DETAIL_DISTANCE, DRAW_DISTANCE)
+        self.ctx = None  # moderngl.Context, made by `_context()`
+        self._pid: int | None = None  # the process that made self.ctx
+        self._weather: Weather | None = None
+        self.stats = {"chunks_drawn": 0, "draw_calls": 0}
+
+    def _context(self):  # -> moderngl.Context
+        """This process's GL context, made (with all GL resources) on first use and again after a fork."""
+        if self.ctx is not None and self._pid == os.getpid():
+            return self.ctx
+        self.ctx = None  # made in another process: dropped, never used nor released from here
+        self._build()
+        return self.ctx
+
+    def _build(self) -> None:
+        """Make the context, framebuffer, programs, buffers and textures, and upload the weather."""
+        import moderngl
+
+        ctx = create_context()
+        world, h, w = self.world, self.height, self.width
+        self._targets = [
+            ctx.renderbuffer((w, h), 4),
+            ctx.renderbuffer((w, h), 1),
+            ctx.renderbuffer((w, h), 1, dtype="f4"),
+        ]
         self.fbo = ctx.framebuffer(self._targets, ctx.depth_renderbuffer((w, h)))
 
         self.p_mesh = ctx.program(vertex_shader=_MESH_VS, fragment_shader=_MESH_FS)
@@ -247,38 +319,66 @@ class Renderer:
         self.ground_tex.repeat_x = self.ground_tex.repeat_y = False
         x0, y0, x1, y1 = g.extent
         pad = 1500.0
-        quad = np.array([[x0 - pad, y0 - pad, 0], [x1 + pad, y0 - pad, 0], [x1 + pad, y1 + pad, 0],
-                         [x0 - pad, y0 - pad, 0], [x1 + pad, y1 + pad, 0], [x0 - pad, y1 + pad, 0]], np.float32)
+        quad = np.array(
+            [
+                [x0 - pad, y0 - pad, 0],
+                [x1 + pad, y0 - pad, 0],
+                [x1 + pad, y1 + pad, 0],
+                [x0 - pad, y0 - pad, 0],
+                [x1 + pad, y1 + pad, 0],
+                [x0 - pad, y1 + pad, 0],
+            ],
+            np.float32,
+        )
         self.ground_vao = ctx.vertex_array(self.p_ground, [(ctx.buffer(quad.tobytes()), "3f", "in_pos")])
         self.p_ground["g_origin"].value = tuple(g.origin)
         self.p_ground["g_res"].value = 0.1
         self.p_ground["g_size"].value = (g.cls.shape[1], g.cls.shape[0])
 
-        tris, self.chunk_centres, self.chunk_ranges, detail = chunk_sort(world.vertices, world.triangles, CHUNK, g.origin,
-                                                                         DETAIL_CLASSES)
-        self.chunk_reach = np.where(detail, DETAIL_DISTANCE, DRAW_DISTANCE)
-        self.static_vao = ctx.vertex_array(self.p_mesh, [(ctx.buffer(world.vertices.tobytes()), "3f 4f1", "in_pos", "in_rgba")],
-                                           index_buffer=ctx.buffer(tris.astype(np.uint32).tobytes()), index_element_size=4)
+        self.static_vao = ctx.vertex_array(
+            self.p_mesh,
+            [(ctx.buffer(world.vertices.tobytes()), "3f 4f1", "in_pos", "in_rgba")],
+            index_buffer=ctx.buffer(self._static_tris.astype(np.uint32).tobytes()),
+            index_element_size=4,
+        )
 
         self._indirect_capacity = 64
         self._indirect = ctx.buffer(reserve=self._indirect_capacity * 20, dynamic=True)
         self.instance_buffers = {}
         self.actor_vaos = {}
         for name in ACTOR_MESHES:
-            mesh, mesh_tris = pedestrian_mesh() if name == "pedestrian" else lamp_mesh() if name == "lamp" else vehicle_mesh(name)
+            mesh, mesh_tris = (
+                pedestrian_mesh() if name == "pedestrian" else lamp_mesh() if name == "lamp" else vehicle_mesh(name)
+            )
             ibuf = ctx.buffer(reserve=MAX_INSTANCES * INSTANCE_FLOATS * 4, dynamic=True)
             self.instance_buffers[name] = ibuf
-            self.actor_vaos[name] = ctx.vertex_array(self.p_actor, [
-                (ctx.buffer(mesh.tobytes()), "3f 4f1", "in_pos", "in_rgba"),
-                (ibuf, "4f 3f 4f/i", "i_pose", "i_scale", "i_col"),
-            ], index_buffer=ctx.buffer(mesh_tris.astype(np.uint32).tobytes()), index_element_size=4)
-        self.rgba = np.empty((h, w, 4), np.uint8)
-        self.stats = {"chunks_drawn": 0, "draw_calls": 0}
+            self.actor_vaos[name] = ctx.vertex_array(
+                self.p_actor,
+                [
+                    (ctx.buffer(mesh.tobytes()), "3f 4f1", "in_pos", "in_rgba"),
+                    (ibuf, "4f 3f 4f/i", "i_pose", "i_scale", "i_col"),
+                ],
+                index_buffer=ctx.buffer(mesh_tris.astype(np.uint32).tobytes()),
+                index_element_size=4,
+            )
+        self.ctx, self._pid = ctx, os.getpid()
+        if self._weather is not None:
+            self._upload_weather(self._weather)
 
     def set_weather(self, weather: Weather) -> None:
-        """Upload the lighting and fog uniforms of `weather`."""
-        values = {"sun_dir": tuple(weather.sun_direction), "sun_col": weather.sun_colour, "ambient": weather.ambient,
-                  "fog_col": weather.fog_colour, "fog_density": weather.fog_density}
+        """Use the lighting and fog of `weather` (uploaded now if the context exists, else when it is made)."""
+        self._weather = weather
+        if self.ctx is not None and self._pid == os.getpid():
+            self._upload_weather(weather)
+
+    def _upload_weather(self, weather: Weather) -> None:
+        values = {
+            "sun_dir": tuple(weather.sun_direction),
+            "sun_col": weather.sun_colour,
+            "ambient": weather.ambient,
+            "fog_col": weather.fog_colour,
+            "fog_density": weather.fog_density,
+        }
         for prog in (self.p_mesh, self.p_ground, self.p_actor, self.p_sky):
             for k, v in values.items():
                 if k in prog:
@@ -306,11 +406,13 @@ class Renderer:
         self.stats["chunks_drawn"] = int(visible.sum())
         return ranges
 
-    def render(self, camera_to_world: np.ndarray, actors: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def render(
+        self, camera_to_world: np.ndarray, actors: dict[str, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render one frame; `actors` maps a mesh name to (N, 11) float32 instances. Returns (rgb, labels, depth)."""
         import moderngl
 
-        ctx, h, w = self.ctx, self.height, self.width
+        ctx, h, w = self._context(), self.height, self.width
         cam = np.asarray(camera_to_world, dtype=np.float64)
         vp = view_projection(cam, w, h, self.fov).astype(np.float32)
         vp_bytes = vp.T.tobytes()  # GLSL matrices are column-major
@@ -364,7 +466,7 @@ class Renderer:
         return rgb, labels, depth
 
     def release(self) -> None:
-        """Free the GL context and everything in it."""
-        if self.ctx is not None:
+        """Free the GL context and everything in it (a context of another process is only dropped)."""
+        if self.ctx is not None and self._pid == os.getpid():
             self.ctx.release()
-            self.ctx = None
+        self.ctx = None
