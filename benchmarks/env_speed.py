@@ -1,12 +1,15 @@
 """Steps per second of `CarlaPerception-v0` (world + perception + task) and of `make_vec`.
 
-    python benchmarks/env_speed.py [--steps 300] [--weights FOLDER]
+    python benchmarks/env_speed.py [--steps 300] [--weights FOLDER] [--envs 1 2 4]
 
-Measures one env and `carla_gym.make_vec` with 2 and 4 worlds, for `perception="model"` (the
-`lite` model; untrained weights unless `--weights`, which does not change the speed) and
-`"ground_truth"`, at a 128x256 camera, driving with the world's autopilot. Each figure is the
-median over blocks of 25 steps after a warm-up; vector figures count env steps (n per call).
-Target (SPEC 11, 2 CPU cores): >= 40 steps/s for one env with `lite` perception.
+Measures one env and `carla_gym.make_vec` with 2 and 4 worlds, for `perception="model"` on both
+CPU engines (`engine="torch"`, eager PyTorch, and `"onnxruntime"`, the default) and for
+`"ground_truth"`, at a 128x256 camera, driving with the world's autopilot. The `lite` model has
+untrained weights unless `--weights` (which does not change the speed). For each number of
+worlds the configurations run side by side: they take turns in blocks of 25 steps, so a change
+in the machine's load affects them alike. Each figure is the median over blocks after a warm-up
+block; vector figures count env steps (n per call). Targets (2 CPU cores): >= 120 steps/s for one
+env with `lite` perception on the default engine.
 """
 
 from __future__ import annotations
@@ -26,64 +29,96 @@ import carla_gym
 from perception import build_model, save_weights
 
 BLOCK = 25
+CONFIGS = (("model", "torch"), ("model", "onnxruntime"), ("ground_truth", "auto"))
 
 
 def autopilot_actions(controls: list) -> np.ndarray:
     return np.array([[c.steer, c.throttle - c.brake] for c in controls], dtype=np.float32)
 
 
-def single_env_rate(perception: str, weights: str, steps: int) -> float:
-    env = gym.make("CarlaPerception-v0", perception=perception, weights=weights, camera_size=(128, 256))
-    try:
-        env.reset(seed=0)
-        sim = env.unwrapped.sim
-        rates = []
-        for block in range(steps // BLOCK + 1):
-            t0 = time.perf_counter()
-            for _ in range(BLOCK):
-                _, _, terminated, truncated, _ = env.step(autopilot_actions([sim.autopilot_control()])[0])
-                if terminated or truncated:
-                    env.reset()
-            if block:  # the first block is the warm-up
-                rates.append(BLOCK / (time.perf_counter() - t0))
-        return statistics.median(rates)
-    finally:
-        env.close()
+class SingleEnv:
+    """One `CarlaPerception-v0` env driven by its autopilot, timed block by block."""
+
+    def __init__(self, perception: str, engine: str, weights: str) -> None:
+        self.env = gym.make(
+            "CarlaPerception-v0", perception=perception, weights=weights, engine=engine, camera_size=(128, 256)
+        )
+        self.env.reset(seed=0)
+        self.sim = self.env.unwrapped.sim
+
+    def block(self) -> float:
+        t0 = time.perf_counter()
+        for _ in range(BLOCK):
+            _, _, terminated, truncated, _ = self.env.step(autopilot_actions([self.sim.autopilot_control()])[0])
+            if terminated or truncated:
+                self.env.reset()
+        return BLOCK / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.env.close()
 
 
-def vec_env_rate(n: int, perception: str, weights: str, steps: int) -> float:
-    vec = carla_gym.make_vec(n, perception=perception, weights=weights, camera_size=(128, 256))
+class VecEnv:
+    """`carla_gym.make_vec(n)` driven by the worlds' autopilots, timed block by block (env steps/s)."""
+
+    def __init__(self, n: int, perception: str, engine: str, weights: str) -> None:
+        self.n = n
+        self.vec = carla_gym.make_vec(n, perception=perception, weights=weights, engine=engine, camera_size=(128, 256))
+        self.vec.seed(0)
+        self.vec.reset()
+
+    def block(self) -> float:
+        t0 = time.perf_counter()
+        for _ in range(BLOCK):
+            self.vec.step(autopilot_actions(self.vec.env_method("autopilot_control")))
+        return self.n * BLOCK / (time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self.vec.close()
+
+
+def side_by_side(n: int, weights: str, steps: int) -> dict[tuple[str, str], float]:
+    """Median steps/s of every configuration in `CONFIGS` with `n` worlds, measured in turns."""
+    runners = {}
     try:
-        vec.seed(0)
-        vec.reset()
-        rates = []
+        for perception, engine in CONFIGS:
+            runners[perception, engine] = (
+                SingleEnv(perception, engine, weights) if n == 1 else VecEnv(n, perception, engine, weights)
+            )
+        rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         for block in range(steps // BLOCK + 1):
-            t0 = time.perf_counter()
-            for _ in range(BLOCK):
-                vec.step(autopilot_actions(vec.env_method("autopilot_control")))
-            if block:
-                rates.append(n * BLOCK / (time.perf_counter() - t0))
-        return statistics.median(rates)
+            for key, runner in runners.items():
+                rate = runner.block()
+                if block:  # the first block is the warm-up
+                    rates[key].append(rate)
+        return {key: statistics.median(r) for key, r in rates.items()}
     finally:
-        vec.close()
+        for runner in runners.values():
+            runner.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
     parser.add_argument("--weights", default=None, help="lite weights folder (default: untrained lite weights)")
     parser.add_argument("--envs", type=int, nargs="*", default=[1, 2, 4])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)  # the same untrained weights in every run: their ONNX export is cached once
         weights = args.weights or str(save_weights(build_model("lite"), f"{tmp}/lite"))
-        print(f"CarlaPerception-v0 speed, 128x256 camera; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-              f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-        for perception in ("model", "ground_truth"):
-            for n in args.envs:
-                rate = single_env_rate(perception, weights, args.steps) if n == 1 else vec_env_rate(n, perception, weights, args.steps)
-                label = "1 env" if n == 1 else f"make_vec({n})"
-                target = "  (target >= 40)" if n == 1 and perception == "model" else ""
-                print(f"  {perception:<12} {label:<12} {rate:7.1f} steps/s{target}", flush=True)
+        print(
+            f"CarlaPerception-v0 speed, 128x256 camera; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+        )
+        for n in args.envs:
+            label = "1 env" if n == 1 else f"make_vec({n})"
+            rates = side_by_side(n, weights, args.steps)
+            for (perception, engine), rate in rates.items():
+                name = f"{perception} ({engine})" if perception == "model" else perception
+                target = "  (target >= 120)" if n == 1 and engine == "onnxruntime" else ""
+                print(f"  {name:<20} {label:<12} {rate:7.1f} steps/s{target}", flush=True)
+            ratio = rates["model", "onnxruntime"] / rates["model", "torch"]
+            print(f"  model onnxruntime / torch, {label}: {ratio:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,18 @@
-"""Perception speed: parameters, FLOPs and streaming frames/s of each preset (SPEC 11).
+"""Perception speed: parameters, FLOPs and streaming frames/s of each preset.
 
 Streams uint8 camera frames through `TemporalPerception.step` (all three tasks, recurrent state,
-resize/normalise included; frames already at the model size) and prints median timings.
+pre- and post-processing included; frames already at the model size) and prints median timings.
+Each timed step also reads the full-size `labels` (probabilities upsampled to the input size and
+their argmax), which `PerceptionOutput` otherwise makes only on demand; `--lazy` leaves them out,
+as the env does, which pools the head's probabilities straight to the observation size.
+On the CPU it measures both engines side by side, eager PyTorch and ONNX Runtime (the default), in
+alternating rounds within one run, and prints their ratio. The ONNX export is made (or loaded from
+the cache) before timing starts.
 
     python benchmarks/perception_speed.py                       # lite at 128x256, batch 1 and 8
     python benchmarks/perception_speed.py --presets lite full --sizes 128x256 256x512
     python benchmarks/perception_speed.py --presets full --device cuda   # bf16 autocast on CUDA
+    python benchmarks/perception_speed.py --engines onnxruntime         # one engine only
 
 `full` is very slow on CPU (about 1.2 TFLOPs per 256x512 frame, 0.93 of them in the 2048-channel
 ConvGRU), so it only runs when asked for.
@@ -64,23 +71,53 @@ def step_gflops(preset: str, size: tuple[int, int]) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def streaming_fps(preset: str, size: tuple[int, int], streams: int, steps: int, warmup: int,
-                  device: str) -> dict[str, float]:
-    """Median step time and frames/s of `TemporalPerception` over `streams` streams."""
-    perception = TemporalPerception.from_preset(preset, device=device, input_size=size)
+ROUND = 5  # steps per engine before switching to the next one
+
+
+def streaming_fps(
+    preset: str,
+    size: tuple[int, int],
+    streams: int,
+    steps: int,
+    warmup: int,
+    device: str,
+    engines: list[str],
+    full_maps: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Median step time and frames/s of `TemporalPerception` over `streams` streams, per engine.
+
+    The engines share the same weights and frames and take turns in rounds of `ROUND` steps, so a
+    change in the machine's load affects them alike.
+    """
+    torch.manual_seed(0)  # the same weights in every run: the ONNX export is cached once
+    model = build_model(preset, device=device)
+    perceptions = {e: TemporalPerception(model, device=device, input_size=size, engine=e) for e in engines}
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (streams, *size, 3), dtype=np.uint8) for _ in range(4)]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times = []
-    for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        perception.step(frames[i % len(frames)])
-        sync()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    p90 = sorted(times)[int(0.9 * (len(times) - 1))]
-    return {"ms_per_step": median * 1e3, "p90_ms": p90 * 1e3, "frames_per_s": streams / median}
+    times: dict[str, list[float]] = {e: [] for e in engines}
+    for perception in perceptions.values():
+        for i in range(max(warmup, 1)):  # the first step exports or loads the ONNX graph
+            perception.step(frames[i % len(frames)])
+    for r in range(-(-steps // ROUND)):
+        for e, perception in perceptions.items():
+            for i in range(min(ROUND, steps - r * ROUND)):
+                t0 = time.perf_counter()
+                out = perception.step(frames[i % len(frames)])
+                if full_maps:
+                    out.labels  # noqa: B018 - made on first access: full-size probabilities and argmax
+                sync()
+                times[e].append(time.perf_counter() - t0)
+    results = {}
+    for e, ts in times.items():
+        median = statistics.median(ts)
+        p90 = sorted(ts)[int(0.9 * (len(ts) - 1))]
+        results[perceptions[e].engine] = {
+            "ms_per_step": median * 1e3,
+            "p90_ms": p90 * 1e3,
+            "frames_per_s": streams / median,
+        }
+    return results
 
 
 def device_name(device: str) -> str:
@@ -92,21 +129,32 @@ def device_name(device: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", nargs="+", default=["lite"], help="presets to measure (full only if asked)")
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=None,
-                        help="input sizes HxW (default: each preset's own size)")
+    parser.add_argument(
+        "--sizes", nargs="+", type=parse_size, default=None, help="input sizes HxW (default: each preset's own size)"
+    )
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8], help="numbers of streams")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="timed steps per measurement (default 50; 3 for full on CPU)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="timed steps per measurement (default 50; 3 for full on CPU)"
+    )
     parser.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 5; 1 for full on CPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        choices=["torch", "onnxruntime"],
+        default=None,
+        help="engines to compare (default: torch and onnxruntime on the CPU, torch on CUDA)",
+    )
     parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting")
+    parser.add_argument("--lazy", action="store_true", help="do not read the full-size labels after each step")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"device: {device_name(args.device)}; torch {torch.__version__}")
+    engines = args.engines or (["torch"] if args.device.startswith("cuda") else ["torch", "onnxruntime"])
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}; engines: {', '.join(engines)}")
     results = []
     for preset in args.presets:
         params = parameter_counts(preset)
@@ -119,11 +167,27 @@ def main() -> None:
             steps = args.steps or (3 if slow else 50)
             warmup = args.warmup if args.warmup is not None else (1 if slow else 5)
             for streams in args.batches:
-                r = streaming_fps(preset, size, streams, steps, warmup, args.device)
-                print(f"[{preset}] {size[0]}x{size[1]} streams={streams}: median {r['ms_per_step']:.2f} ms/step "
-                      f"(p90 {r['p90_ms']:.2f}), {r['frames_per_s']:.1f} frames/s")
-                results.append({"preset": preset, "size": list(size), "streams": streams, "gflops": flops,
-                                "params_m": params, **r})
+                by_engine = streaming_fps(preset, size, streams, steps, warmup, args.device, engines, not args.lazy)
+                for engine, r in by_engine.items():
+                    print(
+                        f"[{preset}] {size[0]}x{size[1]} streams={streams} {engine:<11}: median "
+                        f"{r['ms_per_step']:.2f} ms/step (p90 {r['p90_ms']:.2f}), {r['frames_per_s']:.1f} frames/s"
+                    )
+                    results.append(
+                        {
+                            "preset": preset,
+                            "size": list(size),
+                            "streams": streams,
+                            "engine": engine,
+                            "full_size_labels": not args.lazy,
+                            "gflops": flops,
+                            "params_m": params,
+                            **r,
+                        }
+                    )
+                if {"torch", "onnxruntime"} <= by_engine.keys():
+                    ratio = by_engine["onnxruntime"]["frames_per_s"] / by_engine["torch"]["frames_per_s"]
+                    print(f"[{preset}] {size[0]}x{size[1]} streams={streams} onnxruntime / torch: {ratio:.2f}x")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name(args.device), "torch": torch.__version__, "results": results}, f, indent=2)

@@ -48,16 +48,31 @@ def one_thread():
 @pytest.fixture(scope="module")
 def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny clips of every split, recorded once per module with the smoke profile's settings."""
-    from carla_gym import train_perception
+    from carla_gym import training_data
     from perception.training import default_config
 
     cache = tmp_path_factory.mktemp("cache")
     old = os.environ.get("CARLA_GYM_CACHE")
     os.environ["CARLA_GYM_CACHE"] = str(cache)
     try:
-        return train_perception.record(default_config("lite", "smoke"), "embedded")
+        return training_data.record(default_config("lite", "smoke"), "embedded")
     finally:
         if old is None:
             os.environ.pop("CARLA_GYM_CACHE")
         else:
             os.environ["CARLA_GYM_CACHE"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory) -> Path:
+    """ONNX Runtime exports made by the tests go to a temporary folder, never the user's cache."""
+    from perception.onnx_engine import CACHE_ENV
+
+    folder = tmp_path_factory.mktemp("onnx-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = previous

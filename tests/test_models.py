@@ -197,3 +197,9 @@ def test_a_few_steps_fit_depth_and_pose():
         opt.step()
         losses.append((d.item(), p.item()))
     assert losses[-1][0] < 0.7 * losses[0][0] and losses[-1][1] < 0.5 * losses[0][1], losses
+
+
+def test_step_masked_names_an_incomplete_state(lite):
+    x = torch.zeros(1, 3, 32, 64)
+    with pytest.raises(ValueError, match="complete PipelineState"):
+        lite.step_masked(x, PipelineState(), torch.tensor([True]))

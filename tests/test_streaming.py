@@ -143,3 +143,36 @@ def test_stepping_a_subset_of_streams_leaves_the_others_untouched(model):
     assert torch.allclose(out.pose6[1], ref1.pose6[0], atol=1e-5)
     with pytest.raises(ValueError, match="distinct streams"):
         vec.step(frames(2), streams=[0, 0])
+
+
+@pytest.mark.parametrize("n_in, n_up, n_out", [(2, 4, 2), (3, 7, 2), (16, 128, 40), (32, 256, 80), (4, 4, 4)])
+def test_area_resample_matrix_equals_upsampling_then_pooling(n_in, n_up, n_out):
+    from perception.streaming import area_resample_matrix
+
+    x = torch.rand(5, n_in, dtype=torch.float64)
+    up = torch.nn.functional.interpolate(x[:, None], size=n_up, mode="linear", align_corners=False)
+    expected = torch.nn.functional.adaptive_avg_pool1d(up, n_out)[:, 0]
+    a = area_resample_matrix(n_in, n_up, n_out)
+    assert a.shape == (n_out, n_in)
+    torch.testing.assert_close(x.float() @ a.T, expected.float(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(a.sum(1), torch.ones(n_out), atol=1e-6, rtol=0)  # rows are weighted averages
+
+
+def test_area_resample_matrix_hand_case():
+    from perception.streaming import area_resample_matrix
+
+    # 2 -> 4 samples: [a, .75a+.25b, .25a+.75b, b]; pooled pairwise to 2: [.875a+.125b, .125a+.875b]
+    torch.testing.assert_close(area_resample_matrix(2, 4, 2), torch.tensor([[0.875, 0.125], [0.125, 0.875]]))
+
+
+@pytest.mark.parametrize("engine", ["torch", "onnxruntime"])
+def test_pooled_probs_equal_pooling_the_full_size_probabilities(model, engine):
+    tp = make(model, engine=engine)
+    out = tp.step(frames(2))
+    assert out.seg_probs.shape[:2] == (2, 22) and out.seg_probs.shape[-1] < SIZE[1]  # the head's resolution
+    groups = torch.rand(6, 22)
+    full = torch.nn.functional.adaptive_avg_pool2d(torch.einsum("gc,nchw->nghw", groups, out.probs), (10, 20))
+    torch.testing.assert_close(out.pooled_probs((10, 20), groups), full, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        out.pooled_probs((10, 20)), torch.nn.functional.adaptive_avg_pool2d(out.probs, (10, 20)), atol=1e-5, rtol=1e-4
+    )

@@ -7,6 +7,7 @@ Both sources are batched over streams (one per vector-env slot) and return the s
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -20,16 +21,16 @@ from .observation import EGO_MOTION_BOUND, group_matrix, normalise_depth
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite"
 
 
-def pool_observation(group_probs: torch.Tensor, depth_m: torch.Tensor, obs_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Shrink (N, G, H, W) group probabilities and (N, H, W) depth to the observation size.
+def semantic_observation(pooled_group_probs: torch.Tensor) -> np.ndarray:
+    """(N, G, h, w) group probabilities, already area-averaged to the observation size, as uint8 x 255."""
+    return (pooled_group_probs.float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
-    Probabilities are area-averaged; depth takes the nearest surface in each cell (min-pooling),
-    so a thin pole or a pedestrian does not vanish into the background.
-    """
-    probs = F.adaptive_avg_pool2d(group_probs.float(), obs_size)
+
+def depth_observation(depth_m: torch.Tensor, obs_size: tuple[int, int]) -> np.ndarray:
+    """(N, H, W) metric depth shrunk to the observation size, taking the nearest surface in each cell
+    (min-pooling), so a thin pole or a pedestrian does not vanish into the background."""
     nearest = -F.adaptive_max_pool2d(-depth_m.float().unsqueeze(1), obs_size)
-    semantic = (probs.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
-    return semantic, normalise_depth(nearest.cpu().numpy())
+    return normalise_depth(nearest.cpu().numpy())
 
 
 class GroundTruthPerception:
@@ -52,17 +53,34 @@ class GroundTruthPerception:
         labels = self._lut[torch.from_numpy(np.stack([f.semantic for f in frames])).long()]
         onehot = F.one_hot(labels, self._num_groups + 1)[..., : self._num_groups].permute(0, 3, 1, 2)
         depth = torch.from_numpy(np.stack([f.depth for f in frames]))
-        semantic, depth_obs = pool_observation(onehot, depth, self.obs_size)
+        semantic = semantic_observation(F.adaptive_avg_pool2d(onehot.float(), self.obs_size))
+        depth_obs = depth_observation(depth, self.obs_size)
         ego = np.zeros((len(frames), 6), dtype=np.float32)
-        for row, (i, frame) in enumerate(zip(streams, frames)):
-            if self._last_pose[i] is not None:
-                ego[row] = matrix_to_pose6(relative_pose(self._last_pose[i], frame.camera_to_world))
+        for row, (i, frame) in enumerate(zip(streams, frames, strict=False)):
+            prev = self._last_pose[i]
+            if prev is not None:
+                ego[row] = matrix_to_pose6(relative_pose(prev, frame.camera_to_world))
             self._last_pose[i] = frame.camera_to_world
-        return {"semantic": semantic, "depth": depth_obs, "ego_motion": np.clip(ego, -EGO_MOTION_BOUND, EGO_MOTION_BOUND)}
+        return {
+            "semantic": semantic,
+            "depth": depth_obs,
+            "ego_motion": np.clip(ego, -EGO_MOTION_BOUND, EGO_MOTION_BOUND),
+        }
+
+
+def what_perception_saw(perceived: dict, row: int) -> dict[str, np.ndarray]:
+    """Full-size `labels` and `depth_m` of row `row` of a perception step, for the dashboard.
+
+    The model makes them only when asked (`PerceptionOutput.labels` upsamples and takes the argmax
+    over every pixel), so stepping without rendering never pays for them. Ground-truth perception
+    returns {}: the dashboard then shows the simulator's own labels and depth.
+    """
+    seen = perceived.get("seen")
+    return seen(row) if seen is not None else {}
 
 
 def resolve_device(device: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"."""
+    """ "auto" -> "cuda" when a GPU is visible, else "cpu"."""
     return ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
 
@@ -78,37 +96,61 @@ def bundled_weights() -> Path:
 
 
 class ModelPerception:
-    """Learned perception: one batched forward pass of the temporal model for all streams."""
+    """Learned perception: one batched forward pass of the temporal model for all streams.
 
-    def __init__(self, num_streams: int, obs_size: tuple[int, int], weights: str | Path | None = None, device: str = "auto") -> None:
+    `engine` is `TemporalPerception`'s: "auto" (ONNX Runtime on the CPU, PyTorch on CUDA),
+    "torch" or "onnxruntime".
+    """
+
+    def __init__(
+        self,
+        num_streams: int,
+        obs_size: tuple[int, int],
+        weights: str | Path | None = None,
+        device: str = "auto",
+        engine: str = "auto",
+    ) -> None:
         from perception import TemporalPerception
 
         self.obs_size = obs_size
-        self.model = TemporalPerception.from_weights(weights or bundled_weights(), device=resolve_device(device))
+        self.model = TemporalPerception.from_weights(
+            weights or bundled_weights(), device=resolve_device(device), engine=engine
+        )
         self._groups = torch.from_numpy(group_matrix()).to(self.model.device)
 
     def reset(self, i: int) -> None:
         self.model.reset(i)
 
-    def step(self, frames: list[Frame], streams: list[int] | None = None) -> dict[str, np.ndarray]:
-        """Observations for one frame per stream (every stream, or those listed in `streams`)."""
+    def step(self, frames: list[Frame], streams: list[int] | None = None) -> dict[str, Any]:
+        """Observations for one frame per stream (every stream, or those listed in `streams`), and
+        under "seen" what the model saw (see `what_perception_saw`)."""
         out = self.model.step(np.stack([f.rgb for f in frames]), streams=streams)
-        group_probs = torch.einsum("gc,nchw->nghw", self._groups, out.probs.float())
-        semantic, depth_obs = pool_observation(group_probs, out.depth, self.obs_size)
         return {
-            "semantic": semantic,
-            "depth": depth_obs,
+            "semantic": semantic_observation(out.pooled_probs(self.obs_size, self._groups)),
+            "depth": depth_observation(out.depth, self.obs_size),
             "ego_motion": np.clip(out.pose6.float().cpu().numpy(), -EGO_MOTION_BOUND, EGO_MOTION_BOUND),
-            "labels": out.labels.to(torch.uint8).cpu().numpy(),
-            "depth_m": out.depth.float().cpu().numpy(),
+            "seen": lambda row: {
+                "labels": out.labels[row].to(torch.uint8).cpu().numpy(),
+                "depth_m": out.depth[row].float().cpu().numpy(),
+            },
         }
 
 
-def make_perception(kind: str, num_streams: int, obs_size: tuple[int, int], weights: str | Path | None = None,
-                    device: str = "auto") -> GroundTruthPerception | ModelPerception:
-    """The perception source named by the env's `perception` option: "model" or "ground_truth"."""
+def make_perception(
+    kind: str,
+    num_streams: int,
+    obs_size: tuple[int, int],
+    weights: str | Path | None = None,
+    device: str = "auto",
+    engine: str = "auto",
+) -> GroundTruthPerception | ModelPerception:
+    """The perception source named by the env's `perception` option: "model" or "ground_truth".
+
+    `device` and `engine` ("auto", "torch" or "onnxruntime") apply to the model only.
+    """
+    size = cast(tuple[int, int], tuple(obs_size))
     if kind == "model":
-        return ModelPerception(num_streams, tuple(obs_size), weights, device)
+        return ModelPerception(num_streams, size, weights, device, engine)
     if kind == "ground_truth":
-        return GroundTruthPerception(num_streams, tuple(obs_size))
+        return GroundTruthPerception(num_streams, size)
     raise ValueError(f"perception must be 'model' or 'ground_truth', got {kind!r}")

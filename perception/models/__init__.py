@@ -1,4 +1,4 @@
-"""The temporal perception models (SPEC 6), in torchvision style: one module per family, builders in `presets`.
+"""The temporal perception models, in torchvision style: one module per family, builders in `presets`.
 
 Quick start::
 
@@ -28,10 +28,37 @@ from .presets import (
 from .segmentation import SegmentationHead, SegmentationModel
 
 __all__ = [
-    "CameraHead", "ConvGRUCell", "DepthDecoder", "DepthEstimationModel", "EgoMotionFilter", "GeometryFilter",
-    "IMAGENET_MEAN", "IMAGENET_STD", "MAX_DEPTH_M", "MIN_DEPTH_M", "MobileNetV3Backbone", "MotionEstimator",
-    "PRESETS", "PerceptionPipeline", "PipelineState", "PresetConfig", "ResNet50Backbone", "SegmentationHead",
-    "SegmentationModel", "SkipDecoder", "SkipSpec", "build_backbone", "build_depth_model", "build_ego_motion_filter",
-    "build_geometry_filter", "build_model", "build_projection", "build_segmentation_model", "count_parameters",
-    "get_preset", "log_depth_to_metres", "normalize", "resize_images",
+    "CameraHead",
+    "ConvGRUCell",
+    "DepthDecoder",
+    "DepthEstimationModel",
+    "EgoMotionFilter",
+    "GeometryFilter",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MAX_DEPTH_M",
+    "MIN_DEPTH_M",
+    "MobileNetV3Backbone",
+    "MotionEstimator",
+    "PRESETS",
+    "PerceptionPipeline",
+    "PipelineState",
+    "PresetConfig",
+    "ResNet50Backbone",
+    "SegmentationHead",
+    "SegmentationModel",
+    "SkipDecoder",
+    "SkipSpec",
+    "build_backbone",
+    "build_depth_model",
+    "build_ego_motion_filter",
+    "build_geometry_filter",
+    "build_model",
+    "build_projection",
+    "build_segmentation_model",
+    "count_parameters",
+    "get_preset",
+    "log_depth_to_metres",
+    "normalize",
+    "resize_images",
 ]

@@ -24,7 +24,9 @@ class ResNet50Backbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         net = resnet50(weights=None, replace_stride_with_dilation=[False, True, True])
-        self.body = IntermediateLayerGetter(net, return_layers={"relu": "s2", "layer1": "s4", "layer2": "s8", "layer4": "out"})
+        self.body = IntermediateLayerGetter(
+            net, return_layers={"relu": "s2", "layer1": "s4", "layer2": "s8", "layer4": "out"}
+        )
         self.channels = {"s2": 64, "s4": 256, "s8": 512, "out": 2048}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""A convolutional GRU cell: the temporal memory at the network bottleneck (SPEC 6)."""
+"""A convolutional GRU cell: the temporal memory at the network bottleneck."""
 
 from __future__ import annotations
 

@@ -22,7 +22,9 @@ class SkipSpec:
 
 def conv_bn_relu(in_ch: int, out_ch: int, k: int = 3) -> nn.Sequential:
     """A k x k convolution (same padding, no bias) + BatchNorm + ReLU."""
-    return nn.Sequential(nn.Conv2d(in_ch, out_ch, k, padding=k // 2, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, k, padding=k // 2, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True)
+    )
 
 
 class SkipDecoder(nn.Module):
@@ -34,8 +36,15 @@ class SkipDecoder(nn.Module):
     when one is given.
     """
 
-    def __init__(self, in_channels: int, skip_channels: Sequence[int], widths: Sequence[int], out_channels: int,
-                 reduce_kernel: int = 3, convs_per_stage: int = 2) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: Sequence[int],
+        widths: Sequence[int],
+        out_channels: int,
+        reduce_kernel: int = 3,
+        convs_per_stage: int = 2,
+    ) -> None:
         super().__init__()
         if len(widths) != len(skip_channels) + 1:
             raise ValueError(f"need one width per skip plus one, got widths={widths} skips={skip_channels}")
@@ -48,11 +57,13 @@ class SkipDecoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.head = nn.Conv2d(widths[-1], out_channels, 3, padding=1)
 
-    def forward(self, x: torch.Tensor, skips: Sequence[torch.Tensor], out_size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, skips: Sequence[torch.Tensor], out_size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """Bottleneck (N, C, h, w) and skips (coarse to fine) -> (N, out_channels, *out_size), or at the
         finest skip's resolution when `out_size` is None."""
         x = self.reduce(x)
-        for stage, skip in zip(self.stages, skips):
+        for stage, skip in zip(self.stages, skips, strict=False):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = stage(torch.cat([x, skip], dim=1))
         x = self.head(x)

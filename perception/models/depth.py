@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -34,11 +35,17 @@ class DepthDecoder(SkipDecoder):
     Log-depth comes at the finest skip's resolution, bilinearly upsampled to the output size.
     """
 
-    def __init__(self, in_channels: int, skip_channels: Sequence[int], widths: Sequence[int],
-                 reduce_kernel: int = 3, convs_per_stage: int = 2) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: Sequence[int],
+        widths: Sequence[int],
+        reduce_kernel: int = 3,
+        convs_per_stage: int = 2,
+    ) -> None:
         super().__init__(in_channels, skip_channels, widths, 1, reduce_kernel, convs_per_stage)
         nn.init.normal_(self.head.weight, std=1e-3)
-        nn.init.constant_(self.head.bias, math.log(INITIAL_DEPTH_M))
+        nn.init.constant_(cast(torch.Tensor, self.head.bias), math.log(INITIAL_DEPTH_M))  # built with a bias
 
 
 class DepthEstimationModel(nn.Module):
@@ -47,18 +54,31 @@ class DepthEstimationModel(nn.Module):
     `forward` returns `{"log_depth", "depth"}`, both (N, 1, H, W); depth in metres.
     """
 
-    def __init__(self, backbone: str, embed_channels: int | None = None, skip_names: Sequence[str] = ("s4", "s2"),
-                 decoder_widths: Sequence[int] = (256, 256, 128), decoder_reduce_kernel: int = 3,
-                 decoder_convs_per_stage: int = 2) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        embed_channels: int | None = None,
+        skip_names: Sequence[str] = ("s4", "s2"),
+        decoder_widths: Sequence[int] = (256, 256, 128),
+        decoder_reduce_kernel: int = 3,
+        decoder_convs_per_stage: int = 2,
+    ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone)
         out_ch = self.backbone.channels["out"]
         self.proj = build_projection(out_ch, embed_channels)
         self.skip_names = tuple(skip_names)
-        self.depth_decoder = DepthDecoder(embed_channels or out_ch, [self.backbone.channels[s] for s in skip_names],
-                                          decoder_widths, decoder_reduce_kernel, decoder_convs_per_stage)
+        self.depth_decoder = DepthDecoder(
+            embed_channels or out_ch,
+            [self.backbone.channels[s] for s in skip_names],
+            decoder_widths,
+            decoder_reduce_kernel,
+            decoder_convs_per_stage,
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.backbone(x)
-        log_depth = self.depth_decoder(self.proj(feats["out"]), [feats[s] for s in self.skip_names], tuple(x.shape[-2:]))
+        log_depth = self.depth_decoder(
+            self.proj(feats["out"]), [feats[s] for s in self.skip_names], tuple(x.shape[-2:])
+        )
         return {"log_depth": log_depth, "depth": log_depth_to_metres(log_depth)}

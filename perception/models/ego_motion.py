@@ -10,6 +10,7 @@ there is no BatchNorm1d, so batch size 1 trains.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -20,13 +21,22 @@ from perception.conventions import pose6_to_matrix
 class MotionEstimator(nn.Module):
     """Concatenated embeddings (N, 2E, h, w) -> motion feature (N, out_features)."""
 
-    def __init__(self, in_channels: int, channels: Sequence[int] = (1024, 256, 128), strides: Sequence[int] = (2, 2, 2),
-                 out_features: int = 128) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        channels: Sequence[int] = (1024, 256, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        out_features: int = 128,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_channels
-        for width, stride in zip(channels, strides):
-            layers += [nn.Conv2d(c, width, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        for width, stride in zip(channels, strides, strict=False):
+            layers += [
+                nn.Conv2d(c, width, 3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
             c = width
         self.convs = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -46,8 +56,9 @@ class CameraHead(nn.Module):
     def __init__(self, hidden: int = 128, rotation_scale: float = 0.1) -> None:
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 6))
-        nn.init.normal_(self.mlp[2].weight, std=1e-3)
-        nn.init.zeros_(self.mlp[2].bias)
+        last = cast(nn.Linear, self.mlp[2])
+        nn.init.normal_(last.weight, std=1e-3)
+        nn.init.zeros_(last.bias)
         self.register_buffer("scale", torch.tensor([1.0, 1.0, 1.0] + [rotation_scale] * 3), persistent=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
@@ -60,8 +71,14 @@ class EgoMotionFilter(nn.Module):
     The GRU state is (N, gru_hidden) or None (zeros); it is never detached here.
     """
 
-    def __init__(self, embed_channels: int, channels: Sequence[int] = (1024, 256, 128), strides: Sequence[int] = (2, 2, 2),
-                 gru_hidden: int = 128, rotation_scale: float = 0.1) -> None:
+    def __init__(
+        self,
+        embed_channels: int,
+        channels: Sequence[int] = (1024, 256, 128),
+        strides: Sequence[int] = (2, 2, 2),
+        gru_hidden: int = 128,
+        rotation_scale: float = 0.1,
+    ) -> None:
         super().__init__()
         self.embed_channels = embed_channels
         self.gru_hidden = gru_hidden
@@ -69,8 +86,9 @@ class EgoMotionFilter(nn.Module):
         self.gru = nn.GRUCell(gru_hidden, gru_hidden)
         self.camera_head = CameraHead(gru_hidden, rotation_scale)
 
-    def step(self, prev_embedding: torch.Tensor, embedding: torch.Tensor,
-             state: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def step(
+        self, prev_embedding: torch.Tensor, embedding: torch.Tensor, state: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """One pair: embeddings (N, E, h, w) of frames t-1 and t -> pose6 (N, 6), matrix (N, 4, 4), state (N, hidden)."""
         feat = self.motion_estimator(torch.cat([prev_embedding, embedding], dim=1))
         h = self.gru(feat, state)
@@ -91,4 +109,4 @@ class EgoMotionFilter(nn.Module):
             h = self.gru(feats[:, i], h)
             poses.append(self.camera_head(h))
         pose6 = torch.stack(poses, 1)
-        return {"pose6": pose6, "matrix": pose6_to_matrix(pose6), "state": h}
+        return {"pose6": pose6, "matrix": pose6_to_matrix(pose6), "state": cast(torch.Tensor, h)}  # T >= 2: the GRU ran

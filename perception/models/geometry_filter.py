@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from .segmentation import SegmentationHead
 
 
 class GeometryFilter(nn.Module):
-    """The temporal segmentation + depth model (SPEC 6).
+    """The temporal segmentation + depth model.
 
     Each frame goes through the backbone and the projection; the result (the *embedding*, also fed
     to the `EgoMotionFilter`) updates a ConvGRU state at the bottleneck, and both heads read that
@@ -29,10 +30,20 @@ class GeometryFilter(nn.Module):
     models', so stage 1 and 2 checkpoints load into it.
     """
 
-    def __init__(self, backbone: str, num_classes: int, seg_head: str, embed_channels: int | None = None,
-                 hidden_channels: int | None = None, gru_kernel: int = 3, skip_names: Sequence[str] = ("s4", "s2"),
-                 decoder_widths: Sequence[int] = (256, 256, 128), decoder_reduce_kernel: int = 3,
-                 seg_inter_channels: int = 128, decoder_convs_per_stage: int = 2) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        seg_head: str,
+        embed_channels: int | None = None,
+        hidden_channels: int | None = None,
+        gru_kernel: int = 3,
+        skip_names: Sequence[str] = ("s4", "s2"),
+        decoder_widths: Sequence[int] = (256, 256, 128),
+        decoder_reduce_kernel: int = 3,
+        seg_inter_channels: int = 128,
+        decoder_convs_per_stage: int = 2,
+    ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone)
         out_ch = self.backbone.channels["out"]
@@ -42,31 +53,40 @@ class GeometryFilter(nn.Module):
         self.proj = build_projection(out_ch, embed_channels)
         self.convgru = ConvGRUCell(self.embed_channels, self.hidden_channels, gru_kernel)
         skips = SkipSpec(tuple(skip_names), tuple(decoder_widths), decoder_reduce_kernel, decoder_convs_per_stage)
-        self.seg_head = SegmentationHead(seg_head, self.hidden_channels, num_classes, self.backbone.channels,
-                                         seg_inter_channels, skips)
+        self.seg_head = SegmentationHead(
+            seg_head, self.hidden_channels, num_classes, self.backbone.channels, seg_inter_channels, skips
+        )
         self.skip_names = tuple(skip_names)
-        self.depth_decoder = DepthDecoder(self.hidden_channels, [self.backbone.channels[s] for s in skip_names],
-                                          decoder_widths, decoder_reduce_kernel, decoder_convs_per_stage)
+        self.depth_decoder = DepthDecoder(
+            self.hidden_channels,
+            [self.backbone.channels[s] for s in skip_names],
+            decoder_widths,
+            decoder_reduce_kernel,
+            decoder_convs_per_stage,
+        )
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(N, 3, H, W) -> embedding (N, embed, h, w) and the backbone's feature dict."""
         feats = self.backbone(x)
         return self.proj(feats["out"]), feats
 
-    def decode(self, h: torch.Tensor, feats: dict[str, torch.Tensor], out_size: tuple[int, int],
-               upsample_seg: bool = True) -> dict[str, torch.Tensor]:
+    def decode(
+        self, h: torch.Tensor, feats: dict[str, torch.Tensor], out_size: tuple[int, int], upsample_seg: bool = True
+    ) -> dict[str, torch.Tensor]:
         """GRU state and backbone features -> seg logits, log-depth and depth (metres) at `out_size`
         (seg logits at the head's stride-8 resolution when `upsample_seg` is False)."""
         seg = self.seg_head(h, feats, out_size if upsample_seg else None)
         log_depth = self.depth_decoder(h, [feats[s] for s in self.skip_names], out_size)
         return {"seg_logits": seg, "log_depth": log_depth, "depth": log_depth_to_metres(log_depth)}
 
-    def step(self, x: torch.Tensor, state: torch.Tensor | None = None, upsample_seg: bool = True) -> dict[str, torch.Tensor]:
+    def step(
+        self, x: torch.Tensor, state: torch.Tensor | None = None, upsample_seg: bool = True
+    ) -> dict[str, torch.Tensor]:
         """One frame for every stream: (N, 3, H, W) -> dict of seg_logits (N, C, H, W), log_depth and
         depth (N, 1, H, W), embedding (N, embed, h, w) and the new state (N, hidden, h, w)."""
         emb, feats = self.encode(x)
         h = self.convgru(emb, state)
-        out = self.decode(h, feats, tuple(x.shape[-2:]), upsample_seg)
+        out = self.decode(h, feats, (x.shape[-2], x.shape[-1]), upsample_seg)
         out.update(embedding=emb, state=h)
         return out
 
@@ -79,7 +99,7 @@ class GeometryFilter(nn.Module):
         if rgb_seq.dim() != 5:
             raise ValueError(f"expected a (B, T, 3, H, W) window, got shape {tuple(rgb_seq.shape)}")
         b, t = rgb_seq.shape[:2]
-        size = tuple(rgb_seq.shape[-2:])
+        size = (rgb_seq.shape[-2], rgb_seq.shape[-1])
         emb, feats = self.encode(rgb_seq.flatten(0, 1))
         emb_seq = emb.unflatten(0, (b, t))
         states = []
@@ -89,5 +109,5 @@ class GeometryFilter(nn.Module):
             states.append(h)
         out = self.decode(torch.stack(states, 1).flatten(0, 1), feats, size)
         out = {k: v.unflatten(0, (b, t)) for k, v in out.items()}
-        out.update(embeddings=emb_seq, state=h)
+        out.update(embeddings=emb_seq, state=cast(torch.Tensor, h))  # T >= 1: the GRU ran
         return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -46,7 +46,10 @@ class PerceptionPipeline(nn.Module):
     Attributes: `geometry_filter`, `ego_motion_filter`, `config` (the `PresetConfig`),
     `num_classes`, `feature_dim` (size of the compact feature vector of `step`).
     Inputs are normalised images at `config.input_size` (see `perception.models.normalize`).
+    `load_weights` also sets `weights_config`, the weights folder's config.json.
     """
+
+    weights_config: dict[str, Any]  # set by `load_weights` only
 
     def __init__(self, config: PresetConfig, num_classes: int = 22) -> None:
         super().__init__()
@@ -54,10 +57,21 @@ class PerceptionPipeline(nn.Module):
         self.num_classes = num_classes
         c = config
         self.geometry_filter = GeometryFilter(
-            c.backbone, num_classes, c.seg_head, c.embed_channels, c.hidden_channels, c.gru_kernel, c.skip_names,
-            c.decoder_widths, c.decoder_reduce_kernel, c.seg_inter_channels, c.decoder_convs_per_stage)
+            c.backbone,
+            num_classes,
+            c.seg_head,
+            c.embed_channels,
+            c.hidden_channels,
+            c.gru_kernel,
+            c.skip_names,
+            c.decoder_widths,
+            c.decoder_reduce_kernel,
+            c.seg_inter_channels,
+            c.decoder_convs_per_stage,
+        )
         self.ego_motion_filter = EgoMotionFilter(
-            self.geometry_filter.embed_channels, c.motion_channels, c.motion_strides, c.ego_gru_hidden)
+            self.geometry_filter.embed_channels, c.motion_channels, c.motion_strides, c.ego_gru_hidden
+        )
 
     @property
     def feature_dim(self) -> int:
@@ -75,7 +89,7 @@ class PerceptionPipeline(nn.Module):
         geo = self.geometry_filter(rgb_seq, state.geometry)
         emb = geo["embeddings"]
         first_missing = state.embedding is None
-        seq = emb if first_missing else torch.cat([state.embedding.unsqueeze(1), emb], dim=1)
+        seq = emb if state.embedding is None else torch.cat([state.embedding.unsqueeze(1), emb], dim=1)
         if seq.shape[1] >= 2:
             ego = self.ego_motion_filter(seq, state.ego)
             pose6, ego_state = ego["pose6"], ego["state"]
@@ -84,12 +98,16 @@ class PerceptionPipeline(nn.Module):
         if first_missing:
             pose6 = torch.cat([pose6.new_zeros(pose6.shape[0], 1, 6), pose6], dim=1)
         out = dict(geo)
-        out.update(pose6=pose6, matrix=pose6_to_matrix(pose6),
-                   state=PipelineState(geo["state"], ego_state, emb[:, -1]))
+        out.update(pose6=pose6, matrix=pose6_to_matrix(pose6), state=PipelineState(geo["state"], ego_state, emb[:, -1]))
         return out
 
-    def step(self, x: torch.Tensor, state: PipelineState | None = None, first: torch.Tensor | None = None,
-             upsample_seg: bool = True) -> dict:
+    def step(
+        self,
+        x: torch.Tensor,
+        state: PipelineState | None = None,
+        first: torch.Tensor | None = None,
+        upsample_seg: bool = True,
+    ) -> dict:
         """One frame per stream: (N, 3, H, W) -> seg_logits, log_depth, depth, embedding, pose6 (N, 6),
         matrix (N, 4, 4), features (N, feature_dim) and the new `PipelineState` under "state".
 
@@ -105,6 +123,8 @@ class PerceptionPipeline(nn.Module):
             all_first = False
         else:
             all_first = bool(first.all())
+            if not all_first and state.geometry is not None and state.ego is not None:
+                return self.step_masked(x, state, first, upsample_seg)
         geo_state = state.geometry
         if all_first:
             geo_state = None
@@ -116,17 +136,40 @@ class PerceptionPipeline(nn.Module):
             pose6 = emb.new_zeros(n, 6)
             ego_state = emb.new_zeros(n, self.ego_motion_filter.gru_hidden)
         elif first is None:
-            ego = self.ego_motion_filter.step(state.embedding, emb, state.ego)
+            ego = self.ego_motion_filter.step(cast(torch.Tensor, state.embedding), emb, state.ego)
             pose6, ego_state = ego["pose6"], ego["state"]
-        else:
-            prev = torch.where(first.view(-1, 1, 1, 1), emb, state.embedding)
+        else:  # not all_first: state.embedding is set
+            prev = torch.where(first.view(-1, 1, 1, 1), emb, cast(torch.Tensor, state.embedding))
             ego_in = None if state.ego is None else _zero_rows(state.ego, first)
             ego = self.ego_motion_filter.step(prev, emb, ego_in)
             pose6 = _zero_rows(ego["pose6"], first)
             ego_state = _zero_rows(ego["state"], first)
+        return self._step_outputs(geo, pose6, ego_state)
+
+    def step_masked(
+        self, x: torch.Tensor, state: PipelineState, first: torch.Tensor, upsample_seg: bool = True
+    ) -> dict:
+        """`step` with a complete `state` and a `first` (N,) bool mask, without data-dependent branches.
+
+        Streams marked in `first` ignore their incoming state and get zero ego-motion, exactly as
+        in `step`; a zero state with every stream marked is a fresh start. One static graph covers
+        every case, which is what an exported (ONNX) step needs.
+        """
+        if state.geometry is None or state.ego is None or state.embedding is None:
+            raise ValueError("step_masked needs a complete PipelineState (geometry, ego and embedding all set)")
+        geo = self.geometry_filter.step(x, _zero_rows(state.geometry, first), upsample_seg)
+        emb = geo["embedding"]
+        prev = torch.where(first.view(-1, 1, 1, 1), emb, state.embedding)
+        ego = self.ego_motion_filter.step(prev, emb, _zero_rows(state.ego, first))
+        return self._step_outputs(geo, _zero_rows(ego["pose6"], first), _zero_rows(ego["state"], first))
+
+    def _step_outputs(self, geo: dict, pose6: torch.Tensor, ego_state: torch.Tensor) -> dict:
         features = torch.cat([geo["state"].mean(dim=(2, 3)), ego_state], dim=1)
         out = dict(geo)
-        out.update(pose6=pose6, matrix=pose6_to_matrix(pose6), features=features,
-                   state=PipelineState(geo["state"], ego_state, emb))
+        out.update(
+            pose6=pose6,
+            matrix=pose6_to_matrix(pose6),
+            features=features,
+            state=PipelineState(geo["state"], ego_state, geo["embedding"]),
+        )
         return out
-

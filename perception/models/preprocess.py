@@ -13,8 +13,9 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def normalize(images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
-              std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+def normalize(
+    images: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> torch.Tensor:
     """Normalise (..., 3, H, W) images: uint8 in [0, 255] or float in [0, 1] -> zero-mean, unit-std float."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(3, 1, 1)

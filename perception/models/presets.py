@@ -63,16 +63,25 @@ class PresetConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown preset config keys {sorted(unknown)}")
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
         return cls(**kwargs)
 
 
 PRESETS: dict[str, PresetConfig] = {
     "full": PresetConfig(name="full", input_size=(256, 512), backbone="resnet50", seg_head="deeplabv3"),
     "lite": PresetConfig(
-        name="lite", input_size=(128, 256), backbone="mobilenet_v3_large_reduced_tail", seg_head="unet",
-        embed_channels=96, hidden_channels=96, skip_names=("s8", "s4"), decoder_widths=(64, 48, 32),
-        decoder_reduce_kernel=1, decoder_convs_per_stage=1, motion_channels=(128, 128, 128), motion_strides=(2, 2, 1),
+        name="lite",
+        input_size=(128, 256),
+        backbone="mobilenet_v3_large_reduced_tail",
+        seg_head="unet",
+        embed_channels=96,
+        hidden_channels=96,
+        skip_names=("s8", "s4"),
+        decoder_widths=(64, 48, 32),
+        decoder_reduce_kernel=1,
+        decoder_convs_per_stage=1,
+        motion_channels=(128, 128, 128),
+        motion_strides=(2, 2, 1),
     ),
 }
 
@@ -92,8 +101,12 @@ def _on(device: str | torch.device | None):
     return torch.device(device) if device is not None else torch.device("cpu")
 
 
-def build_model(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLASSES,
-                device: str | torch.device | None = None, **overrides: Any) -> PerceptionPipeline:
+def build_model(
+    preset: str | PresetConfig = "lite",
+    num_classes: int = NUM_CLASSES,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> PerceptionPipeline:
     """The whole temporal pipeline (`.geometry_filter`, `.ego_motion_filter`) of a preset, randomly initialised.
 
     `device="meta"` builds it without allocating memory (for counting parameters). Keyword
@@ -104,18 +117,33 @@ def build_model(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLAS
         return PerceptionPipeline(config, num_classes)
 
 
-def build_geometry_filter(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLASSES,
-                          device: str | torch.device | None = None, **overrides: Any) -> GeometryFilter:
+def build_geometry_filter(
+    preset: str | PresetConfig = "lite",
+    num_classes: int = NUM_CLASSES,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> GeometryFilter:
     """The preset's `GeometryFilter` alone."""
     c = get_preset(preset, **overrides)
     with _on(device):
-        return GeometryFilter(c.backbone, num_classes, c.seg_head, c.embed_channels, c.hidden_channels, c.gru_kernel,
-                              c.skip_names, c.decoder_widths, c.decoder_reduce_kernel, c.seg_inter_channels,
-                              c.decoder_convs_per_stage)
+        return GeometryFilter(
+            c.backbone,
+            num_classes,
+            c.seg_head,
+            c.embed_channels,
+            c.hidden_channels,
+            c.gru_kernel,
+            c.skip_names,
+            c.decoder_widths,
+            c.decoder_reduce_kernel,
+            c.seg_inter_channels,
+            c.decoder_convs_per_stage,
+        )
 
 
-def build_ego_motion_filter(preset: str | PresetConfig = "lite", device: str | torch.device | None = None,
-                            **overrides: Any) -> EgoMotionFilter:
+def build_ego_motion_filter(
+    preset: str | PresetConfig = "lite", device: str | torch.device | None = None, **overrides: Any
+) -> EgoMotionFilter:
     """The preset's `EgoMotionFilter` alone."""
     c = get_preset(preset, **overrides)
     if c.embed_channels is None:
@@ -127,22 +155,39 @@ def build_ego_motion_filter(preset: str | PresetConfig = "lite", device: str | t
         return EgoMotionFilter(embed, c.motion_channels, c.motion_strides, c.ego_gru_hidden)
 
 
-def build_segmentation_model(preset: str | PresetConfig = "lite", num_classes: int = NUM_CLASSES,
-                             device: str | torch.device | None = None, **overrides: Any) -> SegmentationModel:
+def build_segmentation_model(
+    preset: str | PresetConfig = "lite",
+    num_classes: int = NUM_CLASSES,
+    device: str | torch.device | None = None,
+    **overrides: Any,
+) -> SegmentationModel:
     """The single-frame segmentation baseline of a preset (DeepLabv3-ResNet50 for `full`)."""
     c = get_preset(preset, **overrides)
     with _on(device):
-        return SegmentationModel(c.backbone, num_classes, c.seg_head, c.embed_channels, c.seg_inter_channels,
-                                 SkipSpec(c.skip_names, c.decoder_widths, c.decoder_reduce_kernel, c.decoder_convs_per_stage))
+        return SegmentationModel(
+            c.backbone,
+            num_classes,
+            c.seg_head,
+            c.embed_channels,
+            c.seg_inter_channels,
+            SkipSpec(c.skip_names, c.decoder_widths, c.decoder_reduce_kernel, c.decoder_convs_per_stage),
+        )
 
 
-def build_depth_model(preset: str | PresetConfig = "lite", device: str | torch.device | None = None,
-                      **overrides: Any) -> DepthEstimationModel:
+def build_depth_model(
+    preset: str | PresetConfig = "lite", device: str | torch.device | None = None, **overrides: Any
+) -> DepthEstimationModel:
     """The single-frame depth baseline of a preset (ResNet-50 encoder + decoder for `full`)."""
     c = get_preset(preset, **overrides)
     with _on(device):
-        return DepthEstimationModel(c.backbone, c.embed_channels, c.skip_names, c.decoder_widths, c.decoder_reduce_kernel,
-                                    c.decoder_convs_per_stage)
+        return DepthEstimationModel(
+            c.backbone,
+            c.embed_channels,
+            c.skip_names,
+            c.decoder_widths,
+            c.decoder_reduce_kernel,
+            c.decoder_convs_per_stage,
+        )
 
 
 def count_parameters(module: torch.nn.Module) -> int:

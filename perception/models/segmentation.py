@@ -26,8 +26,15 @@ class SegmentationHead(nn.Module):
     `feature_channels` maps the backbone's feature names to their channels.
     """
 
-    def __init__(self, kind: str, in_channels: int, num_classes: int, feature_channels: dict[str, int],
-                 inter_channels: int = 128, skips: SkipSpec | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        in_channels: int,
+        num_classes: int,
+        feature_channels: dict[str, int],
+        inter_channels: int = 128,
+        skips: SkipSpec | None = None,
+    ) -> None:
         super().__init__()
         if kind not in SEG_HEADS:
             raise ValueError(f"unknown segmentation head {kind!r}; known: {SEG_HEADS}")
@@ -40,10 +47,18 @@ class SegmentationHead(nn.Module):
         else:
             skips = skips or SkipSpec()
             self.skip_names = skips.names
-            self.head = SkipDecoder(in_channels, [feature_channels[n] for n in skips.names], skips.widths, num_classes,
-                                    skips.reduce_kernel, skips.convs_per_stage)
+            self.head = SkipDecoder(
+                in_channels,
+                [feature_channels[n] for n in skips.names],
+                skips.widths,
+                num_classes,
+                skips.reduce_kernel,
+                skips.convs_per_stage,
+            )
 
-    def forward(self, x: torch.Tensor, features: dict[str, torch.Tensor], out_size: tuple[int, int] | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, features: dict[str, torch.Tensor], out_size: tuple[int, int] | None
+    ) -> torch.Tensor:
         """Bottleneck (N, C, h, w) and backbone features -> logits (N, num_classes, *out_size).
 
         With `out_size=None` the logits stay at the head's resolution (stride 8, or the finest
@@ -68,14 +83,23 @@ class SegmentationModel(nn.Module):
     stage-1 checkpoint loads into the temporal model.
     """
 
-    def __init__(self, backbone: str, num_classes: int, seg_head: str, embed_channels: int | None = None,
-                 seg_inter_channels: int = 128, seg_skips: SkipSpec | None = None) -> None:
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        seg_head: str,
+        embed_channels: int | None = None,
+        seg_inter_channels: int = 128,
+        seg_skips: SkipSpec | None = None,
+    ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone)
         out_ch = self.backbone.channels["out"]
         self.proj = build_projection(out_ch, embed_channels)
         c = embed_channels or out_ch
-        self.seg_head = SegmentationHead(seg_head, c, num_classes, self.backbone.channels, seg_inter_channels, seg_skips)
+        self.seg_head = SegmentationHead(
+            seg_head, c, num_classes, self.backbone.channels, seg_inter_channels, seg_skips
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images -> (N, num_classes, H, W) logits."""
