@@ -1,23 +1,26 @@
 """Warm-start a PPO driving policy by imitating the world's autopilot (behaviour cloning with DAgger).
 
     python -m agents.imitation --steps 45000 --perception model --out runs/bc
-    python -m agents.train_ppo --init-from runs/bc/bc_model.zip --perception model --out runs/ppo_bc
+    python -m agents.train_ppo --init-from runs/bc/bc_policy --perception model --out runs/ppo_bc
 
 The autopilot sees the world (privileged, like the expert of "Learning by Cheating", Chen et al.
 2019); the student sees only the env's observation, built from perception. In round 1 the autopilot
 drives; in later rounds the student drives, and every visited observation is labelled with the
 autopilot's action there, so the student also learns to recover from its own mistakes (DAgger,
 Ross et al. 2011). After each round the policy's mean action is fitted to all labels so far (MSE)
-and its value head to the discounted returns that were observed. The result is a PPO checkpoint of
-`train_ppo`'s architecture, so reinforcement learning can go on from it with `--init-from`.
-`--init-from` here continues imitation from such a checkpoint: more DAgger rounds, the student driving.
+and its value head to the discounted returns that were observed. The result, `OUT/bc_policy`, is a
+policy folder (JSON + safetensors, no pickle) of `train_ppo`'s architecture, so reinforcement learning
+can go on from it with `--init-from`. `--init-from` here continues imitation from such a folder:
+more DAgger rounds, the student driving.
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from stable_baselines3 import PPO
@@ -28,16 +31,25 @@ from tqdm import tqdm
 import carla_gym
 
 from .cloning import expert_actions, fit
-from .train_ppo import PPO_DEFAULTS, add_world_arguments, new_model
+from .policy_files import is_policy_folder, save_policy
+from .train_ppo import (
+    PPO_DEFAULTS,
+    add_world_arguments,
+    env_config,
+    init_policy,
+    new_model,
+    policy_metadata,
+)
 
 
-def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: float,
-          progress: tqdm | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
+def drive(
+    vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: float, progress: tqdm | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
     """Drive `steps` env steps in total; returns observations, autopilot labels, discounted returns and stats.
 
     Returns of episodes still running at the end are cut there (bootstrapped with 0).
     """
-    obs = vec.reset()
+    obs = cast(dict[str, np.ndarray], vec.reset())  # the env's observations are a Dict
     n = vec.num_envs
     observations: dict[str, list[np.ndarray]] = {k: [] for k in obs}
     labels, rewards, dones = [], [], []
@@ -48,10 +60,11 @@ def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: floa
         for k, v in obs.items():
             observations[k].append(v.copy())
         labels.append(expert)
-        obs, reward, done, infos = vec.step(action)
+        next_obs, reward, done, infos = vec.step(action)
+        obs = cast(dict[str, np.ndarray], next_obs)
         rewards.append(reward)
         dones.append(done)
-        finished += [info for info, d in zip(infos, done) if d]
+        finished += [info for info, d in zip(infos, done, strict=False) if d]
         if progress is not None:
             progress.update(n)
     rewards_t, dones_t = np.array(rewards), np.array(dones)
@@ -60,59 +73,99 @@ def drive(vec: VecEnv, model: PPO, steps: int, student_drives: bool, gamma: floa
     for t in reversed(range(len(rewards_t))):
         running = rewards_t[t] + gamma * running * (1.0 - dones_t[t])
         returns[t] = running
-    stats = {"episodes": len(finished),
-             "route_completion": float(np.mean([i["route_completion"] for i in finished])) if finished else float("nan")}
+    stats = {
+        "episodes": len(finished),
+        "route_completion": float(np.mean([i["route_completion"] for i in finished])) if finished else float("nan"),
+    }
     flat = {k: np.concatenate(v) for k, v in observations.items()}
     return flat, np.concatenate(labels), returns.reshape(-1).astype(np.float32), stats
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m agents.imitation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.imitation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=45_000, help="env steps over all rounds")
     parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
     parser.add_argument("--epochs", type=int, default=4, help="passes over all labels so far after each round")
     parser.add_argument("--batch-size", type=int, default=256)
     add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
-    parser.add_argument("--init-from", type=Path, default=None,
-                        help="continue from this checkpoint (its student drives every round)")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, help="continue from this policy folder (its student drives every round)"
+    )
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow --init-from to be an SB3 .zip, which is unpickled and runs any code it holds: "
+        "only for files you made or trust",
+    )
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    if args.init_from is not None and not args.init_from.is_file():
-        parser.exit(2, f"error: --init-from {args.init_from}: no such checkpoint\n")
+    command = shlex.join(["python", "-m", "agents.imitation", *(sys.argv[1:] if argv is None else argv)])
+    if args.init_from is not None and not args.init_from.exists():
+        parser.exit(2, f"error: --init-from {args.init_from}: no such policy folder\n")
+    if args.init_from is not None and not (is_policy_folder(args.init_from) or args.trust_pickle):
+        parser.exit(
+            2,
+            f"error: --init-from {args.init_from} is not a policy folder; an SB3 .zip is unpickled when "
+            "loaded, which runs any code it holds: add --trust-pickle only if you trust the file\n",
+        )
     if args.rounds < 1 or args.steps < args.n_envs * args.rounds:
-        parser.exit(2, f"error: need --rounds >= 1 and --steps >= n_envs x rounds, got {args.steps} steps, {args.rounds} rounds\n")
+        parser.exit(
+            2,
+            f"error: need --rounds >= 1 and --steps >= n_envs x rounds, got {args.steps} steps, {args.rounds} rounds\n",
+        )
 
-    kwargs = {"weights": args.weights} if args.weights and args.perception == "model" else {}
-    vec = carla_gym.make_vec(args.n_envs, perception=args.perception, split="train", camera_size=tuple(args.camera_size),
-                             max_episode_steps=args.max_steps, **kwargs)
+    try:
+        config = env_config(args, "train")
+    except ValueError as err:
+        parser.exit(2, f"error: {err}\n")
+    vec = carla_gym.make_vec(args.n_envs, config, max_episode_steps=args.max_steps)
     vec.seed(args.seed)
     model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
     if args.init_from is not None:
-        model.set_parameters(str(args.init_from), device=args.device)
+        try:
+            init_policy(model, args.init_from, args.device, args.trust_pickle)
+        except (FileNotFoundError, ValueError) as err:
+            vec.close()
+            parser.exit(2, f"error: --init-from: {err}\n")
     writer = SummaryWriter(str(args.out / "tb"))
     data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
     try:
         with tqdm(total=args.steps, desc="imitation", unit="step") as progress:
             for r in range(args.rounds):
                 student_drives = r > 0 or args.init_from is not None
-                obs, labels, returns, stats = drive(vec, model, args.steps // args.rounds, student_drives,
-                                                    gamma=PPO_DEFAULTS["gamma"], progress=progress)
+                obs, labels, returns, stats = drive(
+                    vec,
+                    model,
+                    args.steps // args.rounds,
+                    student_drives,
+                    gamma=PPO_DEFAULTS["gamma"],
+                    progress=progress,
+                )
                 data.append((obs, labels, returns))
                 all_obs = {k: np.concatenate([d[0][k] for d in data]) for k in obs}
-                action_loss, value_loss = fit(model, all_obs, np.concatenate([d[1] for d in data]),
-                                              np.concatenate([d[2] for d in data]), args.epochs, args.batch_size)
+                action_loss, value_loss = fit(
+                    model,
+                    all_obs,
+                    np.concatenate([d[1] for d in data]),
+                    np.concatenate([d[2] for d in data]),
+                    args.epochs,
+                    args.batch_size,
+                )
                 driver = "student" if student_drives else "autopilot"
                 writer.add_scalar("imitation/route_completion", stats["route_completion"], r)
                 writer.add_scalar("imitation/action_mse", action_loss, r)
                 writer.add_scalar("imitation/value_mse", value_loss, r)
-                progress.write(f"round {r + 1}/{args.rounds} ({driver} drove; {stats['episodes']} episodes finished, "
-                               f"mean route completion {stats['route_completion']:.0%}): action MSE {action_loss:.4f}, "
-                               f"value MSE {value_loss:.3f} over {len(all_obs['state'])} labels")
-        args.out.mkdir(parents=True, exist_ok=True)
-        model.save(args.out / "bc_model")
-        print(f"saved {args.out / 'bc_model.zip'}")
+                progress.write(
+                    f"round {r + 1}/{args.rounds} ({driver} drove; {stats['episodes']} episodes finished, "
+                    f"mean route completion {stats['route_completion']:.0%}): action MSE {action_loss:.4f}, "
+                    f"value MSE {value_loss:.3f} over {len(all_obs['state'])} labels"
+                )
+        metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
+        save_policy(model, args.out / "bc_policy", metadata)
+        print(f"saved {args.out / 'bc_policy'}")
     finally:
         writer.close()
         vec.close()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-import gymnasium as gym
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from test_embedded_driving import _facing_building
 
 import carla_gym
 from perception import build_model, save_weights
-from test_embedded_driving import _facing_building
 
 SMALL = dict(camera_size=(64, 128), obs_size=(16, 32), vehicles=3, pedestrians=3)
 
@@ -60,7 +60,7 @@ def test_same_seed_same_observations(lite_weights):
             seq.append(env.step(np.array([0.05, 0.5]))[0])
         env.close()
         runs.append(seq)
-    for a, b in zip(*runs):
+    for a, b in zip(*runs, strict=False):
         for key in a:
             assert np.array_equal(a[key], b[key]), key
 
@@ -80,8 +80,9 @@ def test_bad_actions():
 
 
 def test_forced_collision_terminates_and_time_limit_truncates():
-    env = make("ground_truth", vehicles=0, pedestrians=0, town="grid_suburb", max_route_offset=1e9,
-               terminate_off_road=False)
+    env = make(
+        "ground_truth", vehicles=0, pedestrians=0, town="grid_suburb", max_route_offset=1e9, terminate_off_road=False
+    )
     try:
         env.reset(seed=2)
         pose = _facing_building(env.unwrapped.sim)
@@ -151,8 +152,9 @@ def test_make_vec_agrees_with_single_envs(perception, lite_weights):
 
 def test_record_video_wrapper_writes_the_dashboard(tmp_path):
     pytest.importorskip("moviepy")
-    env = gym.wrappers.RecordVideo(make("ground_truth", render_mode="rgb_array"), str(tmp_path / "videos"),
-                                   disable_logger=True)
+    env = gym.wrappers.RecordVideo(
+        make("ground_truth", render_mode="rgb_array"), str(tmp_path / "videos"), disable_logger=True
+    )
     try:
         env.reset(seed=0)
         for _ in range(5):

@@ -2,91 +2,56 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from ..sim import Control, backend_class, make_backend
-from .dashboard import dashboard
-from .observation import observation_space
-from .perception_source import make_perception
-from .reward import RewardConfig, target_speed
+from ..sim import Control, make_backend
+from .config import EnvConfig, resolve_town
+from .observation import assemble_observation, observation_space
+from .perception_source import what_perception_saw
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
+from .threads import cap_threads_in_worker
 
-
-def resolve_town(backend: str, split: str | None, town_index: int, backend_options: dict[str, Any]) -> dict[str, Any]:
-    """Backend options with the town picked from `split` (round-robin by `town_index`) unless one is given."""
-    if split is None:
-        return backend_options
-    towns = backend_class(backend).towns(split)
-    return {"town": towns[town_index % len(towns)], **backend_options}
+__all__ = ["CarlaPerceptionEnv", "resolve_town"]
 
 
 class CarlaPerceptionEnv(gym.Env):
     """Gymnasium env: a simulator backend, a perception source, and a driving task along a route.
 
     Args:
-        backend: "embedded" (default, no server) or "carla".
-        perception: "model" (the temporal perception network) or "ground_truth" (the simulator's
-            own labels, depth and poses: a privileged upper bound with identical spaces).
-        weights: weights folder for the model; default the bundled `lite` weights.
-        device: "auto", "cpu" or "cuda" for the model.
-        camera_size: (H, W) of the camera.
-        obs_size: (h, w) of the image observations.
-        route_length: metres of random route per episode (the autopilot drives 200 m in well under
-            the default 1000-step time limit, red lights included).
-        split: pick the town from this split of the backend's catalogue ("train", "val", "test");
-            `town_index` chooses which (vector envs spread over the split).
-        reward: RewardConfig (or a dict of its fields).
-        discrete: use the 15-action discrete variant (`CarlaPerceptionDiscrete-v0`).
-        blocked_seconds: end the episode after standing still this long with nothing to wait for.
-        max_route_offset: end the episode when farther than this (m) from the route.
-        terminate_off_road: end the episode when the ego leaves the road (it is penalised either way).
+        config: the env's options as an `EnvConfig`; keyword options override its fields.
         render_mode: None or "rgb_array".
-        **backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
+        **options: the fields of `EnvConfig` (backend, perception, weights, device, engine,
+            camera_size, obs_size, route_length, split, town_index, reward, discrete,
+            blocked_seconds, max_route_offset, terminate_off_road); any other keyword is a backend
+            option passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(
-        self,
-        backend: str = "embedded",
-        perception: str = "model",
-        weights: str | Path | None = None,
-        device: str = "auto",
-        camera_size: tuple[int, int] = (128, 256),
-        obs_size: tuple[int, int] = (40, 80),
-        route_length: float = 200.0,
-        split: str | None = None,
-        town_index: int = 0,
-        reward: RewardConfig | dict[str, float] | None = None,
-        discrete: bool = False,
-        blocked_seconds: float = 10.0,
-        max_route_offset: float = 6.0,
-        terminate_off_road: bool = True,
-        render_mode: str | None = None,
-        **backend_options: Any,
-    ) -> None:
+    def __init__(self, config: EnvConfig | None = None, *, render_mode: str | None = None, **options: Any) -> None:
+        cap_threads_in_worker()  # n worker processes each with a full torch thread pool oversubscribe the cores
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.config = cfg = EnvConfig.from_kwargs(config, **options)
         self.render_mode = render_mode
-        self.perception_mode = perception
-        self.discrete = discrete
-        self.observation_space = observation_space(tuple(obs_size))
-        self.action_space = gym.spaces.Discrete(len(DISCRETE_ACTIONS)) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.perception_mode = cfg.perception
+        self.discrete = cfg.discrete
+        self.observation_space = observation_space(cfg.obs_size)
+        self.action_space = action_space(cfg.discrete)
         # Perception first: a missing weights folder fails before a simulator is started.
-        self.perception = make_perception(perception, 1, obs_size, weights, device)
-        reward_config = RewardConfig.from_any(reward)
-        sim = make_backend(backend, size=tuple(camera_size), route_length=route_length,
-                           **resolve_town(backend, split, town_index, backend_options))
-        self.task = DrivingTask(sim, reward_config, blocked_seconds, max_route_offset, terminate_off_road=terminate_off_road)
-        self._last_perception: dict[str, np.ndarray] = {}
+        self.perception = cfg.make_perception(1)
+        self.task = DrivingTask(make_backend(cfg.backend, **cfg.world_options(0)), **cfg.task_kwargs())
+        self._seen: Callable[[], dict[str, np.ndarray]] = dict  # what perception saw last, made when rendered
 
     @property
     def sim(self):
         """The simulator backend (e.g. for its `autopilot_control()`)."""
+        self._check_open()
         return self.task.sim
 
     def autopilot_control(self) -> Control:
@@ -95,7 +60,14 @@ class CarlaPerceptionEnv(gym.Env):
             raise NotImplementedError(f"the {self.sim.name} backend has no autopilot_control()")
         return self.sim.autopilot_control()
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def _check_open(self) -> None:
+        if getattr(self, "task", None) is None:
+            raise RuntimeError("this CarlaPerception-v0 env is closed; make a new one with gym.make")
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_open()
         super().reset(seed=seed)
         # The episode seed comes from the env's generator, so reset() after reset(seed=s) is reproducible too.
         frame, info = self.task.reset(int(self.np_random.integers(2**31 - 1)), options)
@@ -106,37 +78,31 @@ class CarlaPerceptionEnv(gym.Env):
         """One tick. `info["termination"]` names why an episode ended; the time limit is Gymnasium's
         TimeLimit wrapper (`max_episode_steps`, default 1000), and a simulator fault truncates with
         `info["truncation"] = "simulator_fault"` and the error in `info["error"]`."""
+        self._check_open()
         result = self.task.step(check_action(action, self.discrete))
         if result.info.get("truncation") == "simulator_fault":
             return {k: v.copy() for k, v in self._last_obs.items()}, 0.0, False, True, result.info
         return self._observe(result.frame), result.reward, result.terminated, result.truncated, result.info
 
     def render(self) -> np.ndarray | None:
-        frame = self.task.frame
-        if self.render_mode != "rgb_array" or frame is None:
+        self._check_open()
+        if self.render_mode != "rgb_array":
             return None
-        p = self._last_perception
-        lines = [
-            f"speed {frame.speed * 3.6:5.1f} km/h   target {target_speed(frame.hazards, self.task.reward_config) * 3.6:5.1f}",
-            f"route {frame.route.completion * 100:5.1f}%   {frame.route.distance_left:6.0f} m left",
-            f"return {self.task.episode_return:7.2f}   step {self.task.steps}",
-            f"perception: {self.perception_mode}",
-            "events: " + (", ".join(map(str, frame.events)) or "none"),
-        ]
-        return dashboard(frame, p.get("labels", frame.semantic), p.get("depth_m", frame.depth), self.task.trail, lines)
+        seen = self._seen()
+        return self.task.dashboard(seen.get("labels"), seen.get("depth_m"), self.perception_mode)
 
     def close(self) -> None:
         if getattr(self, "task", None) is not None:
             self.task.close()
-            self.task = None
+            self.task = None  # type: ignore[assignment]  # a closed env holds no task
 
     def _observe(self, frame) -> dict[str, np.ndarray]:
         p = self.perception.step([frame])
-        self._last_perception = {k: p[k][0] for k in ("labels", "depth_m") if k in p}
-        self._last_obs = {
-            "semantic": p["semantic"][0],
-            "depth": p["depth"][0],
-            "ego_motion": p["ego_motion"][0].astype(np.float32),
-            **self.task.vector_observation(frame),
-        }
+        self._seen = partial(what_perception_saw, p, 0)
+        self._last_obs = assemble_observation(p, 0, self.task.vector_observation(frame))
         return self._last_obs
+
+
+def action_space(discrete: bool) -> gym.spaces.Space:
+    """The action space: 15 discrete actions, or (steer, acceleration) in [-1, 1]."""
+    return gym.spaces.Discrete(len(DISCRETE_ACTIONS)) if discrete else gym.spaces.Box(-1.0, 1.0, (2,), np.float32)

@@ -24,7 +24,9 @@ def _top_down(frame: Frame, trail: list[np.ndarray], size: tuple[int, int]) -> n
     world_to_ego = np.linalg.inv(frame.transform)
 
     def to_px(xy_ego: np.ndarray) -> np.ndarray:  # ego x forward -> up, y right -> right
-        return np.stack([w / 2 + xy_ego[:, 1] * PIXELS_PER_METRE, h * 0.75 - xy_ego[:, 0] * PIXELS_PER_METRE], 1).astype(np.int32)
+        return np.stack(
+            [w / 2 + xy_ego[:, 1] * PIXELS_PER_METRE, h * 0.75 - xy_ego[:, 0] * PIXELS_PER_METRE], 1
+        ).astype(np.int32)
 
     if len(trail) > 1:
         pts = np.c_[np.array(trail)[:, :3], np.ones(len(trail))] @ world_to_ego.T
@@ -46,7 +48,9 @@ def _text_panel(lines: list[str], size: tuple[int, int]) -> np.ndarray:
     return panel
 
 
-def dashboard(frame: Frame, labels: np.ndarray, depth_m: np.ndarray, trail: list[np.ndarray], lines: list[str]) -> np.ndarray:
+def dashboard(
+    frame: Frame, labels: np.ndarray, depth_m: np.ndarray, trail: list[np.ndarray], lines: list[str]
+) -> np.ndarray:
     """A (2H, 3W, 3) uint8 picture for a camera of H x W: camera | segmentation overlay | depth over top-down | text."""
     h, w = frame.size
     if labels.shape != (h, w):

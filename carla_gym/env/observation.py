@@ -12,13 +12,14 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from perception.conventions import CLASS_IDS, NUM_CLASSES
 
-from ..sim.contract import Frame
+from ..sim.contract import Frame, check_image_size
 
 # Class groups that matter for driving; Sky and Unlabeled belong to none.
 SEMANTIC_GROUPS: dict[str, tuple[str, ...]] = {
@@ -27,8 +28,22 @@ SEMANTIC_GROUPS: dict[str, tuple[str, ...]] = {
     "sidewalk": ("Sidewalk", "Ground"),
     "vehicle": ("Vehicles",),
     "pedestrian": ("Pedestrian",),
-    "obstacle": ("Building", "Fence", "Other", "Pole", "Vegetation", "Wall", "TrafficSign", "Bridge", "RailTrack",
-                 "GuardRail", "TrafficLight", "Static", "Dynamic", "Water"),
+    "obstacle": (
+        "Building",
+        "Fence",
+        "Other",
+        "Pole",
+        "Vegetation",
+        "Wall",
+        "TrafficSign",
+        "Bridge",
+        "RailTrack",
+        "GuardRail",
+        "TrafficLight",
+        "Static",
+        "Dynamic",
+        "Water",
+    ),
 }
 DEPTH_RANGE_M = 100.0
 NUM_WAYPOINTS = 10
@@ -50,16 +65,40 @@ def group_matrix() -> np.ndarray:
     return m
 
 
+def check_sizes(camera_size: Any, obs_size: Any) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Validated (camera_size, obs_size): each two positive integers, and the observation no larger
+    than the camera (it is pooled down from the camera's images, never blown up)."""
+    camera = check_image_size(camera_size, "camera_size")
+    obs = check_image_size(obs_size, "obs_size")
+    if obs[0] > camera[0] or obs[1] > camera[1]:
+        raise ValueError(f"obs_size {obs} must not exceed camera_size {camera} in height or width")
+    return camera, obs
+
+
 def observation_space(obs_size: tuple[int, int]) -> gym.spaces.Dict:
     """The Dict space for observations of height x width `obs_size`."""
     h, w = obs_size
-    return gym.spaces.Dict({
-        "semantic": gym.spaces.Box(0, 255, (len(SEMANTIC_GROUPS), h, w), np.uint8),
-        "depth": gym.spaces.Box(0.0, 1.0, (1, h, w), np.float32),
-        "ego_motion": gym.spaces.Box(-EGO_MOTION_BOUND, EGO_MOTION_BOUND, dtype=np.float32),
-        "state": gym.spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32),
-        "route": gym.spaces.Box(-ROUTE_BOUND, ROUTE_BOUND, (NUM_WAYPOINTS, 2), np.float32),
-    })
+    return gym.spaces.Dict(
+        {
+            "semantic": gym.spaces.Box(0, 255, (len(SEMANTIC_GROUPS), h, w), np.uint8),
+            "depth": gym.spaces.Box(0.0, 1.0, (1, h, w), np.float32),
+            "ego_motion": gym.spaces.Box(-EGO_MOTION_BOUND, EGO_MOTION_BOUND, dtype=np.float32),
+            "state": gym.spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32),
+            "route": gym.spaces.Box(-ROUTE_BOUND, ROUTE_BOUND, (NUM_WAYPOINTS, 2), np.float32),
+        }
+    )
+
+
+def assemble_observation(
+    perceived: dict[str, np.ndarray], row: int, vectors: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """One world's observation: row `row` of a batched perception output plus its `state` and `route`."""
+    return {
+        "semantic": perceived["semantic"][row],
+        "depth": perceived["depth"][row],
+        "ego_motion": perceived["ego_motion"][row].astype(np.float32),
+        **vectors,
+    }
 
 
 def normalise_depth(depth_m: np.ndarray) -> np.ndarray:
@@ -87,8 +126,10 @@ def vehicle_state(frame: Frame, last_action: np.ndarray, target_speed: float) ->
     """The `state` vector (see the module docstring)."""
     offset, heading = route_geometry(frame)
     red = min(frame.hazards.red_light, RED_LIGHT_RANGE_M) / RED_LIGHT_RANGE_M
-    state = np.array([frame.speed / 10.0, last_action[0], last_action[1], target_speed / 10.0, offset, heading, red],
-                     dtype=np.float32)
+    state = np.array(
+        [frame.speed / 10.0, last_action[0], last_action[1], target_speed / 10.0, offset, heading, red],
+        dtype=np.float32,
+    )
     return np.clip(state, STATE_LOW, STATE_HIGH)
 
 

@@ -36,7 +36,7 @@ class RewardConfig:
         return asdict(self)
 
     @classmethod
-    def from_any(cls, value: "RewardConfig | dict[str, float] | None") -> "RewardConfig":
+    def from_any(cls, value: RewardConfig | dict[str, float] | None) -> RewardConfig:
         """A RewardConfig from a config, a dict of its fields, or None (the defaults)."""
         return cls(**value) if isinstance(value, dict) else (value or cls())
 
@@ -47,7 +47,9 @@ def target_speed(hazards: Hazards, config: RewardConfig) -> float:
     return config.cruise_speed * min(max(gap / config.slowdown_distance, 0.0), 1.0)
 
 
-def reward_terms(frame: Frame, progress_m: float, offset_m: float, heading_rad: float, config: RewardConfig) -> dict[str, float]:
+def reward_terms(
+    frame: Frame, progress_m: float, offset_m: float, heading_rad: float, config: RewardConfig
+) -> dict[str, float]:
     """Each term of the step's reward (already weighted and signed); the reward is their sum."""
     v_target = target_speed(frame.hazards, config)
     tracking = 1.0 - abs(frame.speed - v_target) / config.cruise_speed

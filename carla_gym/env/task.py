@@ -13,12 +13,20 @@ from typing import Any
 import numpy as np
 
 from ..sim import Control, EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
+from .dashboard import dashboard
 from .observation import route_geometry, route_waypoints, vehicle_state
 from .reward import RewardConfig, reward_terms, target_speed
 
 # (steer, acceleration) of each action of the discrete variant
 DISCRETE_ACTIONS = np.array([(s, a) for a in (0.6, 0.0, -1.0) for s in (-0.5, -0.15, 0.0, 0.15, 0.5)], dtype=np.float32)
-INFRACTIONS = ("collision_pedestrian", "collision_vehicle", "collision_static", "red_light", "lane_invasion", "off_road")
+INFRACTIONS = (
+    "collision_pedestrian",
+    "collision_vehicle",
+    "collision_static",
+    "red_light",
+    "lane_invasion",
+    "off_road",
+)
 
 
 def action_to_control(action: np.ndarray) -> Control:
@@ -27,18 +35,26 @@ def action_to_control(action: np.ndarray) -> Control:
     return Control(steer=steer, throttle=max(accel, 0.0), brake=max(-accel, 0.0))
 
 
+def control_to_action(control: Control) -> np.ndarray:
+    """The inverse of `action_to_control`: (steer, throttle minus brake), e.g. to replay the autopilot."""
+    return np.array([control.steer, control.throttle - control.brake], dtype=np.float32)
+
+
 def check_action(action: Any, discrete: bool) -> np.ndarray:
     """Validate an action and return it as (steer, acceleration): NaN or inf is an error, the rest is clipped."""
     if discrete:
         if np.ndim(action) != 0 or not float(action).is_integer() or not 0 <= int(action) < len(DISCRETE_ACTIONS):
             raise ValueError(f"discrete action must be an integer in [0, {len(DISCRETE_ACTIONS)}), got {action!r}")
         return DISCRETE_ACTIONS[int(action)]
-    a = np.asarray(action, dtype=np.float32).reshape(-1)
+    try:
+        a = np.asarray(action, dtype=np.float64)  # float64 first: a finite value beyond float32 is clipped, not inf
+    except (TypeError, ValueError):
+        raise ValueError(f"action must be (steer, acceleration) numbers, got {action!r}") from None
     if a.shape != (2,):
-        raise ValueError(f"action must be (steer, acceleration), got shape {np.shape(action)}")
+        raise ValueError(f"action must be (steer, acceleration) of shape (2,), got shape {a.shape}")
     if not np.isfinite(a).all():
         raise ValueError(f"action must be finite, got {a.tolist()}")
-    return np.clip(a, -1.0, 1.0)
+    return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
 @dataclass
@@ -59,8 +75,15 @@ class DrivingTask:
     Gymnasium's TimeLimit wrapper instead.
     """
 
-    def __init__(self, sim: SimulatorBackend, reward: RewardConfig, blocked_seconds: float = 10.0,
-                 max_route_offset: float = 6.0, max_episode_steps: int | None = None, terminate_off_road: bool = True) -> None:
+    def __init__(
+        self,
+        sim: SimulatorBackend,
+        reward: RewardConfig,
+        blocked_seconds: float = 10.0,
+        max_route_offset: float = 6.0,
+        max_episode_steps: int | None = None,
+        terminate_off_road: bool = True,
+    ) -> None:
         self.sim = sim
         self.reward_config = reward
         self.blocked_seconds = blocked_seconds
@@ -90,17 +113,23 @@ class DrivingTask:
             frame = self.sim.step(action_to_control(action))
         except SimulatorError as err:  # a lost server or a timeout ends the episode, not the program
             self.frame = None
-            return StepResult(prev, 0.0, False, True, {**self.info(prev), "truncation": "simulator_fault", "error": str(err)})
+            return StepResult(
+                prev, 0.0, False, True, {**self.info(prev), "truncation": "simulator_fault", "error": str(err)}
+            )
         self.frame = frame
         self.last_action = action
         self.steps += 1
         self.distance += frame.speed * self.sim.fixed_delta_seconds
         self.trail.append(frame.transform[:3, 3].copy())
         for event in frame.events:
-            self.infractions[f"collision_{event.category}" if event.kind is EventKind.COLLISION else event.kind.value] += 1
+            self.infractions[
+                f"collision_{event.category}" if event.kind is EventKind.COLLISION else event.kind.value
+            ] += 1
 
         offset, heading = route_geometry(frame)
-        terms = reward_terms(frame, prev.route.distance_left - frame.route.distance_left, offset, heading, self.reward_config)
+        terms = reward_terms(
+            frame, prev.route.distance_left - frame.route.distance_left, offset, heading, self.reward_config
+        )
         reward = float(sum(terms.values()))
         self.episode_return += reward
         waiting = target_speed(frame.hazards, self.reward_config) < 0.5
@@ -149,6 +178,31 @@ class DrivingTask:
         if frame.route.distance_left <= 2.0:
             return "route_completed"
         return None
+
+    def dashboard(
+        self, labels: np.ndarray | None, depth_m: np.ndarray | None, perception_mode: str
+    ) -> np.ndarray | None:
+        """The `render_mode="rgb_array"` picture of the current frame (None before the first reset).
+
+        `labels` and `depth_m` are what perception saw (None: the simulator's own labels and depth).
+        """
+        frame = self.frame
+        if frame is None:
+            return None
+        lines = [
+            f"speed {frame.speed * 3.6:5.1f} km/h   target {target_speed(frame.hazards, self.reward_config) * 3.6:5.1f}",
+            f"route {frame.route.completion * 100:5.1f}%   {frame.route.distance_left:6.0f} m left",
+            f"return {self.episode_return:7.2f}   step {self.steps}",
+            f"perception: {perception_mode}",
+            "events: " + (", ".join(map(str, frame.events)) or "none"),
+        ]
+        return dashboard(
+            frame,
+            frame.semantic if labels is None else labels,
+            frame.depth if depth_m is None else depth_m,
+            self.trail,
+            lines,
+        )
 
     def close(self) -> None:
         self.sim.close()

@@ -1,0 +1,181 @@
+"""`EnvConfig`: every option of `CarlaPerception-v0`, written once with its default and its checks.
+
+The single env, the vector env, its worker processes and the agent command lines all build their
+worlds and perception from one `EnvConfig`, so an option and its default live only here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from perception.streaming import ENGINES
+
+from ..sim import backend_class
+from ..sim.contract import check_route_length
+from .observation import check_sizes
+from .perception_source import GroundTruthPerception, ModelPerception, make_perception
+from .reward import RewardConfig
+
+PERCEPTION_MODES = ("model", "ground_truth")
+CARLA_PORT_SPACING = 4  # a CARLA server uses port, port+1 and port+2
+
+
+def resolve_town(backend: str, split: str | None, town_index: int, backend_options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options with the town picked from `split` (round-robin by `town_index`) unless one is given."""
+    if split is None:
+        return backend_options
+    cls = backend_class(backend)
+    towns = cls.towns(split)
+    if "town" in backend_options:
+        town = backend_options["town"]
+        if not isinstance(town, str) or cls.split_of(town) != split:
+            raise ValueError(
+                f"town {town!r} is not in the {split!r} split of the {backend} backend "
+                f"({', '.join(towns)}); pass one of those, or leave out split or town"
+            )
+        return backend_options
+    return {"town": towns[town_index % len(towns)], **backend_options}
+
+
+def world_options(
+    backend: str, index: int, split: str | None, options: dict[str, Any], town_index: int = 0
+) -> dict[str, Any]:
+    """Backend options of world `index`: town `town_index + index` of `split` (round-robin) unless one
+    is given, and for CARLA its own server's port, CARLA_PORT_SPACING apart from `port` (default 2000)."""
+    options = dict(resolve_town(backend, split, town_index + index, options))
+    if backend == "carla":
+        options["port"] = options.get("port", 2000) + CARLA_PORT_SPACING * index
+    return options
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"EnvConfig.{name} must be a positive number, got {value!r}") from None
+    if not (np.isfinite(number) and number > 0):
+        raise ValueError(f"EnvConfig.{name} must be a positive finite number, got {value!r}")
+    return number
+
+
+@dataclass
+class EnvConfig:
+    """The options of `CarlaPerception-v0` (and of its vector env, one world per index).
+
+    Args:
+        backend: "embedded" (default, no server) or "carla".
+        perception: "model" (the temporal perception network) or "ground_truth" (the simulator's
+            own labels, depth and poses: a privileged upper bound with identical spaces).
+        weights: weights folder for the model; default the bundled `lite` weights. Model only.
+        device: "auto", "cpu" or "cuda" for the model.
+        engine: the model's inference engine: "auto" (ONNX Runtime on the CPU, PyTorch on CUDA),
+            "torch" or "onnxruntime".
+        camera_size: (H, W) of the camera.
+        obs_size: (h, w) of the image observations, no larger than the camera.
+        route_length: metres of random route per episode (the autopilot drives 200 m in well under
+            the default 1000-step time limit, red lights included).
+        split: pick the town from this split of the backend's catalogue ("train", "val", "test");
+            world i of a vector env gets town `town_index + i` of the split (round-robin).
+        town_index: which town of `split` (the first world's, in a vector env).
+        reward: RewardConfig (or a dict of its fields).
+        discrete: use the 15-action discrete variant (`CarlaPerceptionDiscrete-v0`).
+        blocked_seconds: end the episode after standing still this long with nothing to wait for.
+        max_route_offset: end the episode when farther than this (m) from the route.
+        terminate_off_road: end the episode when the ego leaves the road (it is penalised either way).
+        backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
+    """
+
+    backend: str = "embedded"
+    perception: str = "model"
+    weights: str | Path | None = None
+    device: str = "auto"
+    engine: str = "auto"
+    camera_size: tuple[int, int] = (128, 256)
+    obs_size: tuple[int, int] = (40, 80)
+    route_length: float = 200.0
+    split: str | None = None
+    town_index: int = 0
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    discrete: bool = False
+    blocked_seconds: float = 10.0
+    max_route_offset: float = 6.0
+    terminate_off_road: bool = True
+    backend_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.perception not in PERCEPTION_MODES:
+            raise ValueError(f"EnvConfig.perception must be 'model' or 'ground_truth', got {self.perception!r}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"EnvConfig.engine must be one of {', '.join(map(repr, ENGINES))}, got {self.engine!r}")
+        self.camera_size, self.obs_size = check_sizes(self.camera_size, self.obs_size)
+        self.route_length = check_route_length(self.route_length)
+        self.blocked_seconds = _positive("blocked_seconds", self.blocked_seconds)
+        self.max_route_offset = _positive("max_route_offset", self.max_route_offset)
+        if (
+            isinstance(self.town_index, bool)
+            or not isinstance(self.town_index, (int, np.integer))
+            or self.town_index < 0
+        ):
+            raise ValueError(f"EnvConfig.town_index must be a non-negative integer, got {self.town_index!r}")
+        self.town_index = int(self.town_index)
+        if not isinstance(self.reward, (RewardConfig, dict, type(None))):
+            raise ValueError(f"EnvConfig.reward must be a RewardConfig or a dict of its fields, got {self.reward!r}")
+        try:
+            self.reward = RewardConfig.from_any(self.reward)
+        except TypeError as err:
+            raise ValueError(f"EnvConfig.reward: {err}") from None
+        self.discrete, self.terminate_off_road = bool(self.discrete), bool(self.terminate_off_road)
+        self.backend_options = dict(self.backend_options)
+        for reserved in ("size", "route_length"):
+            if reserved in self.backend_options:
+                option = "camera_size" if reserved == "size" else reserved
+                raise ValueError(f"backend option {reserved!r} is set by EnvConfig.{option}; pass {option}= instead")
+        # an unknown backend or split, or a town outside the split, fails here rather than in a worker process
+        backend_class(self.backend)
+        self.world_options(0)
+
+    @classmethod
+    def from_kwargs(cls, config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
+        """A config from keyword options (those of `CarlaPerceptionEnv`), over `config` when one is given.
+
+        Keywords that are not fields of EnvConfig are backend options (town, vehicles, host, ...).
+        """
+        if config is not None and not isinstance(config, EnvConfig):
+            raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        fields = {k: v for k, v in kwargs.items() if k in names}
+        extra = {k: v for k, v in kwargs.items() if k not in names}
+        base = {} if config is None else config.backend_options
+        fields["backend_options"] = {**base, **fields.get("backend_options", {}), **extra}
+        return cls(**fields) if config is None else dataclasses.replace(config, **fields)
+
+    def make_perception(self, num_streams: int) -> GroundTruthPerception | ModelPerception:
+        """The perception source for `num_streams` worlds (one batched pass for all of them)."""
+        return make_perception(
+            self.perception, num_streams, self.obs_size, self.weights, self.device, engine=self.engine
+        )
+
+    def world_options(self, index: int = 0) -> dict[str, Any]:
+        """`make_backend` options of world `index`: camera size, route length, its town from `split`
+        (`town_index + index`, round-robin) and, for CARLA, its own server's port (CARLA_PORT_SPACING apart)."""
+        return world_options(
+            self.backend,
+            index,
+            self.split,
+            {"size": self.camera_size, "route_length": self.route_length, **self.backend_options},
+            self.town_index,
+        )
+
+    def task_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `DrivingTask` besides the simulator."""
+        return {
+            "reward": self.reward,
+            "blocked_seconds": self.blocked_seconds,
+            "max_route_offset": self.max_route_offset,
+            "terminate_off_road": self.terminate_off_road,
+        }
