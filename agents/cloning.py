@@ -5,12 +5,15 @@ Shared by `agents.imitation` (DAgger) and `agents.guided_ppo` (PPO with an imita
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
+from torch.distributions import Distribution
 
-from .policies import control_to_action
+from carla_gym.env.task import control_to_action
 
 
 def expert_actions(vec: VecEnv) -> np.ndarray:
@@ -18,8 +21,15 @@ def expert_actions(vec: VecEnv) -> np.ndarray:
     return np.stack([control_to_action(c) for c in vec.env_method("autopilot_control")])
 
 
-def fit(model: PPO, observations: dict[str, np.ndarray], labels: np.ndarray, returns: np.ndarray | None, epochs: int,
-        batch_size: int, value_weight: float = 0.5) -> tuple[float, float]:
+def fit(
+    model: PPO,
+    observations: dict[str, np.ndarray],
+    labels: np.ndarray,
+    returns: np.ndarray | None,
+    epochs: int,
+    batch_size: int,
+    value_weight: float = 0.5,
+) -> tuple[float, float]:
     """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
 
     Returns the mean action and value losses of the last epoch (value 0 without returns)."""
@@ -32,14 +42,15 @@ def fit(model: PPO, observations: dict[str, np.ndarray], labels: np.ndarray, ret
         order = rng.permutation(n)
         totals = np.zeros(2)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             obs = policy.obs_to_tensor({k: v[idx] for k, v in observations.items()})[0]
-            mean = policy.get_distribution(obs).distribution.mean
+            mean = cast(Distribution, policy.get_distribution(obs).distribution).mean  # one distribution, not a list
             a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
             v_loss = torch.zeros((), device=policy.device)
             if returns is not None:
-                v_loss = torch.nn.functional.mse_loss(policy.predict_values(obs).flatten(),
-                                                      torch.as_tensor(returns[idx], device=policy.device))
+                v_loss = torch.nn.functional.mse_loss(
+                    policy.predict_values(obs).flatten(), torch.as_tensor(returns[idx], device=policy.device)
+                )
             loss = a_loss + value_weight * v_loss
             policy.optimizer.zero_grad()
             loss.backward()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import gymnasium as gym
 import torch
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -18,15 +20,25 @@ class PerceptionExtractor(BaseFeaturesExtractor):
     over a 2x4 grid so the policy keeps coarse left/right/near/far layout.
     """
 
-    def __init__(self, observation_space: gym.spaces.Dict, cnn_channels: int = 32, vector_dim: int = 64, features_dim: int = 256) -> None:
+    def __init__(
+        self, observation_space: gym.spaces.Dict, cnn_channels: int = 32, vector_dim: int = 64, features_dim: int = 256
+    ) -> None:
         super().__init__(observation_space, features_dim)
-        image_channels = observation_space["semantic"].shape[0] + observation_space["depth"].shape[0]
+        semantic, depth = (
+            cast(gym.spaces.Box, observation_space["semantic"]),
+            cast(gym.spaces.Box, observation_space["depth"]),
+        )
+        image_channels = semantic.shape[0] + depth.shape[0]
         c = cnn_channels
         self.cnn = nn.Sequential(
-            nn.Conv2d(image_channels, c, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d((2, 4)), nn.Flatten(),
+            nn.Conv2d(image_channels, c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(c, 2 * c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d((2, 4)),
+            nn.Flatten(),
         )
         vector_in = sum(int(torch.tensor(observation_space[k].shape).prod()) for k in VECTOR_KEYS)
         self.mlp = nn.Sequential(nn.Linear(vector_in, vector_dim), nn.ReLU())

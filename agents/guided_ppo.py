@@ -11,7 +11,7 @@ the env's observation; the autopilot (privileged) is needed during training only
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from stable_baselines3 import PPO
@@ -38,6 +38,8 @@ class ExpertLabels(BaseCallback):
     def _on_step(self) -> bool:
         # Called after env.step: the pending label belongs to the observation just acted on; the worlds
         # now stand at the next observation (after any auto-reset), which is labelled here.
+        if self._pending is None:
+            raise RuntimeError("ExpertLabels: no pending label; the callback was not started by learn()")
         self.labels.append(self._pending)
         self._pending = expert_actions(self.training_env)
         return True
@@ -55,7 +57,7 @@ class GuidedPPO(PPO):
         self._expert = ExpertLabels()
         super().__init__(*args, **kwargs)
 
-    def learn(self, total_timesteps: int, callback: Any = None, **kwargs: Any) -> "GuidedPPO":
+    def learn(self, total_timesteps: int, callback: Any = None, **kwargs: Any) -> GuidedPPO:  # type: ignore[override]  # forwards PPO.learn's keywords
         self._expert = ExpertLabels()
         callbacks = [self._expert] + (list(callback) if isinstance(callback, list) else [callback] if callback else [])
         return super().learn(total_timesteps, callback=callbacks, **kwargs)
@@ -63,8 +65,14 @@ class GuidedPPO(PPO):
     def train(self) -> None:
         super().train()  # leaves the buffer's observations flattened, env by env
         if self.bc_epochs > 0 and len(self._expert.labels) == self.n_steps:
-            action_mse, _ = fit(self, self.rollout_buffer.observations, self._expert.flat(), None, self.bc_epochs,
-                                self.bc_batch_size)
+            action_mse, _ = fit(
+                self,
+                cast(dict[str, np.ndarray], self.rollout_buffer.observations),
+                self._expert.flat(),
+                None,
+                self.bc_epochs,
+                self.bc_batch_size,
+            )
             self.logger.record("train/bc_action_mse", action_mse)
 
     def _excluded_save_params(self) -> list[str]:

@@ -9,6 +9,7 @@ factors). The overall score is the mean over episodes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 PENALTY_FACTORS: dict[str, float] = {
     "collision_pedestrian": 0.50,
@@ -40,7 +41,7 @@ class EpisodeResult:
         return self.route_completion * self.infraction_penalty
 
 
-def summarize(episodes: list[EpisodeResult]) -> dict[str, float | int | dict]:
+def summarize(episodes: list[EpisodeResult]) -> dict[str, Any]:
     """Leaderboard-style summary: means over episodes, and infractions per km over all distance driven."""
     if not episodes:
         raise ValueError("no episodes to summarize")
@@ -50,7 +51,9 @@ def summarize(episodes: list[EpisodeResult]) -> dict[str, float | int | dict]:
     for e in episodes:
         for name, count in e.infractions.items():
             totals[name] = totals.get(name, 0) + count
-    per_km = {name: (count / km if km > 0 else float("inf") if count else 0.0) for name, count in sorted(totals.items())}
+    per_km = {
+        name: (count / km if km > 0 else float("inf") if count else 0.0) for name, count in sorted(totals.items())
+    }
     collisions = sum(c for name, c in totals.items() if name.startswith("collision_"))
     return {
         "episodes": n,

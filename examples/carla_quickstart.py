@@ -33,23 +33,42 @@ def main() -> None:
         print(f"{args.out}/{args.town}/{clip} already recorded")
         return
     try:
-        sim = make_backend("carla", host=args.host, port=args.port, town=args.town, size=(256, 512),
-                           autopilot=True, seed=args.seed, vehicles=30, walkers=20)
+        sim = make_backend(
+            "carla",
+            host=args.host,
+            port=args.port,
+            town=args.town,
+            size=(256, 512),
+            autopilot=True,
+            seed=args.seed,
+            vehicles=30,
+            walkers=20,
+        )
     except ConnectionError as err:
         parser.exit(1, f"error: {err}\n")
     with sim:
         frame = sim.reset(seed=args.seed)
         for _ in range(20):  # let the car get going before recording
             frame = sim.step(Control())
-        with ClipWriter(args.out, args.town, clip, backend="carla", fov=90.0, split=CarlaBackend.split_of(args.town),
-                        fixed_delta_seconds=sim.fixed_delta_seconds, seed=args.seed) as writer:
+        with ClipWriter(
+            args.out,
+            args.town,
+            clip,
+            backend="carla",
+            fov=90.0,
+            split=CarlaBackend.split_of(args.town),
+            fixed_delta_seconds=sim.fixed_delta_seconds,
+            seed=args.seed,
+        ) as writer:
             for _ in range(args.frames):
                 frame = sim.step(Control())
                 writer.write(frame)
                 if frame.events:
                     print(f"frame {frame.frame}: {', '.join(map(str, frame.events))}")
-        print(f"recorded {args.frames} frames to {writer.path}; speed {frame.speed:.1f} m/s, "
-              f"{frame.route.distance_left:.0f} m of route left")
+        print(
+            f"recorded {args.frames} frames to {writer.path}; speed {frame.speed:.1f} m/s, "
+            f"{frame.route.distance_left:.0f} m of route left"
+        )
 
 
 if __name__ == "__main__":

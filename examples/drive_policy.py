@@ -1,6 +1,6 @@
 """Load a trained driving policy and watch it drive: one test-town episode written as a dashboard MP4.
 
-    python examples/drive_policy.py runs/ppo_gt/best_model.zip --perception ground_truth
+    python examples/drive_policy.py runs/ppo_gt/best_policy --perception ground_truth
     python examples/drive_policy.py autopilot --out autopilot.mp4
 
 The dashboard shows the camera, the perception's segmentation and depth, and the speed, route
@@ -21,17 +21,40 @@ from agents.policies import load_policy
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("policy", help="PPO checkpoint (.zip), 'autopilot' or 'random'")
+    parser.add_argument("policy", help="policy folder, 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow an SB3 .zip policy; loading it unpickles it and runs any code it holds: trusted files only",
+    )
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
+    parser.add_argument(
+        "--camera-size",
+        type=int,
+        nargs=2,
+        default=(128, 256),
+        metavar=("H", "W"),
+        help="camera image size; the one the policy was trained with",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("drive.mp4"))
     args = parser.parse_args()
 
-    env = gym.make("CarlaPerception-v0", perception=args.perception, split="test", render_mode="rgb_array")
-    result = run_episode(env, load_policy(args.policy), seed=args.seed, video_path=args.out)
+    env = gym.make(
+        "CarlaPerception-v0",
+        perception=args.perception,
+        split="test",
+        camera_size=tuple(args.camera_size),
+        render_mode="rgb_array",
+    )
+    result = run_episode(
+        env, load_policy(args.policy, trust_pickle=args.trust_pickle), seed=args.seed, video_path=args.out
+    )
     env.close()
-    print(f"{args.out}: {result.steps} steps, route completion {result.route_completion:.0%}, "
-          f"ended by {result.termination}, infractions {result.infractions}")
+    print(
+        f"{args.out}: {result.steps} steps, route completion {result.route_completion:.0%}, "
+        f"ended by {result.termination}, infractions {result.infractions}"
+    )
 
 
 if __name__ == "__main__":

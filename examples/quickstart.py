@@ -37,8 +37,10 @@ def main() -> None:
         if terminated or truncated:
             print(f"episode ended at step {step + 1}: {info.get('termination') or 'time limit'}")
             break
-    print(f"return {episode_return:.1f}, route completion {info['route_completion']:.0%}, "
-          f"{info['distance']:.0f} m driven, infractions {info['infractions']}")
+    print(
+        f"return {episode_return:.1f}, route completion {info['route_completion']:.0%}, "
+        f"{info['distance']:.0f} m driven, infractions {info['infractions']}"
+    )
     cv2.imwrite(args.out, env.render()[:, :, ::-1])
     print(f"dashboard saved to {args.out}")
     env.close()

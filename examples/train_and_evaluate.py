@@ -13,6 +13,7 @@ import argparse
 import gymnasium as gym
 from stable_baselines3 import PPO
 
+import agents
 import carla_gym  # noqa: F401  (registers the envs)
 from agents.evaluate import run_episode
 from agents.features import PerceptionExtractor
@@ -26,19 +27,28 @@ def main() -> None:
     args = parser.parse_args()
 
     env = gym.make("CarlaPerception-v0", perception=args.perception, split="train")
-    model = PPO("MultiInputPolicy", env, n_steps=512, batch_size=128, seed=0, verbose=1,
-                policy_kwargs=dict(features_extractor_class=PerceptionExtractor))
+    model = PPO(
+        "MultiInputPolicy",
+        env,
+        n_steps=512,
+        batch_size=128,
+        seed=0,
+        verbose=1,
+        policy_kwargs=dict(features_extractor_class=PerceptionExtractor),
+    )
     model.learn(args.timesteps, progress_bar=False)
-    model.save("ppo_quick")
+    agents.save_policy(model, "ppo_quick")  # safetensors + JSON: loads without unpickling anything
     env.close()
 
     test_env = gym.make("CarlaPerception-v0", perception=args.perception, split="test", render_mode="rgb_array")
-    policy = PPO.load("ppo_quick")
-    episodes = [run_episode(test_env, lambda obs, _: policy.predict(obs, deterministic=True)[0], seed=s) for s in range(3)]
+    policy = agents.load_policy("ppo_quick")
+    episodes = [run_episode(test_env, lambda obs, _: policy.predict(obs)[0], seed=s) for s in range(3)]
     test_env.close()
     summary = summarize(episodes)
-    print(f"driving score {summary['driving_score']:.3f}, route completion {summary['route_completion']:.0%}, "
-          f"collisions/km {summary['collisions_per_km']:.2f}")
+    print(
+        f"driving score {summary['driving_score']:.3f}, route completion {summary['route_completion']:.0%}, "
+        f"collisions/km {summary['collisions_per_km']:.2f}"
+    )
 
 
 if __name__ == "__main__":

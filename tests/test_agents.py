@@ -9,17 +9,34 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+import agents
 from agents import evaluate, imitation, train_ppo
 from agents.features import PerceptionExtractor
 from agents.train_ppo import latest_checkpoint
 from carla_gym.env import observation_space
 
-TINY = ["--n-envs", "1", "--perception", "ground_truth", "--camera-size", "64", "128", "--n-steps", "64",
-        "--batch-size", "32", "--n-epochs", "1", "--eval-freq", "0", "--save-freq", "64"]
+TINY = [
+    "--n-envs",
+    "1",
+    "--perception",
+    "ground_truth",
+    "--camera-size",
+    "64",
+    "128",
+    "--n-steps",
+    "64",
+    "--batch-size",
+    "32",
+    "--n-epochs",
+    "1",
+    "--eval-freq",
+    "0",
+    "--save-freq",
+    "64",
+]
 
 
 def test_extractor_output_size_and_gradients():
@@ -39,14 +56,36 @@ def test_tiny_ppo_trains_resumes_reloads_and_evaluates(tmp_path, capsys):
     assert any((out / "tb").rglob("events.out.tfevents.*"))
     assert train_ppo.main(["--timesteps", "192", "--out", str(out), "--resume", *TINY]) == 0
     assert "resuming from" in capsys.readouterr().out
-    model = PPO.load(out / "final_model.zip")
-    assert model.num_timesteps == 192
+    assert latest_checkpoint(out / "checkpoints").name == "ppo_192_steps.zip"  # the end of a run can be resumed
+    metadata = agents.load_policy(out / "final_policy").metadata
+    assert metadata["num_timesteps"] == 192 and metadata["perception"] == "ground_truth"
+    assert metadata["camera_size"] == [64, 128] and metadata["obs_size"] == [40, 80]
+    assert metadata["command"].startswith("python -m agents.train_ppo --timesteps 192")
+    assert not list(out.glob("*.zip"))  # nothing outside checkpoints/ needs unpickling
     report = tmp_path / "eval.json"
-    assert evaluate.main([str(out / "final_model.zip"), "--episodes", "2", "--perception", "ground_truth",
-                          "--max-steps", "20", "--out", str(report)]) == 0
+    assert (
+        evaluate.main(
+            [
+                str(out / "final_policy"),
+                "--episodes",
+                "2",
+                "--perception",
+                "ground_truth",
+                "--camera-size",
+                "64",
+                "128",
+                "--max-steps",
+                "20",
+                "--out",
+                str(report),
+            ]
+        )
+        == 0
+    )
     summary = json.loads(report.read_text())
     assert summary["episodes"] == 2 and len(summary["episodes_detail"]) == 2
     assert 0.0 <= summary["driving_score"] <= summary["route_completion"] <= 1.0
+    assert summary["camera_size"] == [64, 128]
 
 
 def test_evaluate_names_a_missing_policy(tmp_path):
@@ -66,19 +105,22 @@ def test_two_worlds_train_through_make_vec(tmp_path):
     args = list(TINY)
     args[args.index("--n-envs") + 1] = "2"
     assert train_ppo.main(["--timesteps", "128", "--out", str(out), *args]) == 0
-    assert PPO.load(out / "final_model.zip").num_timesteps == 128
+    assert agents.load_policy(out / "final_policy").metadata["num_timesteps"] == 128
 
 
 def test_driving_callback_logs_how_episodes_ended():
     callback = train_ppo.DrivingInfoCallback()
     callback.model = SimpleNamespace(logger=Logger(folder=None, output_formats=[]))
     infractions = {"collision_vehicle": 1, "lane_invasion": 0}
-    callback.locals = {"dones": [True, False, True, True], "infos": [
-        {"route_completion": 0.5, "distance": 100.0, "infractions": infractions, "termination": "collision"},
-        {},  # still running: not logged
-        {"route_completion": 1.0, "distance": 200.0, "infractions": infractions, "termination": "route_completed"},
-        {"route_completion": 0.0, "distance": 0.0, "infractions": infractions, "TimeLimit.truncated": True},
-    ]}
+    callback.locals = {
+        "dones": [True, False, True, True],
+        "infos": [
+            {"route_completion": 0.5, "distance": 100.0, "infractions": infractions, "termination": "collision"},
+            {},  # still running: not logged
+            {"route_completion": 1.0, "distance": 200.0, "infractions": infractions, "termination": "route_completed"},
+            {"route_completion": 0.0, "distance": 0.0, "infractions": infractions, "TimeLimit.truncated": True},
+        ],
+    }
     assert callback._on_step()
     logged = callback.model.logger.name_to_value
     assert logged["driving/route_completion"] == pytest.approx(0.5)
@@ -91,26 +133,125 @@ def test_driving_callback_logs_how_episodes_ended():
 def test_init_from_copies_the_policy_weights(tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert train_ppo.main(["--timesteps", "64", "--out", str(first), *TINY]) == 0
-    assert train_ppo.main(["--timesteps", "64", "--out", str(second), "--init-from", str(first / "final_model.zip"),
-                           "--learning-rate", "0", "--log-std-init", "-3.5", *TINY]) == 0
-    a = PPO.load(first / "final_model.zip").policy.state_dict()
-    b = PPO.load(second / "final_model.zip").policy.state_dict()
+    assert (
+        train_ppo.main(
+            [
+                "--timesteps",
+                "64",
+                "--out",
+                str(second),
+                "--init-from",
+                str(first / "final_policy"),
+                "--learning-rate",
+                "0",
+                "--log-std-init",
+                "-3.5",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    a = agents.load_policy(first / "final_policy").policy.state_dict()
+    b = agents.load_policy(second / "final_policy").policy.state_dict()
     assert a["log_std"].mean() != -3.5 and torch.all(b["log_std"] == -3.5)  # the exploration noise was reset
-    assert all(torch.equal(a[k], b[k]) for k in a if k != "log_std")  # learning rate 0: copied weights stay as they were
+    assert all(
+        torch.equal(a[k], b[k]) for k in a if k != "log_std"
+    )  # learning rate 0: copied weights stay as they were
     with pytest.raises(SystemExit) as err:
-        train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope.zip"), *TINY])
+        train_ppo.main(
+            ["--timesteps", "64", "--out", str(tmp_path / "x"), "--init-from", str(tmp_path / "nope"), *TINY]
+        )
     assert err.value.code == 2
+    checkpoint = next((first / "checkpoints").glob("*.zip"))
+    with pytest.raises(SystemExit) as err:  # an SB3 .zip is unpickled: only with --trust-pickle
+        train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "x"), "--init-from", str(checkpoint), *TINY])
+    assert err.value.code == 2 and not (tmp_path / "x").exists()
+    assert (
+        train_ppo.main(
+            [
+                "--timesteps",
+                "64",
+                "--out",
+                str(tmp_path / "y"),
+                "--init-from",
+                str(checkpoint),
+                "--trust-pickle",
+                "--learning-rate",
+                "0",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    c = agents.load_policy(tmp_path / "y" / "final_policy").policy.state_dict()
+    assert all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     out = tmp_path / "bc"
-    assert imitation.main(["--steps", "96", "--rounds", "2", "--epochs", "1", "--n-envs", "2", "--perception",
-                           "ground_truth", "--camera-size", "64", "128", "--max-steps", "30", "--out", str(out)]) == 0
-    assert imitation.main(["--steps", "48", "--rounds", "1", "--epochs", "1", "--n-envs", "2", "--perception",
-                           "ground_truth", "--camera-size", "64", "128", "--out", str(tmp_path / "bc2"),
-                           "--init-from", str(out / "bc_model.zip")]) == 0
-    assert train_ppo.main(["--timesteps", "64", "--out", str(tmp_path / "ppo"), "--init-from",
-                           str(tmp_path / "bc2" / "bc_model.zip"), *TINY]) == 0
+    assert (
+        imitation.main(
+            [
+                "--steps",
+                "96",
+                "--rounds",
+                "2",
+                "--epochs",
+                "1",
+                "--n-envs",
+                "2",
+                "--perception",
+                "ground_truth",
+                "--camera-size",
+                "64",
+                "128",
+                "--max-steps",
+                "30",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (
+        imitation.main(
+            [
+                "--steps",
+                "48",
+                "--rounds",
+                "1",
+                "--epochs",
+                "1",
+                "--n-envs",
+                "2",
+                "--perception",
+                "ground_truth",
+                "--camera-size",
+                "64",
+                "128",
+                "--out",
+                str(tmp_path / "bc2"),
+                "--init-from",
+                str(out / "bc_policy"),
+            ]
+        )
+        == 0
+    )
+    assert agents.load_policy(tmp_path / "bc2" / "bc_policy").metadata["perception"] == "ground_truth"
+    assert (
+        train_ppo.main(
+            [
+                "--timesteps",
+                "64",
+                "--out",
+                str(tmp_path / "ppo"),
+                "--init-from",
+                str(tmp_path / "bc2" / "bc_policy"),
+                *TINY,
+            ]
+        )
+        == 0
+    )
 
 
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():

@@ -1,0 +1,65 @@
+"""PPO settings for `CarlaPerception-v0`: shared by `agents.train_ppo` and RL Baselines3 Zoo.
+
+    python -m rl_zoo3.train --algo ppo --env CarlaPerception-v0 --gym-packages carla_gym --conf-file agents.hyperparams.ppo
+
+The values follow rl-baselines3-zoo's tuned CarRacing-v2 settings (a continuous-control driving task
+from pixels: gSDE exploration, 4 rollouts of 512 steps, gamma 0.99, GAE 0.95, clip 0.2) with Roach's
+(Zhang et al., ICCV 2021) entropy bonus of 0.01 for driving; rollouts are shorter than Roach's because
+episodes here are 1000 steps long. Two changes for CPU machines: 5 epochs per update instead of the
+Zoo's 10, and 4 worlds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.features import PerceptionExtractor
+
+PPO_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=3e-4,
+    n_steps=512,
+    batch_size=128,
+    n_epochs=5,
+    gamma=0.99,
+    gae_lambda=0.95,
+    clip_range=0.2,
+    ent_coef=0.01,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+    use_sde=True,
+    sde_sample_freq=4,
+)
+
+# gSDE's initial log std. The action noise is |policy latent| x exp(log_std), so the same value gives
+# more noise once the latent has grown (an imitation-trained policy: ~0.7 at -2.0).
+LOG_STD_INIT = -2.0
+
+N_ENVS = 4
+N_TIMESTEPS = 200_000
+
+
+def policy_kwargs(log_std_init: float = LOG_STD_INIT) -> dict[str, Any]:
+    """The policy network: `PerceptionExtractor`, then separate 256x256 actor and critic heads (a new dict each call)."""
+    return dict(
+        features_extractor_class=PerceptionExtractor,
+        log_std_init=log_std_init,
+        net_arch=dict(pi=[256, 256], vf=[256, 256]),
+    )
+
+
+def zoo_hyperparams() -> dict[str, dict[str, Any]]:
+    """The Zoo's per-env settings; the discrete-action env drops gSDE, which needs continuous actions."""
+    continuous = dict(
+        policy="MultiInputPolicy", n_envs=N_ENVS, n_timesteps=N_TIMESTEPS, **PPO_DEFAULTS, policy_kwargs=policy_kwargs()
+    )
+    discrete = {k: v for k, v in continuous.items() if k not in ("use_sde", "sde_sample_freq")}
+    discrete["policy_kwargs"] = {k: v for k, v in policy_kwargs().items() if k != "log_std_init"}
+    return {"CarlaPerception-v0": continuous, "CarlaPerceptionDiscrete-v0": discrete}
+
+
+def __getattr__(name: str) -> Any:
+    # The Zoo reads `hyperparams` from this module and edits the dict it gets (overrides, deletions);
+    # a fresh one per read keeps a second run in the same process from seeing the first one's edits.
+    if name == "hyperparams":
+        return zoo_hyperparams()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
