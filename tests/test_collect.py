@@ -7,14 +7,28 @@ import os
 import numpy as np
 import pytest
 
-from carla_gym import collect
+from carla_gym import collect, datasets
 from perception.conventions import CLASS_IDS
 from perception.data.clips import ClipStore
 
 
 def test_collect_writes_readable_clips_and_resumes(tmp_path, capsys):
-    argv = ["--towns", "grid_suburb,harbour_district", "--clips", "2", "--frames", "3", "--size", "32x64",
-            "--out", str(tmp_path), "--seed", "5", "--warmup", "2"]
+    argv = [
+        "--towns",
+        "grid_suburb,harbour_district",
+        "--clips",
+        "2",
+        "--frames",
+        "3",
+        "--size",
+        "32x64",
+        "--out",
+        str(tmp_path),
+        "--seed",
+        "5",
+        "--warmup",
+        "2",
+    ]
     assert collect.main(argv) == 0
     out = capsys.readouterr().out
     assert "4 clip(s) written" in out and "Road" in out and "harbour_district" in out
@@ -52,14 +66,99 @@ def test_collect_writes_readable_clips_and_resumes(tmp_path, capsys):
 def test_collect_split_and_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit):
         collect.main(["--size", "128by256"])
-    assert collect.parse_size("128x256") == (128, 256)
-    assert collect.default_root().name == "clips"
-    assert collect.main(["--split", "val", "--clips", "1", "--frames", "1", "--size", "16x32", "--out", str(tmp_path),
-                         "--warmup", "0"]) == 0
+    assert datasets.parse_size("128x256") == (128, 256)
+    assert datasets.default_root().name == "clips"
+    assert (
+        collect.main(
+            [
+                "--split",
+                "val",
+                "--clips",
+                "1",
+                "--frames",
+                "1",
+                "--size",
+                "16x32",
+                "--out",
+                str(tmp_path),
+                "--warmup",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert [c.meta.town for c in ClipStore(tmp_path).clips()] == ["market_crossroads"]
     # random towns can be labelled as training data; a named town keeps its own split
-    assert collect.main(["--towns", "1003", "--split", "train", "--clips", "1", "--frames", "1", "--size", "16x32",
-                         "--out", str(tmp_path), "--warmup", "0"]) == 0
+    assert (
+        collect.main(
+            [
+                "--towns",
+                "1003",
+                "--split",
+                "train",
+                "--clips",
+                "1",
+                "--frames",
+                "1",
+                "--size",
+                "16x32",
+                "--out",
+                str(tmp_path),
+                "--warmup",
+                "0",
+            ]
+        )
+        == 0
+    )
     assert [c.meta.split for c in ClipStore(tmp_path).clips(towns=["seed_1003"])] == ["train"]
     with pytest.raises(SystemExit, match="'harbour_district' belongs to the 'test' split"):
         collect.main(["--towns", "harbour_district", "--split", "train", "--out", str(tmp_path)])
+
+
+def test_episode_drive_records_from_the_first_tick(tmp_path, capsys):
+    """--drive episode: frame 0 is the reset frame (ego at rest), the route outlasts the drive, and its
+    meta says how it was driven; a warm-up clip of the same index drives elsewhere."""
+    from carla_gym.sim import make_backend
+
+    argv = [
+        "--towns",
+        "harbour_district",
+        "--clips",
+        "1",
+        "--frames",
+        "4",
+        "--size",
+        "16x32",
+        "--out",
+        str(tmp_path),
+        "--seed",
+        "3",
+        "--drive",
+        "episode",
+    ]
+    assert collect.main(argv) == 0
+    clip = ClipStore(tmp_path).clips()[0]
+    assert clip.path.name == "episode_0000" and len(clip) == 4
+    assert clip.meta.extra["drive"] == "episode" and clip.meta.extra["warmup"] == 0
+    assert clip.meta.extra["route_length"] == datasets.episode_route_length(4, 1, 0.1) == datasets.EPISODE_ROUTE_LENGTH
+    seed = datasets.clip_seed(3, "harbour_district", 0, "episode")
+    assert clip.meta.seed == seed != datasets.clip_seed(3, "harbour_district", 0)
+    backend = make_backend("embedded", town="harbour_district", size=(16, 32))
+    try:
+        first = backend.reset(seed=seed, options={"route_length": clip.meta.extra["route_length"]})
+    finally:
+        backend.close()
+    assert first.speed == 0.0
+    np.testing.assert_allclose(clip.poses[0], first.camera_to_world)  # recorded from the reset frame
+    np.testing.assert_array_equal(clip.frame(0)["semantic"], first.semantic)
+    assert np.linalg.norm(clip.poses[1][:3, 3] - clip.poses[0][:3, 3]) < 0.05  # the first step starts from rest
+    # a long drive gets a route it cannot finish at the autopilot's speeds
+    assert datasets.episode_route_length(1000, 1, 0.1) >= datasets.ROUTE_SPEED_BOUND * 100.0
+
+    # the same folder recorded again as warm-up clips named episode_: the difference is named, nothing changes
+    with pytest.raises(SystemExit, match="drive: 'episode' on disk vs 'warmup' requested"):
+        collect.main([*argv[:-2], "--name", "episode"])
+    with pytest.raises(SystemExit, match="--drive episode records from the first tick"):
+        collect.main([*argv, "--warmup", "5"])
+    with pytest.raises(SystemExit, match="--name"):
+        collect.main([*argv, "--name", "../x"])

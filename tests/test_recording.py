@@ -3,11 +3,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import make_frame
 
 from carla_gym.recording import ClipWriter, clip_is_complete
 from perception.conventions import relative_pose
 from perception.data import ClipFormatError, ClipStore, ClipWindows
-from conftest import make_frame
 
 STEP_M = 1000.0 / (256**3 - 1)
 
@@ -90,7 +90,10 @@ def test_broken_clip_store_names_clip_and_file(tmp_path, frames, damage, message
     "damage, message",
     [
         (lambda p: (p / "rgb" / "000002.png").write_bytes(b"not a png"), r"rgb/000002.png: missing or unreadable"),
-        (lambda p: (p / "semantic" / "000002.png").write_bytes((p / "rgb" / "000000.png").read_bytes()), "single-channel"),
+        (
+            lambda p: (p / "semantic" / "000002.png").write_bytes((p / "rgb" / "000000.png").read_bytes()),
+            "single-channel",
+        ),
     ],
 )
 def test_corrupt_frame_is_named_when_read(tmp_path, frames, damage, message):

@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from carla_gym import train_perception
 from carla_gym.sim import backend_class
 from perception import build_model
-from perception.data import ClipWindows
-from perception.training import default_config, train
 from perception.conventions import matrix_to_pose6
+from perception.data import ClipWindows
 from perception.losses import pose_loss
+from perception.training import default_config, train
 from perception.training.loop import bptt_chunks, is_better, prepare_rgb, stage_loss, window_slice
 from perception.training.stages import set_trainable
 
@@ -50,7 +50,10 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
             assert {"translation_error_m", "rotation_error_deg", "ate_m"} <= set(r["ego_motion"])
             assert {"tc", "tc_ceiling", "flicker"} <= set(r["temporal"])
     assert {p.name for p in (out / "pictures").iterdir()} == {
-        "segmentation_per_frame_vs_temporal.gif", "depth_pred_vs_true.png", "point_cloud.ply"}
+        "segmentation_per_frame_vs_temporal.gif",
+        "depth_pred_vs_true.png",
+        "point_cloud.ply",
+    }
     assert any((out / "tb").iterdir())
     assert (out / "checkpoints" / "last.pt").is_file()
     cached = [p.name for p in (tmp_path / "cache" / "clips").iterdir()]  # the world's version keys the clip cache
@@ -59,8 +62,20 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
 
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights."""
-    common = ["--profile", "smoke", "--data", str(smoke_data), "--epochs", "2,1,1,2", "--device", "cpu", "--no-eval",
-              "--mirror", "--zoom", "1.5"]  # seeded mirroring (the default) and zooming included
+    common = [
+        "--profile",
+        "smoke",
+        "--data",
+        str(smoke_data),
+        "--epochs",
+        "2,1,1,2",
+        "--device",
+        "cpu",
+        "--no-eval",
+        "--mirror",
+        "--zoom",
+        "1.5",
+    ]  # seeded mirroring (the default) and zooming included
     assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "5"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
@@ -88,14 +103,33 @@ def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Pa
         torch.testing.assert_close(again[k], full[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
-def test_stage_ends_with_its_best_validation_epoch(smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                                   one_thread) -> None:
+def test_stage_ends_with_its_best_validation_epoch(
+    smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread
+) -> None:
     """The seg stage keeps the epoch with the best validation mIoU (as logged), not simply the last one."""
-    args = ["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval", "--out", str(tmp_path),
-            "--stages", "seg", "--epochs", "4,0,0,0", "--lr", "1e-2,3e-4,3e-4,3e-4"]
+    args = [
+        "--profile",
+        "smoke",
+        "--data",
+        str(smoke_data),
+        "--device",
+        "cpu",
+        "--no-eval",
+        "--out",
+        str(tmp_path),
+        "--stages",
+        "seg",
+        "--epochs",
+        "4,0,0,0",
+        "--lr",
+        "1e-2,3e-4,3e-4,3e-4",
+    ]
     assert train_perception.main(args) == 0
-    logged = [float(line.split("val_miou=")[1].split()[0]) for line in capsys.readouterr().out.splitlines()
-              if line.startswith("seg epoch")]
+    logged = [
+        float(line.split("val_miou=")[1].split()[0])
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("seg epoch")
+    ]
     assert len(logged) == 4
     best = torch.load(tmp_path / "checkpoints" / "best.pt", weights_only=True)
     assert logged[best["epoch"] - 1] == max(logged)
@@ -126,17 +160,26 @@ def test_stage_without_keep_best_ends_with_its_last_epoch(smoke_data: Path, tmp_
     assert all(s.keep_best for s in default_config("full").stages if s.name != "seq")
 
 
-@pytest.mark.parametrize("score, best, higher, expected", [
-    (0.5, 0.4, True, True), (0.4, 0.5, True, False), (0.4, 0.4, True, False),  # mIoU: a tie keeps the earlier epoch
-    (0.1, 0.2, False, True), (0.2, 0.1, False, False),  # AbsRel, loss: lower is better
-    (float("nan"), 0.2, False, False), (0.3, float("nan"), True, True),  # NaN never wins, anything beats it
-])
+@pytest.mark.parametrize(
+    "score, best, higher, expected",
+    [
+        (0.5, 0.4, True, True),
+        (0.4, 0.5, True, False),
+        (0.4, 0.4, True, False),  # mIoU: a tie keeps the earlier epoch
+        (0.1, 0.2, False, True),
+        (0.2, 0.1, False, False),  # AbsRel, loss: lower is better
+        (float("nan"), 0.2, False, False),
+        (0.3, float("nan"), True, True),  # NaN never wins, anything beats it
+    ],
+)
 def test_is_better(score: float, best: float, higher: bool, expected: bool) -> None:
     assert is_better(score, best, higher) is expected
 
 
 @pytest.mark.parametrize("damage", ["missing_frame", "garbage_frame", "garbage_meta"])
-def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread) -> None:
+def test_broken_clip_is_named(
+    damage: str, smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread
+) -> None:
     """A missing or unreadable frame, or a bad meta.json, ends the run with a one-line error naming the clip."""
     data = tmp_path / "data"
     shutil.copytree(smoke_data, data)
@@ -148,23 +191,28 @@ def test_broken_clip_is_named(damage: str, smoke_data: Path, tmp_path: Path, cap
     else:
         (broken / "meta.json").write_text("{ not json")
     with pytest.raises(SystemExit) as e:
-        train_perception.main(["--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"])
+        train_perception.main(
+            ["--profile", "smoke", "--data", str(data), "--out", str(tmp_path / "o"), "--device", "cpu"]
+        )
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert str(broken) in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv, needle", [
-    (["--stages", "seg,flow"], "unknown stage 'flow'"),
-    (["--data", "/nonexistent/clips"], "/nonexistent/clips"),
-    (["--epochs", "1,2"], "--epochs"),
-    (["--lr", "1e-3,x,1,1"], "--lr"),
-    (["--window", "1"], "--window 1"),
-    (["--bptt", "1"], "--bptt 1"),
-    (["--zoom", "0.5"], "--zoom 0.5"),
-    (["--clutter", "0.25,0.25,0.25,1.5"], "at most 1"),
-    (["--frames", "7", "--window", "8"], "8-frame training window"),
-])
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--stages", "seg,flow"], "unknown stage 'flow'"),
+        (["--data", "/nonexistent/clips"], "/nonexistent/clips"),
+        (["--epochs", "1,2"], "--epochs"),
+        (["--lr", "1e-3,x,1,1"], "--lr"),
+        (["--window", "1"], "--window 1"),
+        (["--bptt", "1"], "--bptt 1"),
+        (["--zoom", "0.5"], "--zoom 0.5"),
+        (["--clutter", "0.25,0.25,0.25,1.5"], "at most 1"),
+        (["--frames", "7", "--window", "8"], "8-frame training window"),
+    ],
+)
 def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as e:
         train_perception.main(["--profile", "smoke", "--out", str(tmp_path), *argv])
@@ -175,10 +223,14 @@ def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, ca
 def test_stage_overrides_from_the_command_line() -> None:
     """--lr, --clutter and --window reach the stages they name; the per-frame stages keep one-frame windows."""
     parser = train_perception.build_parser()
-    args = parser.parse_args(["--lr", "1e-3,2e-3,3e-4,3e-5", "--clutter", "0.1,0.2,0.3,0.5", "--window", "10",
-                              "--stages", "seg,seq"])
+    args = parser.parse_args(
+        ["--lr", "1e-3,2e-3,3e-4,3e-5", "--clutter", "0.1,0.2,0.3,0.5", "--window", "10", "--stages", "seg,seq"]
+    )
     cfg = train_perception.make_config(args, parser)
-    assert [(s.name, s.lr, s.clutter_p, s.window) for s in cfg.stages] == [("seg", 1e-3, 0.1, 1), ("seq", 3e-5, 0.5, 10)]
+    assert [(s.name, s.lr, s.clutter_p, s.window) for s in cfg.stages] == [
+        ("seg", 1e-3, 0.1, 1),
+        ("seq", 3e-5, 0.5, 10),
+    ]
 
 
 def test_bptt_chunks_carry_the_state_not_the_graph(smoke_data: Path, one_thread) -> None:
@@ -196,8 +248,9 @@ def test_bptt_chunks_carry_the_state_not_the_graph(smoke_data: Path, one_thread)
     whole = model(x)
     first, second = bptt_chunks(stage)
     _, _, out = stage_loss(model, stage, x[:, first], window_slice(batch, first), None, "silog")
-    loss, parts, out2 = stage_loss(model, stage, x[:, second], window_slice(batch, second), None, "silog",
-                                   out["state"].detach())
+    loss, parts, out2 = stage_loss(
+        model, stage, x[:, second], window_slice(batch, second), None, "silog", out["state"].detach()
+    )
     torch.testing.assert_close(out2["seg_logits"], whole["seg_logits"][:, 4:], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out2["pose6"], whole["pose6"][:, 4:], rtol=1e-4, atol=1e-4)
     expected_pose = pose_loss(whole["pose6"][:, 4:].detach(), matrix_to_pose6(batch["rel_pose"][:, 4:]))
@@ -212,13 +265,34 @@ def test_bptt_run_takes_a_step_per_chunk(smoke_data: Path, tmp_path: Path, one_t
     steps = {}
     for extra in ([], ["--bptt", "3"]):
         out = tmp_path / ("bptt" if extra else "whole")
-        assert train_perception.main(["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval",
-                                      "--stages", "seq", "--epochs", "0,0,0,1", "--out", str(out), *extra]) == 0
+        assert (
+            train_perception.main(
+                [
+                    "--profile",
+                    "smoke",
+                    "--data",
+                    str(smoke_data),
+                    "--device",
+                    "cpu",
+                    "--no-eval",
+                    "--stages",
+                    "seq",
+                    "--epochs",
+                    "0,0,0,1",
+                    "--out",
+                    str(out),
+                    *extra,
+                ]
+            )
+            == 0
+        )
         steps[bool(extra)] = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"]
     assert steps == {False: 2, True: 4}  # the smoke profile's 2 batches per epoch
 
 
-def _fixed_batch_losses(preset: str, data: Path, stage_name: str, steps: int, size: tuple[int, int] | None = None) -> list[float]:
+def _fixed_batch_losses(
+    preset: str, data: Path, stage_name: str, steps: int, size: tuple[int, int] | None = None
+) -> list[float]:
     """Losses of `steps` Adam steps of one stage on one fixed batch."""
     torch.manual_seed(0)
     cfg = default_config(preset, "smoke")
@@ -260,9 +334,25 @@ def test_full_preset_one_step_per_stage(stage: str, smoke_data: Path) -> None:
 def test_torchrun_two_cpu_processes(smoke_data: Path, tmp_path: Path) -> None:
     """Data-parallel smoke run: 2 CPU processes (gloo) under torchrun, weights written by rank 0."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "carla_gym.train_perception", "--profile", "smoke", "--data", str(smoke_data),
-           "--out", str(tmp_path / "ddp"), "--device", "cpu", "--no-eval"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "carla_gym.train_perception",
+        "--profile",
+        "smoke",
+        "--data",
+        str(smoke_data),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--device",
+        "cpu",
+        "--no-eval",
+    ]
     result = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "weights" / "model.safetensors").is_file()

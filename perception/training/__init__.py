@@ -1,6 +1,6 @@
-"""The perception training curriculum (SPEC 7): configs, stages, the loop, checkpoints, evaluation, pictures.
+"""The perception training curriculum: configs, stages, the loop, checkpoints, evaluation, pictures.
 
-Never imports `carla_gym`: data comes in as a folder of recorded clips (SPEC 5).
+Never imports `carla_gym`: data comes in as a folder of recorded clips.
 """
 
 from .config import STAGE_NAMES, StageConfig, TrainConfig, default_config

@@ -1,4 +1,4 @@
-"""The evaluation report (SPEC 8): per-frame baseline vs temporal model, clean and under each corruption.
+"""The evaluation report: per-frame baseline vs temporal model, clean and under each corruption.
 
 The baseline is the same weights with the recurrent state reset every frame (and the ego-motion GRU
 reset every pair); the temporal model carries its state through the clip. Corruptions are drawn per
@@ -10,7 +10,7 @@ a paired bootstrap over clips (`perception.metrics.paired_bootstrap`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -37,31 +37,51 @@ def load_clip(clip: Clip) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def predict_clip(model: PerceptionPipeline, frames: torch.Tensor, mode: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """Frames (T, 3, H, W) in [0, 1] -> labels (T, H, W), depth (T, H, W) metres and pose6 (T-1, 6) of pairs (t-1, t)."""
-    x = normalize(frames).to(device)
-    labels, depth, poses = [], [], []
-    if mode == "temporal":
-        state: PipelineState | None = None
-        for s in range(0, x.shape[0], CHUNK):
-            out = model(x[None, s:s + CHUNK], state)
-            state = out["state"]
-            labels.append(out["seg_logits"][0].argmax(1))
-            depth.append(out["depth"][0, :, 0])
-            poses.append(out["pose6"][0])
-        pose6 = torch.cat(poses)[1:]  # entry 0 has no previous frame
-    elif mode == "per_frame":
-        emb = []
-        for s in range(0, x.shape[0], CHUNK):
-            out = model.geometry_filter(x[s:s + CHUNK, None])  # every frame its own window: state reset
-            labels.append(out["seg_logits"][:, 0].argmax(1))
-            depth.append(out["depth"][:, 0, 0])
-            emb.append(out["embeddings"][:, 0])
-        e = torch.cat(emb)
-        pose6 = model.ego_motion_filter.step(e[:-1], e[1:], None)["pose6"] if e.shape[0] > 1 else e.new_zeros(0, 6)
-    else:
+def predict_chunks(
+    model: PerceptionPipeline, chunks: Iterable[torch.Tensor], mode: str, device: torch.device
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Predictions of consecutive chunks of one clip, chunk by chunk, so a long drive never sits in memory whole.
+
+    Each chunk is frames (t, 3, H, W) in [0, 1]; each result holds labels (t, H, W), depth (t, H, W) metres
+    and pose6 of the frame pairs that end in the chunk (t - 1 for the first chunk, t after it). The temporal
+    mode carries its recurrent state from chunk to chunk; the per-frame mode resets it every frame (and the
+    ego-motion GRU every pair), carrying only the previous frame's embedding into the next chunk's first pair.
+    """
+    if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}")
-    return {"labels": torch.cat(labels).cpu(), "depth": torch.cat(depth).cpu(), "pose6": pose6.cpu()}
+    state: PipelineState | None = None
+    previous: torch.Tensor | None = None  # per-frame: embedding of the chunk before's last frame
+    for chunk in chunks:
+        x = normalize(chunk).to(device)
+        if mode == "temporal":
+            out = model(x[None], state)
+            pose6 = out["pose6"][0] if state is not None else out["pose6"][0, 1:]  # the first frame has no pair
+            state = out["state"]
+            yield {
+                "labels": out["seg_logits"][0].argmax(1).cpu(),
+                "depth": out["depth"][0, :, 0].cpu(),
+                "pose6": pose6.cpu(),
+            }
+        else:
+            out = model.geometry_filter(x[:, None])  # every frame its own window: state reset
+            e = out["embeddings"][:, 0]
+            if previous is not None:
+                e = torch.cat([previous, e])
+            pose6 = model.ego_motion_filter.step(e[:-1], e[1:], None)["pose6"] if e.shape[0] > 1 else e.new_zeros(0, 6)
+            previous = e[-1:]
+            yield {
+                "labels": out["seg_logits"][:, 0].argmax(1).cpu(),
+                "depth": out["depth"][:, 0, 0].cpu(),
+                "pose6": pose6.cpu(),
+            }
+
+
+def predict_clip(
+    model: PerceptionPipeline, frames: torch.Tensor, mode: str, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Frames (T, 3, H, W) in [0, 1] -> labels (T, H, W), depth (T, H, W) metres and pose6 (T-1, 6) of pairs (t-1, t)."""
+    parts = list(predict_chunks(model, frames.split(CHUNK), mode, device))
+    return {k: torch.cat([p[k] for p in parts]) for k in ("labels", "depth", "pose6")}
 
 
 def _clean(value: Any) -> Any:
@@ -94,8 +114,16 @@ class _Scores:
         self.depth.update(pred["depth"], depth)
         if sem.shape[0] > 1:
             self.ego.update_clip(pred["pose6"], rel[1:])
-            self.tc.update(pred["labels"][:-1], pred["labels"][1:], sem[:-1], sem[1:], depth[1:], rel[1:],
-                           item["intrinsics"], depth[:-1])
+            self.tc.update(
+                pred["labels"][:-1],
+                pred["labels"][1:],
+                sem[:-1],
+                sem[1:],
+                depth[1:],
+                rel[1:],
+                item["intrinsics"],
+                depth[:-1],
+            )
 
     def compute(self, class_names: list[str]) -> dict[str, Any]:
         seg = self.seg.compute()
@@ -103,19 +131,28 @@ class _Scores:
         with np.errstate(divide="ignore", invalid="ignore"):
             recall, precision = np.diag(cm) / cm.sum(1), np.diag(cm) / cm.sum(0)  # NaN: never predicted
         return {
-            "pixel_accuracy": seg["pixel_accuracy"], "miou": seg["miou"],
+            "pixel_accuracy": seg["pixel_accuracy"],
+            "miou": seg["miou"],
             "iou": {class_names[c]: float(seg["iou"][c]) for c in present},
             "recall": {class_names[c]: float(recall[c]) for c in present},
             "precision": {class_names[c]: float(precision[c]) for c in present},
             "pixel_share": {class_names[c]: float(cm[c].sum() / cm.sum()) for c in present},
-            "depth": self.depth.compute(), "ego_motion": self.ego.compute(), "temporal": self.tc.compute(),
+            "depth": self.depth.compute(),
+            "ego_motion": self.ego.compute(),
+            "temporal": self.tc.compute(),
         }
 
 
-def evaluate(model: PerceptionPipeline, clips: list[Clip], *, device: str | torch.device = "cpu",
-             corruptions: tuple[str, ...] = CORRUPTIONS, seed: int = 0,
-             on_clip: Callable[[int, dict[str, torch.Tensor], dict[str, dict]], None] | None = None,
-             progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+def evaluate(
+    model: PerceptionPipeline,
+    clips: list[Clip],
+    *,
+    device: str | torch.device = "cpu",
+    corruptions: tuple[str, ...] = CORRUPTIONS,
+    seed: int = 0,
+    on_clip: Callable[[int, dict[str, torch.Tensor], dict[str, dict]], None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Metrics of both modes on `clips`, clean and under each corruption.
 
     Returns {"results": {condition: {mode: metrics}}, "temporal_vs_per_frame": {condition: lead}}, the
@@ -140,22 +177,35 @@ def evaluate(model: PerceptionPipeline, clips: list[Clip], *, device: str | torc
         if progress is not None:
             progress(f"evaluated clip {i + 1}/{len(clips)}: {clip.path}")
     results = {c: {m: scores[c][m].compute(names) for m in MODES} for c in conditions}
-    lead = {c: paired_bootstrap(np.stack(scores[c]["per_frame"].clip_confusions),
-                                np.stack(scores[c]["temporal"].clip_confusions), seed=seed) for c in conditions}
+    lead = {
+        c: paired_bootstrap(
+            np.stack(scores[c]["per_frame"].clip_confusions), np.stack(scores[c]["temporal"].clip_confusions), seed=seed
+        )
+        for c in conditions
+    }
     return _clean({"results": results, "temporal_vs_per_frame": lead})
 
 
 def summary_table(results: dict[str, Any], lead: dict[str, Any] | None = None) -> str:
     """A short text table: mIoU, AbsRel, TC, flicker per condition and mode; with `lead` (evaluate's
     "temporal_vs_per_frame"), the temporal model's mIoU lead and its 95% interval per condition."""
-    lines = [f"{'condition':<16}{'mode':<11}{'mIoU':>7}{'pixacc':>8}{'AbsRel':>8}{'TC':>7}{'ceil':>7}{'flicker':>9}{'t_err':>8}{'r_err':>8}"]
-    f = lambda v, p=3: "   n/a" if v is None else f"{v:.{p}f}"
+    lines = [
+        f"{'condition':<16}{'mode':<11}{'mIoU':>7}{'pixacc':>8}{'AbsRel':>8}{'TC':>7}{'ceil':>7}{'flicker':>9}{'t_err':>8}{'r_err':>8}"
+    ]
+
+    def f(v: float | None, p: int = 3) -> str:
+        return "   n/a" if v is None else f"{v:.{p}f}"
+
     for c, modes in results.items():
         for m, r in modes.items():
-            lines.append(f"{c:<16}{m:<11}{f(r['miou']):>7}{f(r['pixel_accuracy']):>8}{f(r['depth']['abs_rel']):>8}"
-                         f"{f(r['temporal']['tc']):>7}{f(r['temporal']['tc_ceiling']):>7}{f(r['temporal']['flicker'], 4):>9}"
-                         f"{f(r['ego_motion']['translation_error_m']):>8}{f(r['ego_motion']['rotation_error_deg']):>8}")
+            lines.append(
+                f"{c:<16}{m:<11}{f(r['miou']):>7}{f(r['pixel_accuracy']):>8}{f(r['depth']['abs_rel']):>8}"
+                f"{f(r['temporal']['tc']):>7}{f(r['temporal']['tc_ceiling']):>7}{f(r['temporal']['flicker'], 4):>9}"
+                f"{f(r['ego_motion']['translation_error_m']):>8}{f(r['ego_motion']['rotation_error_deg']):>8}"
+            )
     if lead:
         lines.append(f"temporal minus per-frame mIoU, 95% interval over {next(iter(lead.values()))['clips']} clips:")
-        lines += [f"{c:<16}{d['miou']:+.3f}  [{d['miou_ci95'][0]:+.3f}, {d['miou_ci95'][1]:+.3f}]" for c, d in lead.items()]
+        lines += [
+            f"{c:<16}{d['miou']:+.3f}  [{d['miou_ci95'][0]:+.3f}, {d['miou_ci95'][1]:+.3f}]" for c, d in lead.items()
+        ]
     return "\n".join(lines)

@@ -1,10 +1,17 @@
 """The curriculum loop: one linear pass per stage (CleanRL style), read top to bottom in `run_stage`.
 
+`train` checks the inputs, picks the checkpoint to start from and runs the stages in order (`run_curriculum`);
+`run_stage` drives a `StageRun` (one stage's loaders, optimizer, scheduler and best epoch) epoch by epoch:
+train, validate, step the scheduler, keep the best epoch, report, checkpoint. The helpers above it are the
+per-batch pieces (seeding, input preparation, the stage loss, gradient averaging).
+
 Every stage trains the one `PerceptionPipeline`; `stages.TRAINABLE` says which parts. After each
 epoch: validation (the stage's selection metric, `selection_metric`, drives ReduceLROnPlateau and
 picks the epoch whose weights the stage ends with), TensorBoard scalars and a sample image, and an
 atomic checkpoint, so `resume=True` continues from the last completed epoch and ends with the same
 weights as an uninterrupted run (shuffling and augmentation are seeded from (seed, stage, epoch, batch)).
+Checkpoints keep the run's config and an identity of its clips; resuming with other settings or other
+data is refused with the list of differences.
 
 Data parallel: under `torchrun` each rank gets a `DistributedSampler` shard and the gradients of the
 trainable parameters are averaged with `all_reduce` after each backward (the freezing changes per
@@ -21,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -30,18 +37,32 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from perception.conventions import NUM_CLASSES, colorize, matrix_to_pose6
-from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment, mirror_frames, zoom_frames
+from perception.data import (
+    AugmentConfig,
+    ClipStore,
+    ClipWindows,
+    TemporalAugment,
+    mirror_frames,
+    zoom_frames,
+)
 from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, PipelineState, build_model, normalize
 
-from .checkpoint import BEST_FILE, CHECKPOINT_FILE, load_checkpoint, save_checkpoint, stage_checkpoint_file
+from .checkpoint import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    check_resume,
+    damaged,
+    data_identity,
+    load_checkpoint,
+    restore_model,
+    save_checkpoint,
+    stage_checkpoint_file,
+)
 from .config import STAGE_NAMES, StageConfig, TrainConfig
+from .errors import TrainingError
 from .stages import describe, set_trainable
-
-
-class TrainingError(RuntimeError):
-    """A training run cannot start or go on (bad data, unknown stage, mismatching checkpoint)."""
 
 
 @dataclass
@@ -121,9 +142,15 @@ def is_better(score: float, best: float, higher: bool) -> bool:
     return math.isnan(best) or (score > best if higher else score < best)
 
 
-def stage_loss(model: PerceptionPipeline, stage: StageConfig, x: torch.Tensor, batch: dict[str, torch.Tensor],
-               weights: torch.Tensor | None, depth_kind: str,
-               state: PipelineState | None = None) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
+def stage_loss(
+    model: PerceptionPipeline,
+    stage: StageConfig,
+    x: torch.Tensor,
+    batch: dict[str, torch.Tensor],
+    weights: torch.Tensor | None,
+    depth_kind: str,
+    state: PipelineState | None = None,
+) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
     """The stage's loss on one batch: the total, its parts (for logging) and the outputs (for metrics).
 
     `state` (seq stage) is the pipeline state the window continues from, the earlier chunk's under truncated
@@ -146,7 +173,7 @@ def stage_loss(model: PerceptionPipeline, stage: StageConfig, x: torch.Tensor, b
             first = 1 if state is None else 0
             parts["pose"] = pose_loss(out["pose6"][:, first:], matrix_to_pose6(batch["rel_pose"][:, first:]))
     w = {"seg": stage.seg_weight, "depth": stage.depth_weight, "pose": stage.pose_weight}
-    total = sum(w[k] * v for k, v in parts.items())
+    total = cast(torch.Tensor, sum(w[k] * v for k, v in parts.items()))  # a Tensor once any loss is weighted
     return total, {k: float(v.detach()) for k, v in parts.items()}, out
 
 
@@ -190,87 +217,182 @@ def sample_image(batch: dict[str, torch.Tensor], out: dict[str, Any]) -> np.ndar
     return np.concatenate([rgb, colorize(pred), colorize(batch["semantic"][0, 0].numpy())], axis=1)
 
 
-def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, cfg: TrainConfig, data: Path,
-              out_dir: Path, device: torch.device, d: Dist, ckpt: dict[str, Any] | None, writer: Any,
-              weights: torch.Tensor | None, log: Callable[[str], None], stop_after_epochs: int | None,
-              epochs_done: list[int], completed: list[str]) -> bool:
-    """Train one stage from its first (or the checkpoint's) epoch to its last; False when stopped early."""
-    # --- data: windows of the stage's length, shuffled per epoch from the seed; no augmentation on val
-    train_ds = ClipWindows(data, window=stage.window, stride=stage.stride, split="train")
-    val_ds = ClipWindows(data, window=stage.window, stride=stage.stride, split="val")
-    sampler = DistributedSampler(train_ds, num_replicas=d.world, rank=d.rank, shuffle=True,
-                                 seed=seed_of(cfg.seed, stage_index) & 0x7FFFFFFF)
-    loader = DataLoader(train_ds, batch_size=stage.batch_size, sampler=sampler, num_workers=cfg.workers)
-    val_loader = DataLoader(val_ds, batch_size=stage.batch_size, shuffle=False, num_workers=cfg.workers)
-    augment = TemporalAugment(AugmentConfig(clutter_p=stage.clutter_p)) if cfg.augment else None
+@dataclass
+class RunContext:
+    """What every stage of one run shares: its settings, the clips folder, the output folder, the device, this
+    process's rank, the TensorBoard writer (rank 0 only, else None), the segmentation class weights and the log.
+    `identity` (the run's `data_identity`) goes into every checkpoint, for `check_resume`."""
 
-    # --- what trains; optimizer and scheduler (restored when resuming inside this stage)
-    params = set_trainable(model, stage.name)
-    log(describe(model, stage.name))
-    optimizer = torch.optim.Adam(params, lr=stage.lr)
-    metric, higher = selection_metric(stage)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max" if higher else "min", factor=0.1,
-                                                           patience=stage.patience)
-    start_epoch, step, best = 0, 0, None  # best: (score, epoch, model state) of the best validation epoch so far
-    if ckpt is not None and ckpt["stage"] == stage.name:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        kept = load_checkpoint(out_dir / "checkpoints", BEST_FILE)
-        if stage.keep_best and kept is not None and kept["stage"] == stage.name and kept["epoch"] <= start_epoch:
-            best = (kept["score"], kept["epoch"], kept["model"])
-        log(f"resuming stage {stage.name!r} after epoch {start_epoch}/{stage.epochs}")
+    cfg: TrainConfig
+    data: Path
+    out_dir: Path
+    device: torch.device
+    d: Dist
+    writer: Any
+    weights: torch.Tensor | None
+    log: Callable[[str], None]
+    identity: dict[str, Any]
 
-    for epoch in range(start_epoch, stage.epochs):
-        if stop_after_epochs is not None and epochs_done[0] >= stop_after_epochs:
-            return False
-        torch.manual_seed(seed_of(cfg.seed, stage_index, epoch, 1 << 20))
-        sampler.set_epoch(epoch)
-        set_trainable(model, stage.name)
-        t0 = time.time()
+    @property
+    def folder(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+
+class Validation(NamedTuple):
+    """One validation pass: the mean loss, mIoU and AbsRel (NaN where the stage has no such output) and a sample picture."""
+
+    loss: float
+    miou: float
+    abs_rel: float
+    image: np.ndarray | None
+
+    def score(self, metric: str) -> float:
+        """The value of `metric` ('miou' | 'abs_rel' | 'loss', as `selection_metric` names it)."""
+        return {"miou": self.miou, "abs_rel": self.abs_rel, "loss": self.loss}[metric]
+
+
+class Best(NamedTuple):
+    """The best validation epoch of a stage so far: its score, its number (1-based) and its model weights."""
+
+    score: float
+    epoch: int
+    model: dict[str, torch.Tensor]
+
+
+class StageResult(NamedTuple):
+    """How a call to `run_stage` ended: the epochs it trained and whether the stage is finished."""
+
+    epochs: int
+    finished: bool
+
+
+class StageRun:
+    """One curriculum stage in training: its data loaders, trainable parameters, optimizer and scheduler, the
+    optimizer step count and the best validation epoch so far. `run_stage` drives it epoch by epoch.
+
+    Shuffling and augmentation are seeded from (seed, stage, epoch, batch), so an epoch trains the same
+    whether or not the run was resumed before it."""
+
+    def __init__(self, model: PerceptionPipeline, stage: StageConfig, ctx: RunContext, completed: list[str]) -> None:
+        """Data: windows of the stage's length, shuffled per epoch from the seed, no augmentation on val; then what
+        trains, and its optimizer and scheduler. `completed` (the stages finished before) goes into the checkpoints."""
+        cfg, d = ctx.cfg, ctx.d
+        self.model, self.stage, self.ctx, self.completed = model, stage, ctx, list(completed)
+        self.index = STAGE_NAMES.index(stage.name)
+        train_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="train")
+        val_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="val")
+        self.sampler: DistributedSampler[Any] = DistributedSampler(
+            train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed_of(cfg.seed, self.index) & 0x7FFFFFFF
+        )
+        self.loader = DataLoader(train_ds, batch_size=stage.batch_size, sampler=self.sampler, num_workers=cfg.workers)
+        self.val_loader = DataLoader(val_ds, batch_size=stage.batch_size, shuffle=False, num_workers=cfg.workers)
+        self.augment = TemporalAugment(AugmentConfig(clutter_p=stage.clutter_p)) if cfg.augment else None
+
+        self.params = set_trainable(model, stage.name)
+        ctx.log(describe(model, stage.name))
+        self.optimizer = torch.optim.Adam(self.params, lr=stage.lr)
+        self.metric, self.higher = selection_metric(stage)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max" if self.higher else "min", factor=0.1, patience=stage.patience
+        )
+        self.step = 0
+        self.best: Best | None = None
+
+    def resume_from(self, ckpt: dict[str, Any]) -> int:
+        """Restore the optimizer, scheduler, step count and best epoch from this stage's checkpoint (and best.pt);
+        returns the number of epochs it had completed."""
+        stage = self.stage
+        try:
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            start, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise damaged(
+                self.ctx.folder / CHECKPOINT_FILE,
+                f"its optimizer state does not fit stage {stage.name!r} ({type(err).__name__}: {err})",
+            ) from None
+        kept = load_checkpoint(self.ctx.folder, BEST_FILE)
+        if stage.keep_best and kept is not None and kept["stage"] == stage.name and kept["epoch"] <= start:
+            self.best = Best(kept["score"], kept["epoch"], kept["model"])
+        self.ctx.log(f"resuming stage {stage.name!r} after epoch {start}/{stage.epochs}")
+        return start
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over this rank's shard of the training windows (at most `max_batches` batches); returns the
+        mean of the total loss and of each of its parts over the optimizer steps."""
+        cfg, stage = self.ctx.cfg, self.stage
+        torch.manual_seed(seed_of(cfg.seed, self.index, epoch, 1 << 20))
+        self.sampler.set_epoch(epoch)
+        set_trainable(self.model, stage.name)
         sums: dict[str, float] = {}
         n = 0
-        bar = tqdm(loader, desc=f"{stage.name} {epoch + 1}/{stage.epochs}", disable=not d.main, dynamic_ncols=True,
-                   total=min(len(loader), stage.max_batches or len(loader)), leave=False)
+        bar = tqdm(
+            self.loader,
+            desc=f"{stage.name} {epoch + 1}/{stage.epochs}",
+            disable=not self.ctx.d.main,
+            dynamic_ncols=True,
+            total=min(len(self.loader), stage.max_batches or len(self.loader)),
+            leave=False,
+        )
         for b, batch in enumerate(bar):
             if stage.max_batches is not None and b >= stage.max_batches:
                 break
-            if stage.window == 1:
-                g = torch.Generator().manual_seed(seed_of(cfg.seed, stage_index, epoch, b, d.rank, 7))
-                batch = mirror_frames(batch, g) if cfg.mirror else batch
-                if not stage.depth_weight:  # a zoom also changes the camera height that metric depth is learnt against
-                    batch = zoom_frames(batch, g, cfg.zoom)
-            x = prepare_rgb(batch["rgb"], augment, seed_of(cfg.seed, stage_index, epoch, b, d.rank)).to(device)
-            batch = {k: v.to(device) for k, v in batch.items()}
-            state = None
-            for chunk in bptt_chunks(stage):  # one optimizer step per chunk; the state carries on, its graph does not
-                loss, parts, out = stage_loss(model, stage, x[:, chunk], window_slice(batch, chunk), weights,
-                                              cfg.depth_loss, state)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                average_gradients(params, d)
-                optimizer.step()
-                state = out["state"].detach() if stage.name == "seq" else None
-                step += 1
+            for losses in self.train_batch(batch, epoch, b):
                 n += 1
-                for k, v in {"total": float(loss.detach()), **parts}.items():
+                for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-                if writer is not None:
-                    for k, v in {"total": float(loss.detach()), **parts}.items():
-                        writer.add_scalar(f"{stage.name}/train_{k}", v, step)
-        sync_buffers(model, d)
+                bar.set_postfix(loss=f"{losses['total']:.3f}")
+        sync_buffers(self.model, self.ctx.d)
+        return {k: v / max(n, 1) for k, v in sums.items()}
 
-        # --- validation: loss for the scheduler, segmentation metrics, a sample picture
-        model.eval()
+    def train_batch(self, batch: dict[str, torch.Tensor], epoch: int, b: int) -> list[dict[str, float]]:
+        """Batch `b` of `epoch`: one optimizer step per `bptt_chunks` chunk (the pipeline state carries on from chunk
+        to chunk, its graph does not); returns each step's total loss and loss parts."""
+        ctx, stage = self.ctx, self.stage
+        x, batch = self.inputs(batch, epoch, b)
+        state, losses = None, []
+        for chunk in bptt_chunks(stage):
+            loss, parts, out = stage_loss(
+                self.model, stage, x[:, chunk], window_slice(batch, chunk), ctx.weights, ctx.cfg.depth_loss, state
+            )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            average_gradients(self.params, ctx.d)
+            self.optimizer.step()
+            state = out["state"].detach() if stage.name == "seq" else None
+            self.step += 1
+            losses.append({"total": float(loss.detach()), **parts})
+            if ctx.writer is not None:
+                for k, v in losses[-1].items():
+                    ctx.writer.add_scalar(f"{stage.name}/train_{k}", v, self.step)
+        return losses
+
+    def inputs(
+        self, batch: dict[str, torch.Tensor], epoch: int, b: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Batch `b` of `epoch` with its seeded augmentation, on the device: the network input and the batch."""
+        cfg, stage, rank = self.ctx.cfg, self.stage, self.ctx.d.rank
+        if stage.window == 1:
+            g = torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 7))
+            batch = mirror_frames(batch, g) if cfg.mirror else batch
+            if not stage.depth_weight:  # a zoom also changes the camera height that metric depth is learnt against
+                batch = zoom_frames(batch, g, cfg.zoom)
+        x = prepare_rgb(batch["rgb"], self.augment, seed_of(cfg.seed, self.index, epoch, b, rank)).to(self.ctx.device)
+        return x, {k: v.to(self.ctx.device) for k, v in batch.items()}
+
+    def validate(self) -> Validation:
+        """The validation windows (at most `val_batches` batches): mean loss, segmentation and depth metrics, and
+        a sample picture (RGB | predicted | true segmentation)."""
+        ctx, stage, device = self.ctx, self.stage, self.ctx.device
+        self.model.eval()
         vsum, vn, seg_metrics, depth_metrics, image = 0.0, 0, SegmentationMetrics(), DepthMetrics(), None
         with torch.no_grad():
-            for b, batch in enumerate(val_loader):
+            for b, batch in enumerate(self.val_loader):
                 if stage.val_batches is not None and b >= stage.val_batches:
                     break
                 x = prepare_rgb(batch["rgb"], None, 0).to(device)
                 batch_dev = {k: v.to(device) for k, v in batch.items()}
-                loss, _, out = stage_loss(model, stage, x, batch_dev, weights, cfg.depth_loss)
+                loss, _, out = stage_loss(self.model, stage, x, batch_dev, ctx.weights, ctx.cfg.depth_loss)
                 vsum, vn = vsum + float(loss), vn + 1
                 if "seg_logits" in out:
                     seg_metrics.update(out["seg_logits"].argmax(2).cpu(), batch["semantic"])
@@ -278,63 +400,111 @@ def run_stage(model: PerceptionPipeline, stage: StageConfig, stage_index: int, c
                         image = sample_image(batch, out)
                 if stage.depth_weight:
                     depth_metrics.update(out["depth"].flatten(0, 2).cpu(), batch["depth"].flatten(0, 1))
-        val_loss = vsum / max(vn, 1)
-        train_means = {k: v / max(n, 1) for k, v in sums.items()}
         miou = seg_metrics.compute()["miou"] if seg_metrics.confusion.sum() else float("nan")
-        abs_rel = depth_metrics.compute()["abs_rel"]
-        score = {"miou": miou, "abs_rel": abs_rel, "loss": val_loss}[metric]
-        scheduler.step(score)
-        lr = optimizer.param_groups[0]["lr"]
-        if stage.keep_best and (best is None or is_better(score, best[0], higher)):
-            best = (score, epoch + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            if d.main:
-                save_checkpoint(out_dir / "checkpoints", {"stage": stage.name, "epoch": epoch + 1, "score": score,
-                                                          "model": best[2]}, (BEST_FILE,))
-        if d.main:
-            log(f"{stage.name} epoch {epoch + 1}/{stage.epochs}: "
-                + " ".join(f"{k}={v:.4f}" for k, v in train_means.items())
-                + f" val_loss={val_loss:.4f}" + ("" if math.isnan(miou) else f" val_miou={miou:.3f}")
-                + ("" if math.isnan(abs_rel) else f" val_abs_rel={abs_rel:.3f}")
-                + f" lr={lr:.1e} ({time.time() - t0:.1f}s)")
-            if writer is not None:
-                writer.add_scalar(f"{stage.name}/val_loss", val_loss, step)
-                writer.add_scalar(f"{stage.name}/lr", lr, step)
-                if not math.isnan(miou):
-                    writer.add_scalar(f"{stage.name}/val_miou", miou, step)
-                if not math.isnan(abs_rel):
-                    writer.add_scalar(f"{stage.name}/val_abs_rel", abs_rel, step)
-                if image is not None:
-                    writer.add_image(f"{stage.name}/sample_rgb_pred_true", image, epoch, dataformats="HWC")
-                writer.flush()
-        last = epoch + 1 == stage.epochs
-        if last and best is not None and best[1] != epoch + 1:  # the stage ends with its best validation epoch's weights
-            model.load_state_dict(best[2])
-            log(f"{stage.name}: keeping epoch {best[1]} (val {metric} {best[0]:.4f})")
-        if d.main:
-            save_checkpoint(out_dir / "checkpoints", {
-                "stage": stage.name, "epoch": epoch + 1, "step": step, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "completed": completed + ([stage.name] if last else []),
-                "config": json.dumps(cfg.to_dict()),
-            }, (CHECKPOINT_FILE, stage_checkpoint_file(stage.name)) if last else (CHECKPOINT_FILE,))
-        if d.world > 1:
+        return Validation(vsum / max(vn, 1), miou, depth_metrics.compute()["abs_rel"], image)
+
+    def keep_if_best(self, score: float, epoch: int) -> None:
+        """With `keep_best`, remember the weights of epoch `epoch` (1-based) when its score beats the best so far,
+        and write them to best.pt (rank 0)."""
+        if not self.stage.keep_best or (self.best is not None and not is_better(score, self.best.score, self.higher)):
+            return
+        self.best = Best(score, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        if self.ctx.d.main:
+            save_checkpoint(
+                self.ctx.folder,
+                {"stage": self.stage.name, "epoch": epoch, "score": score, "model": self.best.model},
+                (BEST_FILE,),
+            )
+
+    def report(self, epoch: int, train_means: dict[str, float], val: Validation, seconds: float) -> None:
+        """The epoch's log line and TensorBoard scalars and sample picture (rank 0)."""
+        ctx, name = self.ctx, self.stage.name
+        if not ctx.d.main:
+            return
+        lr = self.optimizer.param_groups[0]["lr"]
+        ctx.log(
+            f"{name} epoch {epoch + 1}/{self.stage.epochs}: "
+            + " ".join(f"{k}={v:.4f}" for k, v in train_means.items())
+            + f" val_loss={val.loss:.4f}"
+            + ("" if math.isnan(val.miou) else f" val_miou={val.miou:.3f}")
+            + ("" if math.isnan(val.abs_rel) else f" val_abs_rel={val.abs_rel:.3f}")
+            + f" lr={lr:.1e} ({seconds:.1f}s)"
+        )
+        if ctx.writer is None:
+            return
+        ctx.writer.add_scalar(f"{name}/val_loss", val.loss, self.step)
+        ctx.writer.add_scalar(f"{name}/lr", lr, self.step)
+        if not math.isnan(val.miou):
+            ctx.writer.add_scalar(f"{name}/val_miou", val.miou, self.step)
+        if not math.isnan(val.abs_rel):
+            ctx.writer.add_scalar(f"{name}/val_abs_rel", val.abs_rel, self.step)
+        if val.image is not None:
+            ctx.writer.add_image(f"{name}/sample_rgb_pred_true", val.image, epoch, dataformats="HWC")
+        ctx.writer.flush()
+
+    def end_with_best(self, epoch: int) -> None:
+        """At the end of the stage (after epoch `epoch`, 1-based), go back to the best validation epoch's weights."""
+        if self.best is not None and self.best.epoch != epoch:
+            self.model.load_state_dict(self.best.model)
+            self.ctx.log(
+                f"{self.stage.name}: keeping epoch {self.best.epoch} (val {self.metric} {self.best.score:.4f})"
+            )
+
+    def save_checkpoint(self, epoch: int, last: bool) -> None:
+        """The training state after epoch `epoch` (1-based) to last.pt, and at the stage's end also to
+        after_<stage>.pt (rank 0); then every rank waits for it."""
+        ctx, name = self.ctx, self.stage.name
+        if ctx.d.main:
+            save_checkpoint(
+                ctx.folder,
+                {
+                    "stage": name,
+                    "epoch": epoch,
+                    "step": self.step,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "completed": self.completed + ([name] if last else []),
+                    "config": json.dumps(ctx.cfg.to_dict()),
+                    **ctx.identity,
+                },
+                (CHECKPOINT_FILE, stage_checkpoint_file(name)) if last else (CHECKPOINT_FILE,),
+            )
+        if ctx.d.world > 1:
             dist.barrier()
-        epochs_done[0] += 1
-    return True
 
 
-def train(cfg: TrainConfig, data: str | Path, out_dir: str | Path, *, device: str | torch.device = "auto",
-          resume: bool = False, stop_after_epochs: int | None = None,
-          log: Callable[[str], None] = print) -> PerceptionPipeline:
-    """Run the configured stages on the clips in `data` (split train; val drives the scheduler); returns the model.
+def run_stage(
+    model: PerceptionPipeline,
+    stage: StageConfig,
+    ctx: RunContext,
+    ckpt: dict[str, Any] | None,
+    completed: list[str],
+    epochs_left: int | None = None,
+) -> StageResult:
+    """Train one stage from its first epoch, or from where its checkpoint `ckpt` left it, to its last; stops
+    before the stage's end when it has trained `epochs_left` epochs. `completed`: the stages finished before."""
+    run = StageRun(model, stage, ctx, completed)
+    start = run.resume_from(ckpt) if ckpt is not None else 0
+    for epoch in range(start, stage.epochs):
+        if epochs_left is not None and epoch - start >= epochs_left:
+            return StageResult(epoch - start, finished=False)
+        t0 = time.time()
+        train_means = run.train_epoch(epoch)
+        val = run.validate()
+        score = val.score(run.metric)
+        run.scheduler.step(score)
+        run.keep_if_best(score, epoch + 1)
+        run.report(epoch, train_means, val, time.time() - t0)
+        last = epoch + 1 == stage.epochs
+        if last:  # the stage ends with its best validation epoch's weights
+            run.end_with_best(epoch + 1)
+        run.save_checkpoint(epoch + 1, last)
+    return StageResult(max(stage.epochs - start, 0), finished=True)
 
-    `resume` continues from OUT/checkpoints/last.pt. A stage list that starts after `seg` starts from
-    the weights at the end of the stage before it (OUT/checkpoints/after_<stage>.pt, else last.pt). `stop_after_epochs` ends the run after
-    that many epochs in this call (used to test resuming).
-    """
-    data, out_dir = Path(data), Path(out_dir)
-    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
-    d = setup_distributed(device)
+
+def check_inputs(cfg: TrainConfig, data: Path) -> ClipStore:
+    """The clips of a run, after checking its stage names and that `data` has clips of both splits."""
     names = [s.name for s in cfg.stages]
     if not names:
         raise TrainingError("no stages to run")
@@ -345,39 +515,87 @@ def train(cfg: TrainConfig, data: str | Path, out_dir: str | Path, *, device: st
     for split in ("train", "val"):
         if not store.clips(split=split):
             raise TrainingError(f"{data}: no clips of the {split} split")
+    return store
+
+
+def starting_checkpoint(cfg: TrainConfig, folder: Path, resume: bool) -> tuple[dict[str, Any] | None, Path]:
+    """The checkpoint a run starts from, and its path: with `resume` last.pt; for a stage list that starts after
+    `seg`, the end of the stage before it (after_<stage>.pt), else last.pt; otherwise none."""
+    first = cfg.stages[0].name
+    if resume or first == STAGE_NAMES[0]:
+        return (load_checkpoint(folder) if resume else None), folder / CHECKPOINT_FILE
+    before = stage_checkpoint_file(STAGE_NAMES[STAGE_NAMES.index(first) - 1])
+    ckpt = load_checkpoint(folder, before)
+    if ckpt is not None:
+        return ckpt, folder / before
+    return load_checkpoint(folder), folder / CHECKPOINT_FILE
+
+
+def run_curriculum(
+    model: PerceptionPipeline, ctx: RunContext, resumed: dict[str, Any] | None, stop_after_epochs: int | None
+) -> None:
+    """Run the configured stages in order, skipping those the resumed checkpoint `resumed` has completed and
+    continuing the one it stopped in; ends after `stop_after_epochs` epochs when given."""
+    completed = list(resumed["completed"]) if resumed is not None else []
+    epochs_done = 0
+    for stage in ctx.cfg.stages:
+        if stage.name in completed:
+            ctx.log(f"stage {stage.name!r} already complete in the checkpoint; skipping")
+            continue
+        ckpt = resumed if (resumed is not None and resumed["stage"] == stage.name) else None
+        left = None if stop_after_epochs is None else stop_after_epochs - epochs_done
+        result = run_stage(model, stage, ctx, ckpt, completed, left)
+        epochs_done += result.epochs
+        if not result.finished:
+            ctx.log(f"stopped after {epochs_done} epoch(s) as asked; continue with --resume")
+            return
+        completed.append(stage.name)
+
+
+def train(
+    cfg: TrainConfig,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    device: str | torch.device = "auto",
+    resume: bool = False,
+    stop_after_epochs: int | None = None,
+    log: Callable[[str], None] = print,
+) -> PerceptionPipeline:
+    """Run the configured stages on the clips in `data` (split train; val drives the scheduler); returns the model.
+
+    `resume` continues from OUT/checkpoints/last.pt (refused when the run was started with other settings or
+    clips: `check_resume`; a damaged checkpoint raises `CheckpointError` naming it). A stage list that starts
+    after `seg` starts from the weights at the end of the stage before it (OUT/checkpoints/after_<stage>.pt,
+    else last.pt). `stop_after_epochs` ends the run after that many epochs in this call (used to test resuming).
+    """
+    data, out_dir = Path(data), Path(out_dir)
+    device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
+    d = setup_distributed(device)
+    store = check_inputs(cfg, data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset, device=device)
-    folder, ckpt = out_dir / "checkpoints", None
-    if resume:
-        ckpt = load_checkpoint(folder)
-    elif names[0] != STAGE_NAMES[0]:  # start from the end of the stage before, else from the newest weights
-        before = STAGE_NAMES[STAGE_NAMES.index(names[0]) - 1]
-        ckpt = load_checkpoint(folder, stage_checkpoint_file(before)) or load_checkpoint(folder)
+    folder = out_dir / "checkpoints"
+    identity = {"data": data_identity(store)}
+    ckpt, path = starting_checkpoint(cfg, folder, resume)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        if resume:
+            check_resume(ckpt, cfg, identity["data"], path)
+        restore_model(model, ckpt, path)
         log(f"loaded checkpoint: stage {ckpt['stage']!r}, epoch {ckpt['epoch']}")
-    elif resume or names[0] != STAGE_NAMES[0]:
+    elif resume or cfg.stages[0].name != STAGE_NAMES[0]:
         log(f"no checkpoint in {folder}: starting from untrained weights")
     writer = None
     if d.main:
         from torch.utils.tensorboard import SummaryWriter
+
         writer = SummaryWriter(str(out_dir / "tb"))
     weights = None
     if cfg.class_weighted:
         weights = class_weights(ClipWindows(store, window=1, split="train")).to(device)
-    completed = list(ckpt["completed"]) if (ckpt is not None and resume) else []
-    epochs_done = [0]
+    ctx = RunContext(cfg, data, out_dir, device, d, writer, weights, log, identity)
     try:
-        for i, stage in enumerate(cfg.stages):
-            if stage.name in completed:
-                log(f"stage {stage.name!r} already complete in the checkpoint; skipping")
-                continue
-            stage_ckpt = ckpt if (resume and ckpt is not None and ckpt["stage"] == stage.name) else None
-            if not run_stage(model, stage, STAGE_NAMES.index(stage.name), cfg, data, out_dir, device, d, stage_ckpt,
-                             writer, weights, log, stop_after_epochs, epochs_done, completed):
-                log(f"stopped after {epochs_done[0]} epoch(s) as asked; continue with --resume")
-                break
-            completed.append(stage.name)
+        run_curriculum(model, ctx, ckpt if resume else None, stop_after_epochs)
     finally:
         if writer is not None:
             writer.close()

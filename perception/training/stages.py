@@ -9,13 +9,29 @@ from .config import STAGE_NAMES
 # Sub-modules that train per stage, as attribute paths on the pipeline.
 TRAINABLE: dict[str, tuple[str, ...]] = {
     "seg": ("geometry_filter.backbone", "geometry_filter.proj", "geometry_filter.convgru", "geometry_filter.seg_head"),
-    "depth": ("geometry_filter.backbone", "geometry_filter.proj", "geometry_filter.convgru", "geometry_filter.seg_head",
-              "geometry_filter.depth_decoder"),
+    "depth": (
+        "geometry_filter.backbone",
+        "geometry_filter.proj",
+        "geometry_filter.convgru",
+        "geometry_filter.seg_head",
+        "geometry_filter.depth_decoder",
+    ),
     "ego": ("ego_motion_filter",),
-    "seq": ("geometry_filter.convgru", "geometry_filter.seg_head", "geometry_filter.depth_decoder", "ego_motion_filter"),
+    "seq": (
+        "geometry_filter.convgru",
+        "geometry_filter.seg_head",
+        "geometry_filter.depth_decoder",
+        "ego_motion_filter",
+    ),
 }
-ALL_PARTS = ("geometry_filter.backbone", "geometry_filter.proj", "geometry_filter.convgru", "geometry_filter.seg_head",
-             "geometry_filter.depth_decoder", "ego_motion_filter")
+ALL_PARTS = (
+    "geometry_filter.backbone",
+    "geometry_filter.proj",
+    "geometry_filter.convgru",
+    "geometry_filter.seg_head",
+    "geometry_filter.depth_decoder",
+    "ego_motion_filter",
+)
 
 
 def check_stages(names: list[str]) -> list[str]:

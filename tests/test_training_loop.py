@@ -1,0 +1,105 @@
+"""The curriculum loop's pieces: which checkpoint a run starts from, validation scores, stopping and resuming a stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception.models import build_model
+from perception.training import StageConfig, TrainingError, default_config
+from perception.training.checkpoint import (
+    BEST_FILE,
+    CHECKPOINT_FILE,
+    save_checkpoint,
+    stage_checkpoint_file,
+)
+from perception.training.loop import (
+    Dist,
+    RunContext,
+    StageResult,
+    Validation,
+    check_inputs,
+    run_stage,
+    starting_checkpoint,
+)
+
+
+def _state(stage: str, epoch: int) -> dict:
+    """The smallest checkpoint `load_checkpoint` accepts."""
+    return {
+        "stage": stage,
+        "epoch": epoch,
+        "step": 0,
+        "model": {"w": torch.zeros(1)},
+        "optimizer": {},
+        "scheduler": {},
+        "completed": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "stages, resume, files, expected",
+    [
+        (["seg", "depth"], False, ["last.pt"], None),  # a fresh run from seg never loads weights
+        (["seg", "depth"], True, ["last.pt"], "last.pt"),
+        (["seg"], True, [], None),
+        (["seq"], False, ["after_ego.pt", "last.pt"], "after_ego.pt"),  # the end of the stage before...
+        (["seq"], False, ["last.pt"], "last.pt"),  # ...else the newest weights
+        (["seq"], False, [], None),
+        (["seq"], True, ["after_ego.pt", "last.pt"], "last.pt"),  # resuming always continues last.pt
+    ],
+)
+def test_starting_checkpoint(
+    stages: list[str], resume: bool, files: list[str], expected: str | None, tmp_path: Path
+) -> None:
+    for name in files:
+        save_checkpoint(tmp_path, _state(name, 1), (name,))
+    cfg = default_config("lite", "smoke")
+    cfg.stages = [cfg.stage(s) for s in stages]
+    ckpt, path = starting_checkpoint(cfg, tmp_path, resume)
+    assert (None if ckpt is None else ckpt["stage"]) == expected
+    assert path.name == (expected or CHECKPOINT_FILE)
+
+
+@pytest.mark.parametrize("metric, expected", [("miou", 0.5), ("abs_rel", 0.2), ("loss", 1.5)])
+def test_validation_score(metric: str, expected: float) -> None:
+    assert Validation(loss=1.5, miou=0.5, abs_rel=0.2, image=None).score(metric) == expected
+
+
+@pytest.mark.parametrize("stages, needle", [([], "no stages to run"), (["seg", "flow"], "unknown stage 'flow'")])
+def test_check_inputs_names_bad_stages(stages: list[str], needle: str, tmp_path: Path) -> None:
+    cfg = default_config("lite", "smoke")
+    cfg.stages = [StageConfig(name=s, epochs=1, batch_size=1) for s in stages]
+    with pytest.raises(TrainingError, match=needle):
+        check_inputs(cfg, tmp_path)
+
+
+def test_stage_stops_after_its_epoch_budget_and_resumes(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    """A 2-epoch seg stage given 1 epoch stops unfinished after it; resumed from its checkpoint it trains the other
+    one, restoring the step count, and ends with the same weights and best epoch as an uninterrupted stage."""
+    cfg = default_config("lite", "smoke")
+    stage = cfg.stage("seg")
+    stage.epochs, stage.lr = 2, 1e-2
+    cfg.stages = [stage]
+    final, best = {}, {}
+    for name, budgets in (("whole", [None]), ("split", [1, None])):
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.preset)
+        ctx = RunContext(
+            cfg, smoke_data, tmp_path / name, torch.device("cpu"), Dist(), None, None, lambda _: None, {"data": {}}
+        )
+        ckpt, results = None, []
+        for budget in budgets:
+            results.append(run_stage(model, stage, ctx, ckpt, [], budget))
+            ckpt = torch.load(ctx.folder / CHECKPOINT_FILE, weights_only=True)
+        expected = [StageResult(2, True)] if budgets == [None] else [StageResult(1, False), StageResult(1, True)]
+        assert results == expected
+        assert (ckpt["epoch"], ckpt["step"], ckpt["completed"]) == (2, 4, ["seg"])  # 2 batches per epoch
+        assert (ctx.folder / stage_checkpoint_file("seg")).is_file()
+        final[name] = model.state_dict()
+        best[name] = torch.load(ctx.folder / BEST_FILE, weights_only=True)["epoch"]
+    assert best["whole"] == best["split"]
+    for k, v in final["whole"].items():
+        assert torch.equal(v, final["split"][k]), k
