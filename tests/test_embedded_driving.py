@@ -59,7 +59,10 @@ def test_driving_into_a_wall_reports_a_static_collision():
         assert collisions, "the ego drove through the building"
         hit = collisions[0]
         assert hit.category == "static"
-        assert hit.other_class in (CLASS_IDS[c] for c in ("Building", "Vegetation", "Pole", "Static", "Dynamic", "Other", "Fence", "Wall", "TrafficSign"))
+        assert hit.other_class in (
+            CLASS_IDS[c]
+            for c in ("Building", "Vegetation", "Pole", "Static", "Dynamic", "Other", "Fence", "Wall", "TrafficSign")
+        )
         assert hit.intensity > 0 and f.speed == 0.0
         travelled = math.hypot(b.ego.x - pose[0], b.ego.y - pose[1])
         assert travelled < 8.0  # stopped before the building's face
@@ -150,5 +153,6 @@ def test_traffic_turns_and_pedestrians_cross():
         assert crossing > 0
         # pedestrians stay on sidewalks unless crossing
         from carla_gym.sim.embedded.ground import SIDEWALK
+
         on_side = ~b.crowd.on_road_crossing()
         assert (b.world.ground.class_at(b.crowd.xy[on_side]) == SIDEWALK).mean() > 0.95

@@ -7,7 +7,8 @@ import pytest
 
 from carla_gym.sim import backend_class, make_backend
 from carla_gym.sim.embedded.ground import rail_line_y
-from carla_gym.sim.embedded.towns import CATALOGUE, SPLITS, build_network, town_spec, training_seeds
+from carla_gym.sim.embedded.network import build_network
+from carla_gym.sim.embedded.towns import CATALOGUE, SPLITS, town_spec, training_seeds
 from carla_gym.sim.embedded.world import build_world
 from perception.conventions import CLASS_IDS
 
@@ -45,8 +46,26 @@ def test_world_contains_most_classes():
     for name in CATALOGUE:
         w = build_world(name)
         seen |= set(np.unique(w.vertices["rgba"][:, 3]).tolist()) | set(np.unique(w.ground.cls).tolist())
-    expected = {"Building", "Fence", "Other", "Pole", "RoadLine", "Road", "Sidewalk", "Vegetation", "Wall",
-                "TrafficSign", "Ground", "Bridge", "RailTrack", "GuardRail", "TrafficLight", "Static", "Dynamic", "Water"}
+    expected = {
+        "Building",
+        "Fence",
+        "Other",
+        "Pole",
+        "RoadLine",
+        "Road",
+        "Sidewalk",
+        "Vegetation",
+        "Wall",
+        "TrafficSign",
+        "Ground",
+        "Bridge",
+        "RailTrack",
+        "GuardRail",
+        "TrafficLight",
+        "Static",
+        "Dynamic",
+        "Water",
+    }
     assert {CLASS_IDS[c] for c in expected} <= seen
 
 

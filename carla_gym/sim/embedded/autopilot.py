@@ -77,7 +77,9 @@ class Autopilot:
     def __init__(self, speed_limit: float) -> None:
         self.speed_limit = speed_limit
 
-    def hazards(self, ego: Ego, tracker, stops: RouteStops, light_state, obstacles: np.ndarray) -> tuple[float, float, float]:
+    def hazards(
+        self, ego: Ego, tracker, stops: RouteStops, light_state, obstacles: np.ndarray
+    ) -> tuple[float, float, float]:
         """What is ahead on the route: (lead gap m, lead speed along the route m/s, red-light gap m).
 
         Gaps run from the ego's front bumper; inf when nothing is within 40 m (lead) or 60 m (light).
@@ -101,7 +103,7 @@ class Autopilot:
             ahead_stops = (stops.s > progress - 0.5) & (stops.s < progress + 60.0)
             idx = np.flatnonzero(ahead_stops)
             if len(idx):
-                for i, st in zip(idx, light_state(stops.lane[idx])):
+                for i, st in zip(idx, light_state(stops.lane[idx]), strict=False):
                     to_stop = stops.s[i] - progress - LENGTH / 2
                     if st == GREEN or to_stop < -0.3:
                         continue
@@ -143,7 +145,9 @@ class Autopilot:
         if to_end + 2.0 < gap:  # aim to stop with the centre ~0.5 m before the end (IDM keeps S0)
             gap, dv = max(to_end + 2.0, 0.05), v
         finite = math.isfinite(gap)
-        acc = float(idm(np.array([v]), np.array([v0]), np.array([gap if finite else 1e6]), np.array([dv if finite else 0.0]))[0])
+        acc = float(
+            idm(np.array([v]), np.array([v0]), np.array([gap if finite else 1e6]), np.array([dv if finite else 0.0]))[0]
+        )
         if to_end < 0.5:
             return Control(steer=steer, throttle=0.0, brake=1.0)
         drag = 0.1 + 0.0008 * v * v

@@ -20,7 +20,9 @@ def _corners(boxes: np.ndarray) -> np.ndarray:
     c, s = np.cos(boxes[:, 4]), np.sin(boxes[:, 4])
     sx = np.array([1, 1, -1, -1])[None] * boxes[:, 2:3]
     sy = np.array([1, -1, -1, 1])[None] * boxes[:, 3:4]
-    return np.stack([boxes[:, 0:1] + sx * c[:, None] - sy * s[:, None], boxes[:, 1:2] + sx * s[:, None] + sy * c[:, None]], axis=-1)
+    return np.stack(
+        [boxes[:, 0:1] + sx * c[:, None] - sy * s[:, None], boxes[:, 1:2] + sx * s[:, None] + sy * c[:, None]], axis=-1
+    )
 
 
 def overlaps(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -30,8 +32,13 @@ def overlaps(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     a = _corners(box[None])[0]  # (4, 2)
     b = _corners(boxes)  # (N, 4, 2)
     axes_a = np.array([[np.cos(box[4]), np.sin(box[4])], [-np.sin(box[4]), np.cos(box[4])]])  # (2, 2)
-    axes_b = np.stack([np.stack([np.cos(boxes[:, 4]), np.sin(boxes[:, 4])], -1),
-                       np.stack([-np.sin(boxes[:, 4]), np.cos(boxes[:, 4])], -1)], axis=1)  # (N, 2, 2)
+    axes_b = np.stack(
+        [
+            np.stack([np.cos(boxes[:, 4]), np.sin(boxes[:, 4])], -1),
+            np.stack([-np.sin(boxes[:, 4]), np.cos(boxes[:, 4])], -1),
+        ],
+        axis=1,
+    )  # (N, 2, 2)
     axes = np.concatenate([np.broadcast_to(axes_a, (len(boxes), 2, 2)), axes_b], axis=1)  # (N, 4, 2)
     pa = np.einsum("nkd,cd->nkc", axes, a)  # (N, 4 axes, 4 corners)
     pb = np.einsum("nkd,ncd->nkc", axes, b)
@@ -55,9 +62,13 @@ class EventDetector:
         if len(pedestrians):
             pedestrians = pedestrians[np.abs(pedestrians - ego_box[:2]).max(axis=1) < reach + 0.5]
         if len(vehicles):
-            vehicles = vehicles[np.abs(vehicles[:, :2] - ego_box[:2]).max(axis=1) < reach + np.hypot(vehicles[:, 2], vehicles[:, 3])]
+            vehicles = vehicles[
+                np.abs(vehicles[:, :2] - ego_box[:2]).max(axis=1) < reach + np.hypot(vehicles[:, 2], vehicles[:, 3])
+            ]
         if len(pedestrians):
-            peds = np.concatenate([pedestrians, np.full((len(pedestrians), 2), 0.3), np.zeros((len(pedestrians), 1))], axis=1)
+            peds = np.concatenate(
+                [pedestrians, np.full((len(pedestrians), 2), 0.3), np.zeros((len(pedestrians), 1))], axis=1
+            )
             if overlaps(ego_box, peds).any():
                 return CLASS_IDS["Pedestrian"]
         if len(vehicles) and overlaps(ego_box, vehicles).any():
@@ -100,8 +111,10 @@ class EventDetector:
 
 def _segments_cross(p: np.ndarray, q: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Whether segment p-q crosses each segment a[i]-b[i]."""
+
     def orient(u, v, w):
         return (v[..., 0] - u[..., 0]) * (w[..., 1] - u[..., 1]) - (v[..., 1] - u[..., 1]) * (w[..., 0] - u[..., 0])
+
     d1, d2 = orient(a, b, p), orient(a, b, q)
     d3, d4 = orient(p, q, a), orient(p, q, b)
     return (d1 * d2 < 0) & (d3 * d4 < 0)

@@ -61,7 +61,14 @@ UNIT_CONE = _prism(6, 0.0)  # conifer crowns
 UNIT_CROWN = _stack(_scaled(_prism(5, 0.55), (1, 1, 0.5)), _scaled(_prism(5, 0.0), (0.55, 0.55, 0.5), (0, 0, 0.5)))
 # A kerb stone: top and the two long sides of a unit box (its ends always touch the next stone).
 UNIT_KERB = (UNIT_BOX[0], UNIT_BOX[1][[0, 1, 4, 5, 8, 9]])
-UNITS = {"kerb": UNIT_KERB, "box": UNIT_BOX, "prism": UNIT_PRISM, "trunk": UNIT_TRUNK, "cone": UNIT_CONE, "crown": UNIT_CROWN}
+UNITS = {
+    "kerb": UNIT_KERB,
+    "box": UNIT_BOX,
+    "prism": UNIT_PRISM,
+    "trunk": UNIT_TRUNK,
+    "cone": UNIT_CONE,
+    "crown": UNIT_CROWN,
+}
 
 
 def transform_mesh(unit: np.ndarray, centre: np.ndarray, size: np.ndarray, yaw: np.ndarray) -> np.ndarray:
@@ -107,8 +114,9 @@ class MeshBuilder:
         return np.concatenate(verts), np.concatenate(tris).astype(np.uint32)
 
 
-def chunk_sort(vertices: np.ndarray, tris: np.ndarray, chunk: float, origin: np.ndarray,
-               detail_classes: tuple[int, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def chunk_sort(
+    vertices: np.ndarray, tris: np.ndarray, chunk: float, origin: np.ndarray, detail_classes: tuple[int, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sort triangles by square chunk of side `chunk` metres, small-detail classes in chunks of their own.
 
     Returns the sorted (T, 3) indices, the (C, 2) chunk centres, (C, 2) (first index, index count)

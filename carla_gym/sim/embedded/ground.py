@@ -16,7 +16,9 @@ import numpy as np
 
 from perception.conventions import CLASS_IDS
 
-from .towns import LANE_WIDTH, SIDEWALK_WIDTH, STOP_BACK, Network, TownSpec, offset, polyline_lengths, resample
+from .network import LANE_WIDTH, SIDEWALK_WIDTH, STOP_BACK, Network
+from .polylines import offset, polyline_lengths, resample
+from .towns import TownSpec
 
 RES = 0.1  # metres per ground cell
 MARGIN = 75.0  # ground around the road network, metres
@@ -81,8 +83,12 @@ def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> Grou
     hi = net.nodes.max(axis=0) + MARGIN
     w = int(math.ceil((hi[0] - lo[0]) / RES / COARSE)) * COARSE
     h = int(math.ceil((hi[1] - lo[1]) / RES / COARSE)) * COARSE
-    g = GroundMap(origin=lo.astype(np.float64), cls=np.full((h, w), GROUND, np.uint8),
-                  variant=np.zeros((h, w), np.uint8), marks=np.zeros((h, w), np.uint8))
+    g = GroundMap(
+        origin=lo.astype(np.float64),
+        cls=np.full((h, w), GROUND, np.uint8),
+        variant=np.zeros((h, w), np.uint8),
+        marks=np.zeros((h, w), np.uint8),
+    )
     px = g.to_pixels
 
     def fill(poly: np.ndarray, target: np.ndarray, value: int) -> None:
@@ -124,7 +130,7 @@ def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> Grou
     if spec.water:
         if spec.layout in ("ladder", "ring"):
             y_edge = float(net.nodes[:, 1].max() + outer)  # a quay just past the outer road's sidewalk
-            g.cls[int((y_edge - lo[1]) / RES):, :] = WATER
+            g.cls[int((y_edge - lo[1]) / RES) :, :] = WATER
             g.water_edge = ("y", y_edge)
         else:
             coarse = cv2.resize(road_mask, (w // COARSE, h // COARSE), interpolation=cv2.INTER_NEAREST)
@@ -135,12 +141,20 @@ def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> Grou
             radius = float(inner[r, c]) * COARSE * RES
             centre = lo + (np.array([c, r]) + margin + 0.5) * COARSE * RES
             axes = (int(max(radius - 7.0, 6.0) / RES), int(max(radius - 11.0, 5.0) / RES))
-            cv2.ellipse(g.cls, (int((centre[0] - lo[0]) / RES), int((centre[1] - lo[1]) / RES)), axes,
-                        float(rng.uniform(0, 180)), 0, 360, int(WATER), -1)
+            cv2.ellipse(
+                g.cls,
+                (int((centre[0] - lo[0]) / RES), int((centre[1] - lo[1]) / RES)),
+                axes,
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                int(WATER),
+                -1,
+            )
     if spec.rail:
         g.rail_y = rail_line_y(net.nodes[:, 1])
         r0 = int((g.rail_y - 1.6 - lo[1]) / RES)
-        g.cls[r0: r0 + int(3.2 / RES), :] = RAIL
+        g.cls[r0 : r0 + int(3.2 / RES), :] = RAIL
 
     # Sidewalks: a band around the road surface (junction corners come out round).
     dist = cv2.distanceTransform((1 - road_mask).astype(np.uint8), cv2.DIST_L2, 5)

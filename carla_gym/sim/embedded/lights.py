@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .towns import STOP_BACK, Network
+from .network import STOP_BACK, Network
 
 GREEN_S, YELLOW_S, ALL_RED_S = 6.0, 2.0, 2.5
 GREEN, YELLOW, RED = 0, 1, 2
@@ -39,7 +39,11 @@ class TrafficLights:
         local = (t + self.offsets[junction]) % (_PHASE * n)
         active = (local // _PHASE).astype(np.int64)
         within = local % _PHASE
-        out = np.where(active != approach, RED, np.where(within < GREEN_S, GREEN, np.where(within < GREEN_S + YELLOW_S, YELLOW, RED)))
+        out = np.where(
+            active != approach,
+            RED,
+            np.where(within < GREEN_S, GREEN, np.where(within < GREEN_S + YELLOW_S, YELLOW, RED)),
+        )
         return np.where(self.signalised[junction], out, GREEN)
 
     def lane_state(self, lanes: np.ndarray, t: float) -> np.ndarray:
@@ -65,5 +69,9 @@ class TrafficLights:
             b.append(p + right * 1.75)
             d.append(dv)
             idx.append(i)
-        return {"a": np.array(a).reshape(-1, 2), "b": np.array(b).reshape(-1, 2), "d": np.array(d).reshape(-1, 2),
-                "lane": np.array(idx, dtype=np.int64)}
+        return {
+            "a": np.array(a).reshape(-1, 2),
+            "b": np.array(b).reshape(-1, 2),
+            "d": np.array(d).reshape(-1, 2),
+            "lane": np.array(idx, dtype=np.int64),
+        }

@@ -6,10 +6,21 @@ import numpy as np
 
 from perception.conventions import CLASS_IDS
 
-from .towns import SIDEWALK_WIDTH, STOP_BACK, Network, offset, polyline_lengths, resample
+from .network import SIDEWALK_WIDTH, STOP_BACK, Network
+from .polylines import offset, polyline_lengths, resample
 
-CLOTHES = np.array([(0.6, 0.1, 0.1), (0.1, 0.2, 0.5), (0.2, 0.2, 0.22), (0.85, 0.8, 0.7), (0.2, 0.45, 0.25),
-                    (0.7, 0.5, 0.1), (0.45, 0.2, 0.5), (0.9, 0.9, 0.9)])
+CLOTHES = np.array(
+    [
+        (0.6, 0.1, 0.1),
+        (0.1, 0.2, 0.5),
+        (0.2, 0.2, 0.22),
+        (0.85, 0.8, 0.7),
+        (0.2, 0.45, 0.25),
+        (0.7, 0.5, 0.1),
+        (0.45, 0.2, 0.5),
+        (0.9, 0.9, 0.9),
+    ]
+)
 CROSS_CHANCE = 0.4  # at a crossing, chance a pedestrian crosses instead of turning back
 
 
@@ -51,7 +62,7 @@ class Crowd:
         # all paths packed end to end (1 m apart) so every pose is one np.interp
         self._start = np.concatenate([[0.0], np.cumsum(self.lengths + 1.0)[:-1]]) if paths else np.zeros(0)
         if paths:
-            self._g = np.concatenate([st + polyline_lengths(p) for st, p in zip(self._start, paths)])
+            self._g = np.concatenate([st + polyline_lengths(p) for st, p in zip(self._start, paths, strict=False)])
             self._x, self._y = np.concatenate(paths)[:, 0], np.concatenate(paths)[:, 1]
         side_ids = [i for i, kd in enumerate(self.kind) if kd[0] == "side"]
         n = count if side_ids else 0
@@ -101,8 +112,11 @@ class Crowd:
             end = 1 if self.s[i] > L[i] else 0
             if kind == "side":
                 cross = self.crossing.get((road, end))
-                busy = cross is not None and len(vehicles) and bool(
-                    (np.linalg.norm(vehicles - self.paths[cross].mean(axis=0), axis=1) < 12.0).any())
+                busy = (
+                    cross is not None
+                    and len(vehicles)
+                    and bool((np.linalg.norm(vehicles - self.paths[cross].mean(axis=0), axis=1) < 12.0).any())
+                )
                 if cross is not None and self.rng.random() < CROSS_CHANCE and not busy:
                     self.path[i], self.dir[i] = cross, 1.0 if which == -1 else -1.0
                     self.s[i] = 0.0 if which == -1 else self.lengths[cross]
@@ -124,5 +138,15 @@ class Crowd:
     def instances(self) -> np.ndarray:
         """(N, 11) render instances."""
         n = len(self)
-        return np.concatenate([self.xy, np.zeros((n, 1)), self.yaw[:, None], np.ones((n, 2)), self.height[:, None],
-                               self.colour, np.full((n, 1), CLASS_IDS["Pedestrian"])], axis=1).astype(np.float32)
+        return np.concatenate(
+            [
+                self.xy,
+                np.zeros((n, 1)),
+                self.yaw[:, None],
+                np.ones((n, 2)),
+                self.height[:, None],
+                self.colour,
+                np.full((n, 1), CLASS_IDS["Pedestrian"]),
+            ],
+            axis=1,
+        ).astype(np.float32)

@@ -1,12 +1,13 @@
 """Save a picture of embedded-world frames: RGB | colourised labels | depth, side by side.
 
-    python -m carla_gym.sim.embedded.snapshot --out docs/images/embedded_frame.png
+python -m carla_gym.sim.embedded.snapshot --out docs/images/embedded_frame.png
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -15,6 +16,7 @@ from perception.conventions import colorize
 
 from ..contract import Frame
 from ..registry import make_backend
+from .backend import EmbeddedBackend
 
 
 def depth_image(depth: np.ndarray) -> np.ndarray:
@@ -45,7 +47,7 @@ def main() -> None:
         with make_backend("embedded", town=town, size=(h, w)) as backend:
             frame = backend.reset(seed=args.seed + i)
             for _ in range(args.steps):
-                frame = backend.step(backend.autopilot_control())
+                frame = backend.step(cast(EmbeddedBackend, backend).autopilot_control())
             rows.append(panel(frame))
             rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,12 +15,24 @@ import numpy as np
 from perception.conventions import CLASS_IDS
 
 from .lights import GREEN, YELLOW, TrafficLights
-from .towns import Network
+from .network import Network
 
 KINDS = ("car", "van", "truck")
 SIZES = {"car": (4.5, 1.9, 1.5), "van": (5.2, 2.0, 2.1), "truck": (7.5, 2.4, 3.2)}
-COLOURS = np.array([(0.75, 0.1, 0.08), (0.1, 0.2, 0.6), (0.85, 0.85, 0.85), (0.08, 0.08, 0.09), (0.5, 0.52, 0.55),
-                    (0.9, 0.7, 0.1), (0.15, 0.45, 0.2), (0.55, 0.25, 0.1), (0.95, 0.95, 0.93), (0.3, 0.05, 0.3)])
+COLOURS = np.array(
+    [
+        (0.75, 0.1, 0.08),
+        (0.1, 0.2, 0.6),
+        (0.85, 0.85, 0.85),
+        (0.08, 0.08, 0.09),
+        (0.5, 0.52, 0.55),
+        (0.9, 0.7, 0.1),
+        (0.15, 0.45, 0.2),
+        (0.55, 0.25, 0.1),
+        (0.95, 0.95, 0.93),
+        (0.3, 0.05, 0.3),
+    ]
+)
 
 # IDM parameters
 A_MAX, B_COMF, S0, HEADWAY, DELTA = 1.6, 2.5, 2.5, 1.2, 4.0
@@ -36,7 +48,9 @@ def idm(v: np.ndarray, v0: np.ndarray, gap: np.ndarray, dv: np.ndarray) -> np.nd
     return np.clip(A_MAX * (free - (s_star / np.maximum(gap, 0.1)) ** 2), -9.0, A_MAX)
 
 
-def vehicle_points(xy: np.ndarray, yaw: np.ndarray, length: np.ndarray, half_width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def vehicle_points(
+    xy: np.ndarray, yaw: np.ndarray, length: np.ndarray, half_width: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Three circles (rear, centre, front) covering each vehicle: (3N, 2) centres and (3N,) radii."""
     off = (length / 2 - half_width)[:, None] * np.array([-1.0, 0.0, 1.0])[None]  # (N, 3)
     d = np.stack([np.cos(yaw), np.sin(yaw)], axis=-1)
@@ -72,12 +86,22 @@ class Traffic:
     to whatever is ahead on its path (or in a cone in front: the ego, pedestrians, crossing cars) and
     stops at red and yellow lights."""
 
-    def __init__(self, net: Network, table: LaneTable, lights: TrafficLights, count: int, speed_limit: float,
-                 rng: np.random.Generator, avoid: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        net: Network,
+        table: LaneTable,
+        lights: TrafficLights,
+        count: int,
+        speed_limit: float,
+        rng: np.random.Generator,
+        avoid: np.ndarray | None = None,
+    ) -> None:
         self.net, self.table, self.lights, self.rng = net, table, lights, rng
         road_lanes = np.flatnonzero(table.is_road & (table.length > 15.0))
         weights = table.length[road_lanes] / table.length[road_lanes].sum()
-        lanes, ss, placed = [], [], []
+        lanes: list[int] = []
+        ss: list[float] = []
+        placed: list[np.ndarray] = []
         for _ in range(count * 20):
             if len(lanes) == count:
                 break
@@ -123,7 +147,9 @@ class Traffic:
         ahead_same = (self.lane[None, :] == self.lane[:, None]) & (self.s[None, :] > self.s[:, None])
         gap = np.where(ahead_same, self.s[None, :] - self.s[:, None], np.inf)
         gap = np.where(self.lane[None, :] == self.n1[:, None], (lane_len - self.s)[:, None] + self.s[None, :], gap)
-        gap = np.where(self.lane[None, :] == self.n2[:, None], (lane_len - self.s + n1_len)[:, None] + self.s[None, :], gap)
+        gap = np.where(
+            self.lane[None, :] == self.n2[:, None], (lane_len - self.s + n1_len)[:, None] + self.s[None, :], gap
+        )
         gap = gap - (self.size[:, None, 0] + self.size[None, :, 0]) / 2
         np.fill_diagonal(gap, np.inf)
         lead = np.argmin(gap, axis=1)
@@ -186,7 +212,7 @@ class Traffic:
         # Vehicles stuck for long (not at a light) are moved to a free lane far from the ego.
         self.stuck = np.where((self.v < 0.05) & ~stop, self.stuck + dt, 0.0)
         for i in np.flatnonzero(self.stuck > STUCK_S):
-            self._respawn(i, ego[:2])
+            self._respawn(int(i), ego[:2])
         self.xy, self.yaw = self.table.pose(self.lane, self.s)
 
     def _respawn(self, i: int, ego_xy: np.ndarray) -> None:
@@ -204,8 +230,17 @@ class Traffic:
     def instances(self) -> dict[str, np.ndarray]:
         """Render instances per mesh kind: (N, 11) [x, y, z, yaw, length, width, height, r, g, b, class]."""
         out = {}
-        rows = np.concatenate([self.xy, np.zeros((len(self), 1)), self.yaw[:, None], self.size, self.colour,
-                               np.full((len(self), 1), CLASS_IDS["Vehicles"])], axis=1).astype(np.float32)
+        rows = np.concatenate(
+            [
+                self.xy,
+                np.zeros((len(self), 1)),
+                self.yaw[:, None],
+                self.size,
+                self.colour,
+                np.full((len(self), 1), CLASS_IDS["Vehicles"]),
+            ],
+            axis=1,
+        ).astype(np.float32)
         for k, name in enumerate(KINDS):
             out[name] = rows[self.kind == k]
         return out

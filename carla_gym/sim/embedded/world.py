@@ -8,8 +8,9 @@ from functools import lru_cache
 import numpy as np
 
 from .ground import GroundMap, build_ground
+from .network import Network, build_network
 from .scenery import Scenery, build_scenery
-from .towns import Network, TownSpec, build_network, town_spec
+from .towns import TownSpec, town_spec
 
 
 @dataclass(frozen=True)
