@@ -4,7 +4,7 @@ autopilot steps per second without rendering.
     python benchmarks/embedded_speed.py [--town grid_suburb] [--steps 300]
 
 Each figure is the median over blocks of 25 steps of (autopilot control + world step + render +
-read-back of the three images), after a warm-up. Targets (SPEC 11, 2 CPU cores): >= 200 frames/s
+read-back of the three images), after a warm-up. Targets (2 CPU cores): >= 200 frames/s
 at 128x256 and >= 100 at 256x512.
 """
 
@@ -48,12 +48,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"embedded world speed, town {args.town}, default traffic; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    print(
+        f"embedded world speed, town {args.town}, default traffic; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+    )
     for size, target in (((128, 256), 200.0), ((256, 512), 100.0)):
         fps, stats = measure(args.town, size, args.steps, args.seed)
         verdict = "meets" if fps >= target else "MISSES"
-        print(f"  RGB+semantic+depth {size[0]}x{size[1]}: {fps:7.1f} frames/s (target >= {target:.0f}: {verdict}); "
-              f"last frame {stats.get('draw_calls')} draw calls, {stats.get('chunks_drawn')} chunks")
+        print(
+            f"  RGB+semantic+depth {size[0]}x{size[1]}: {fps:7.1f} frames/s (target >= {target:.0f}: {verdict}); "
+            f"last frame {stats.get('draw_calls')} draw calls, {stats.get('chunks_drawn')} chunks"
+        )
     fps, _ = measure(args.town, None, args.steps * 3, args.seed)
     print(f"  autopilot without rendering:   {fps:7.1f} steps/s")
 

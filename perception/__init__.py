@@ -14,9 +14,17 @@ from . import conventions
 from .conventions import CLASS_NAMES, NUM_CLASSES, colorize
 
 _LAZY = {
-    "PRESETS": "models", "PerceptionPipeline": "models", "PipelineState": "models", "PresetConfig": "models",
-    "build_model": "models", "PerceptionOutput": "streaming", "TemporalPerception": "streaming",
-    "WeightsError": "weights", "load_weights": "weights", "read_weights_config": "weights", "save_weights": "weights",
+    "PRESETS": "models",
+    "PerceptionPipeline": "models",
+    "PipelineState": "models",
+    "PresetConfig": "models",
+    "build_model": "models",
+    "PerceptionOutput": "streaming",
+    "TemporalPerception": "streaming",
+    "WeightsError": "weights",
+    "load_weights": "weights",
+    "read_weights_config": "weights",
+    "save_weights": "weights",
 }
 
 if TYPE_CHECKING:

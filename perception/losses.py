@@ -1,4 +1,4 @@
-"""Training losses of the perception curriculum (SPEC 7), with the seed's defects fixed (SPEC 12).
+"""Training losses of the perception curriculum, with the defects of the design's original code fixed.
 
 - Segmentation: cross-entropy, optionally class-weighted, so thin classes (poles, signs, road
   lines) are not drowned by road and sky.
@@ -19,8 +19,9 @@ MIN_DEPTH_M = 0.1
 MAX_VALID_DEPTH_M = FAR_PLANE_M * 0.99  # beyond this the depth camera saw sky
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None,
-                      ignore_index: int = 255) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = 255
+) -> torch.Tensor:
     """Cross-entropy of (N, C, H, W) logits against (N, H, W) class ids."""
     return F.cross_entropy(logits, target.long(), weight=class_weights, ignore_index=ignore_index)
 
@@ -30,7 +31,9 @@ def depth_valid_mask(depth_m: torch.Tensor) -> torch.Tensor:
     return (depth_m > MIN_DEPTH_M) & (depth_m < MAX_VALID_DEPTH_M)
 
 
-def depth_loss(log_depth_pred: torch.Tensor, depth_m: torch.Tensor, kind: str = "silog", silog_lambda: float = 0.85) -> torch.Tensor:
+def depth_loss(
+    log_depth_pred: torch.Tensor, depth_m: torch.Tensor, kind: str = "silog", silog_lambda: float = 0.85
+) -> torch.Tensor:
     """Depth loss between predicted log-depth and true metres, over valid pixels; shapes broadcast to (N, H, W).
 
     `kind="l1"`: mean |log d_pred - log d_true|. `kind="silog"`: sqrt(mean(g^2) - lambda * mean(g)^2)

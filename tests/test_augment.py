@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames, zoom_frames
-from perception.data.augment import clutter, crop_and_resize, color_jitter, lighting_drift
+from perception.data.augment import clutter, color_jitter, crop_and_resize, lighting_drift
 
 
 def window(t=4, h=16, w=24, seed=0):
@@ -38,8 +38,9 @@ def test_clutter_occludes_the_same_pixels_in_every_frame():
 
 
 def test_clutter_probability_is_honoured():
-    aug = TemporalAugment(AugmentConfig(noise_std=0.0, brightness=0, contrast=0, saturation=0, hue=0,
-                                        lighting_drift=0.0, clutter_p=0.25))
+    aug = TemporalAugment(
+        AugmentConfig(noise_std=0.0, brightness=0, contrast=0, saturation=0, hue=0, lighting_drift=0.0, clutter_p=0.25)
+    )
     frames = torch.full((2, 3, 8, 8), 0.9)
     g = gen(3)
     hits = sum(bool((aug(frames, g) != frames).any()) for _ in range(400))
@@ -65,9 +66,12 @@ def test_corruptions_by_name():
 def test_mirror_frames_flips_image_labels_and_depth_together() -> None:
     """Item 0 mirrored (p=1), nothing mirrored at p=0; poses untouched; the input batch is not modified."""
     rgb = torch.arange(2 * 1 * 3 * 2 * 3, dtype=torch.uint8).view(2, 1, 3, 2, 3)
-    batch = {"rgb": rgb, "semantic": torch.tensor([[[[1, 2, 3], [4, 5, 6]]]]).repeat(2, 1, 1, 1),
-             "depth": torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]]).repeat(2, 1, 1, 1),
-             "rel_pose": torch.eye(4).expand(2, 1, 4, 4)}
+    batch = {
+        "rgb": rgb,
+        "semantic": torch.tensor([[[[1, 2, 3], [4, 5, 6]]]]).repeat(2, 1, 1, 1),
+        "depth": torch.tensor([[[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]]]).repeat(2, 1, 1, 1),
+        "rel_pose": torch.eye(4).expand(2, 1, 4, 4),
+    }
     out = mirror_frames(batch, torch.Generator().manual_seed(0), p=1.0)
     assert out["semantic"][0, 0].tolist() == [[3, 2, 1], [6, 5, 4]]
     assert out["depth"][1, 0].tolist() == [[3.0, 2.0, 1.0], [6.0, 5.0, 4.0]]
@@ -81,8 +85,12 @@ def test_mirror_frames_flips_image_labels_and_depth_together() -> None:
 def test_crop_and_resize_doubles_a_corner_and_halves_its_depth() -> None:
     """The top-left 2x2 of a 4x4 frame scaled x2: each label covers 2x2 pixels, depth / 2, focal length x 2."""
     k = torch.tensor([[4.0, 0.0, 2.0], [0.0, 4.0, 2.0], [0.0, 0.0, 1.0]])
-    item = {"rgb": torch.zeros((1, 3, 4, 4), dtype=torch.uint8), "semantic": torch.arange(16).view(1, 4, 4),
-            "depth": torch.full((1, 4, 4), 10.0), "intrinsics": k}
+    item = {
+        "rgb": torch.zeros((1, 3, 4, 4), dtype=torch.uint8),
+        "semantic": torch.arange(16).view(1, 4, 4),
+        "depth": torch.full((1, 4, 4), 10.0),
+        "intrinsics": k,
+    }
     out = crop_and_resize(item, top=0, left=0, height=2, width=2)
     assert out["semantic"][0].tolist() == [[0, 0, 1, 1], [0, 0, 1, 1], [4, 4, 5, 5], [4, 4, 5, 5]]
     assert out["depth"].unique().tolist() == [5.0]
@@ -93,8 +101,11 @@ def test_crop_and_resize_doubles_a_corner_and_halves_its_depth() -> None:
 
 
 def test_zoom_frames_keeps_shapes_and_label_set() -> None:
-    batch = {"rgb": torch.randint(0, 255, (3, 1, 3, 8, 16), dtype=torch.uint8),
-             "semantic": torch.randint(0, 5, (3, 1, 8, 16)), "depth": torch.full((3, 1, 8, 16), 20.0)}
+    batch = {
+        "rgb": torch.randint(0, 255, (3, 1, 3, 8, 16), dtype=torch.uint8),
+        "semantic": torch.randint(0, 5, (3, 1, 8, 16)),
+        "depth": torch.full((3, 1, 8, 16), 20.0),
+    }
     out = zoom_frames(batch, torch.Generator().manual_seed(0), max_zoom=2.0, p=1.0)
     assert all(out[k].shape == batch[k].shape and out[k].dtype == batch[k].dtype for k in batch)
     assert set(out["semantic"].unique().tolist()) <= set(batch["semantic"].unique().tolist())

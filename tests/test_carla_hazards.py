@@ -24,7 +24,9 @@ from perception.conventions import pose6_to_matrix
 
 CAR, WALKER = (2.4, 1.0), (0.25, 0.25)
 # A right-hand 90 degree turn: 10 m straight on, then along +y (CARLA's ego frame has y to the right).
-RIGHT_TURN = np.array([[2.0, 0.0], [4.0, 0.0], [6.0, 0.0], [8.0, 0.0], [10.0, 0.0], [10.0, 2.0], [10.0, 4.0], [10.0, 6.0]])
+RIGHT_TURN = np.array(
+    [[2.0, 0.0], [4.0, 0.0], [6.0, 0.0], [8.0, 0.0], [10.0, 0.0], [10.0, 2.0], [10.0, 4.0], [10.0, 6.0]]
+)
 
 
 def lead(boxes, path=None, ego=CAR):
@@ -78,7 +80,9 @@ def test_in_ego_frame_uses_carla_matrices():
 def red(points, path=None, ego=CAR):
     """red_light_distance of (x, y, yaw_deg) stop waypoints at the ego's level."""
     points = np.array(points, dtype=np.float64).reshape(-1, 3)
-    return red_light_distance(np.column_stack([points[:, :2], np.zeros(len(points))]), np.radians(points[:, 2]), ego, path)
+    return red_light_distance(
+        np.column_stack([points[:, :2], np.zeros(len(points))]), np.radians(points[:, 2]), ego, path
+    )
 
 
 def test_red_light_counts_stop_lines_ahead_in_the_lane_corridor():
@@ -112,8 +116,10 @@ def test_red_light_corridor_bends_along_the_route():
 @pytest.fixture
 def sim_and_ego():
     server = FakeServer()
-    sim = CarlaBackend(CarlaConfig(size=(4, 32), vehicles=2, walkers=1, timeout=1.0),
-                       carla_module=make_fake_carla({server.address: server}))
+    sim = CarlaBackend(
+        CarlaConfig(size=(4, 32), vehicles=2, walkers=1, timeout=1.0),
+        carla_module=make_fake_carla({server.address: server}),
+    )
     sim.reset(seed=0)
     ego = next(a for a in server.actors.values() if a.attributes.get("role_name") == "hero")
     yield server, sim, ego

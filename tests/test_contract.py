@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from conftest import make_frame
 
 from carla_gym.sim import BACKENDS, Control, Event, EventKind, Frame, Route, make_backend
-from conftest import make_frame
 
 
 def test_control_accepts_valid_values_and_names_bad_fields():
@@ -44,3 +44,10 @@ def test_make_backend_lists_known_names():
     assert set(BACKENDS) == {"embedded", "carla"}
     with pytest.raises(ValueError, match="known backends: carla, embedded"):
         make_backend("unreal")
+
+
+def test_backend_classes_load_lazily_from_the_package():
+    from carla_gym.sim import CarlaBackend, EmbeddedBackend, SimulatorBackend
+
+    assert issubclass(EmbeddedBackend, SimulatorBackend) and EmbeddedBackend.name == "embedded"
+    assert issubclass(CarlaBackend, SimulatorBackend) and CarlaBackend.name == "carla"

@@ -12,15 +12,37 @@ from perception.conventions import (
     remap_carla_tags,
 )
 
-# SPEC section 3, written out by name so that a typo in the lookup table cannot hide here.
-SPEC_REMAP = {
-    "Unlabeled": "Unlabeled", "Roads": "Road", "SideWalks": "Sidewalk", "Building": "Building",
-    "Wall": "Wall", "Fence": "Fence", "Pole": "Pole", "TrafficLight": "TrafficLight",
-    "TrafficSign": "TrafficSign", "Vegetation": "Vegetation", "Terrain": "Ground", "Sky": "Sky",
-    "Pedestrian": "Pedestrian", "Rider": "Pedestrian", "Car": "Vehicles", "Truck": "Vehicles",
-    "Bus": "Vehicles", "Train": "Vehicles", "Motorcycle": "Vehicles", "Bicycle": "Vehicles",
-    "Static": "Static", "Dynamic": "Dynamic", "Other": "Other", "Water": "Water", "RoadLine": "RoadLine",
-    "Ground": "Ground", "Bridge": "Bridge", "RailTrack": "RailTrack", "GuardRail": "GuardRail",
+# The tag -> class table of the CARLA conventions, written out by name so that a typo in the lookup table cannot hide here.
+EXPECTED_REMAP = {
+    "Unlabeled": "Unlabeled",
+    "Roads": "Road",
+    "SideWalks": "Sidewalk",
+    "Building": "Building",
+    "Wall": "Wall",
+    "Fence": "Fence",
+    "Pole": "Pole",
+    "TrafficLight": "TrafficLight",
+    "TrafficSign": "TrafficSign",
+    "Vegetation": "Vegetation",
+    "Terrain": "Ground",
+    "Sky": "Sky",
+    "Pedestrian": "Pedestrian",
+    "Rider": "Pedestrian",
+    "Car": "Vehicles",
+    "Truck": "Vehicles",
+    "Bus": "Vehicles",
+    "Train": "Vehicles",
+    "Motorcycle": "Vehicles",
+    "Bicycle": "Vehicles",
+    "Static": "Static",
+    "Dynamic": "Dynamic",
+    "Other": "Other",
+    "Water": "Water",
+    "RoadLine": "RoadLine",
+    "Ground": "Ground",
+    "Bridge": "Bridge",
+    "RailTrack": "RailTrack",
+    "GuardRail": "GuardRail",
 }
 
 
@@ -32,7 +54,7 @@ def test_class_ids_follow_carla_0913_tag_order():
 
 @pytest.mark.parametrize("tag", range(29))
 def test_every_carla_tag_maps_as_in_spec(tag):
-    expected = CLASS_IDS[SPEC_REMAP[CARLA_TAG_NAMES[tag]]]
+    expected = CLASS_IDS[EXPECTED_REMAP[CARLA_TAG_NAMES[tag]]]
     assert remap_carla_tags(np.array([tag], dtype=np.uint8))[0] == expected
 
 

@@ -7,12 +7,15 @@ from perception.conventions import invert_rigid, matrix_to_pose6, pose6_to_matri
 
 def random_poses(n, seed=0, max_pitch=np.pi / 2 - 1e-3):
     rng = np.random.default_rng(seed)
-    return np.concatenate([
-        rng.uniform(-100, 100, (n, 3)),
-        rng.uniform(-np.pi, np.pi, (n, 1)),
-        rng.uniform(-max_pitch, max_pitch, (n, 1)),
-        rng.uniform(-np.pi, np.pi, (n, 1)),
-    ], axis=1)
+    return np.concatenate(
+        [
+            rng.uniform(-100, 100, (n, 3)),
+            rng.uniform(-np.pi, np.pi, (n, 1)),
+            rng.uniform(-max_pitch, max_pitch, (n, 1)),
+            rng.uniform(-np.pi, np.pi, (n, 1)),
+        ],
+        axis=1,
+    )
 
 
 def wrap(a):
@@ -45,8 +48,10 @@ def test_matrix_is_rigid_and_yaw_turns_x_toward_y():
 def test_equals_carla_transform_get_matrix():
     carla = pytest.importorskip("carla")
     for x, y, z, roll, pitch, yaw in random_poses(200, seed=1):
-        t = carla.Transform(carla.Location(x=x, y=y, z=z),
-                            carla.Rotation(pitch=np.degrees(pitch), yaw=np.degrees(yaw), roll=np.degrees(roll)))
+        t = carla.Transform(
+            carla.Location(x=x, y=y, z=z),
+            carla.Rotation(pitch=np.degrees(pitch), yaw=np.degrees(yaw), roll=np.degrees(roll)),
+        )
         # carla stores float32: compare rotations to 1e-5 and translations relative to their size
         ours = pose6_to_matrix(np.array([x, y, z, roll, pitch, yaw]))
         theirs = np.array(t.get_matrix())

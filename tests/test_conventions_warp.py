@@ -23,10 +23,11 @@ def test_forward_translation_moves_point_to_hand_computed_pixel():
     m_cur = pose6_to_matrix(np.array([1.0, 0, 0, 0, 0, 0]))
     labels_prev = np.zeros((64, 64), np.uint8)
     labels_prev[48, 48] = 5
-    warped, valid = warp_labels(labels_prev, np.full((64, 64), 10.0), relative_pose(m_prev, m_cur), K,
-                                depth_prev=np.full((64, 64), 11.0))
+    warped, valid = warp_labels(
+        labels_prev, np.full((64, 64), 10.0), relative_pose(m_prev, m_cur), K, depth_prev=np.full((64, 64), 11.0)
+    )
     assert valid.all()  # moving forward, every pixel of t was visible at t-1
-    assert list(zip(*np.nonzero(warped == 5))) == [(50, 50)]
+    assert list(zip(*np.nonzero(warped == 5), strict=False)) == [(50, 50)]
 
 
 def test_pixels_leaving_the_view_or_occluded_are_invalid():
@@ -36,8 +37,9 @@ def test_pixels_leaving_the_view_or_occluded_are_invalid():
     assert valid[32, 32] and not valid[0, 0] and not valid[63, 63]  # the border came into view
     # the depth check: frame t-1 saw something 3 m away where the moved point is at 11 m
     forward = relative_pose(np.eye(4), pose6_to_matrix(np.array([1.0, 0, 0, 0, 0, 0])))
-    _, valid = warp_labels(np.zeros((64, 64), np.uint8), np.full((64, 64), 10.0), forward, K,
-                           depth_prev=np.full((64, 64), 3.0))
+    _, valid = warp_labels(
+        np.zeros((64, 64), np.uint8), np.full((64, 64), 10.0), forward, K, depth_prev=np.full((64, 64), 3.0)
+    )
     assert not valid.any()
 
 

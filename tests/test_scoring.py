@@ -6,8 +6,9 @@ from agents.scoring import EpisodeResult, summarize
 def test_driving_score_of_a_scripted_episode_by_hand():
     # 80% of the route, one vehicle collision, two red lights, one lane invasion (no factor):
     # 0.8 * 0.60 * 0.70 * 0.70 = 0.2352
-    e = EpisodeResult(route_completion=0.8, distance_m=400.0,
-                      infractions={"collision_vehicle": 1, "red_light": 2, "lane_invasion": 1})
+    e = EpisodeResult(
+        route_completion=0.8, distance_m=400.0, infractions={"collision_vehicle": 1, "red_light": 2, "lane_invasion": 1}
+    )
     assert e.infraction_penalty == pytest.approx(0.294)
     assert e.driving_score == pytest.approx(0.2352)
 

@@ -6,19 +6,22 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import make_frame
 
 from carla_gym.env import RewardConfig, target_speed
 from carla_gym.env.task import DrivingTask
 from carla_gym.sim import Hazards
-from conftest import make_frame
 
 
-@pytest.mark.parametrize("hazards, signal_speed, reward_speed", [
-    (Hazards(), 8.0, 8.0),  # free road: cruise speed for both
-    (Hazards(lead=10.0), 8.0, 2.0),  # a lead vehicle 10 m ahead: (10 - 5) / 20 * 8 m/s, for the reward only
-    (Hazards(red_light=15.0), 4.0, 4.0),  # a red light 15 m ahead: (15 - 5) / 20 * 8 m/s for both
-    (Hazards(lead=3.0, red_light=40.0), 8.0, 0.0),  # lead within the stop margin; the light is beyond the slowdown
-])
+@pytest.mark.parametrize(
+    "hazards, signal_speed, reward_speed",
+    [
+        (Hazards(), 8.0, 8.0),  # free road: cruise speed for both
+        (Hazards(lead=10.0), 8.0, 2.0),  # a lead vehicle 10 m ahead: (10 - 5) / 20 * 8 m/s, for the reward only
+        (Hazards(red_light=15.0), 4.0, 4.0),  # a red light 15 m ahead: (15 - 5) / 20 * 8 m/s for both
+        (Hazards(lead=3.0, red_light=40.0), 8.0, 0.0),  # lead within the stop margin; the light is beyond the slowdown
+    ],
+)
 def test_state_speed_ignores_other_road_users(hazards, signal_speed, reward_speed):
     task = DrivingTask(sim=None, reward=RewardConfig())
     task.last_action = np.zeros(2, np.float32)

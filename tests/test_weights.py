@@ -13,7 +13,6 @@ from safetensors.torch import load_file, save_file
 from perception import TemporalPerception, WeightsError, build_model, load_weights, read_weights_config, save_weights
 from perception.weights import half_precision_copy
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -30,7 +29,7 @@ def test_round_trip_and_config(saved):
     model, folder = saved
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
     loaded = load_weights(folder, preset="lite")
-    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+    for (k, a), (k2, b) in zip(model.state_dict().items(), loaded.state_dict().items(), strict=False):
         assert k == k2 and torch.equal(a, b)
     cfg = read_weights_config(folder)
     assert cfg["preset"] == "lite" and cfg["num_classes"] == 22 and cfg["class_names"][7] == "Road"
@@ -59,14 +58,16 @@ def test_both_files_get_the_umask_mode(tmp_path):
         folder = save_weights(build_model("lite"), tmp_path / "w")
     finally:
         os.umask(old)
-    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {"config.json": 0o644,
-                                                                         "model.safetensors": 0o644}
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == {
+        "config.json": 0o644,
+        "model.safetensors": 0o644,
+    }
 
 
 def test_file_is_safetensors_not_pickle(saved):
     raw = (saved[1] / "model.safetensors").read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    assert raw[8:9] == b"{" and json.loads(raw[8:8 + n])
+    assert raw[8:9] == b"{" and json.loads(raw[8 : 8 + n])
 
 
 def test_from_weights(saved):

@@ -7,13 +7,27 @@ from .registry import BACKENDS, backend_class, make_backend
 def __getattr__(name: str):  # the backend classes load on first use (CarlaBackend needs no `carla` until built)
     if name == "CarlaBackend":
         from .carla_backend import CarlaBackend
+
         return CarlaBackend
     if name == "EmbeddedBackend":
-        from .embedded import EmbeddedBackend
+        from .embedded.backend import EmbeddedBackend
+
         return EmbeddedBackend
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
-    "BACKENDS", "CarlaBackend", "Control", "EmbeddedBackend", "Event", "EventKind", "Frame", "Hazards", "Route",
-    "SimulatorBackend", "SimulatorError", "backend_class", "make_backend",
+    "BACKENDS",
+    "CarlaBackend",
+    "Control",
+    "EmbeddedBackend",
+    "Event",
+    "EventKind",
+    "Frame",
+    "Hazards",
+    "Route",
+    "SimulatorBackend",
+    "SimulatorError",
+    "backend_class",
+    "make_backend",
 ]

@@ -26,7 +26,9 @@ def backend_class(name: str) -> type[SimulatorBackend]:
     except ModuleNotFoundError as err:
         if err.name and not err.name.startswith("carla_gym"):
             raise
-        raise NotImplementedError(f"the {name!r} backend is not available in this version of carla-perception-gym") from err
+        raise NotImplementedError(
+            f"the {name!r} backend is not available in this version of carla-perception-gym"
+        ) from err
     return getattr(module, class_name)
 
 
@@ -44,4 +46,4 @@ def make_backend(name: str = "embedded", **options: Any) -> SimulatorBackend:
             f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for the {name!r} backend; "
             f"known options: {', '.join(sorted(known))}"
         )
-    return cls(cls.Config(**options))
+    return cls(cls.Config(**options))  # type: ignore[call-arg]  # every backend takes its Config; the base class has no __init__

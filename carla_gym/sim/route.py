@@ -14,7 +14,9 @@ class RouteTracker:
     route that passes near itself (a loop, a U-turn) is not skipped.
     """
 
-    def __init__(self, points: np.ndarray, num_waypoints: int = 10, spacing: float = 2.0, search_ahead: float = 30.0) -> None:
+    def __init__(
+        self, points: np.ndarray, num_waypoints: int = 10, spacing: float = 2.0, search_ahead: float = 30.0
+    ) -> None:
         points = np.asarray(points, dtype=np.float64)
         if points.ndim != 2 or points.shape[1] not in (2, 3) or len(points) < 2:
             raise ValueError(f"a route needs at least 2 points of (x, y[, z]), got shape {points.shape}")
@@ -45,7 +47,9 @@ class RouteTracker:
     def point_at(self, s: np.ndarray) -> np.ndarray:
         """World (x, y) of the route at arc lengths `s` (clamped to the route)."""
         s = np.clip(s, 0.0, self.length)
-        return np.stack([np.interp(s, self._cum, self.points[:, 0]), np.interp(s, self._cum, self.points[:, 1])], axis=-1)
+        return np.stack(
+            [np.interp(s, self._cum, self.points[:, 0]), np.interp(s, self._cum, self.points[:, 1])], axis=-1
+        )
 
     def ahead(self, ego_to_world: np.ndarray, count: int) -> np.ndarray:
         """(count, 2) route points every `spacing` m past the current progress, in the ego frame (x forward, y right)."""

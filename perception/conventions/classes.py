@@ -10,9 +10,28 @@ from __future__ import annotations
 import numpy as np
 
 CLASS_NAMES: tuple[str, ...] = (
-    "Unlabeled", "Building", "Fence", "Other", "Pedestrian", "Pole", "RoadLine", "Road",
-    "Sidewalk", "Vegetation", "Vehicles", "Wall", "TrafficSign", "Sky", "Ground", "Bridge",
-    "RailTrack", "GuardRail", "TrafficLight", "Static", "Dynamic", "Water",
+    "Unlabeled",
+    "Building",
+    "Fence",
+    "Other",
+    "Pedestrian",
+    "Pole",
+    "RoadLine",
+    "Road",
+    "Sidewalk",
+    "Vegetation",
+    "Vehicles",
+    "Wall",
+    "TrafficSign",
+    "Sky",
+    "Ground",
+    "Bridge",
+    "RailTrack",
+    "GuardRail",
+    "TrafficLight",
+    "Static",
+    "Dynamic",
+    "Water",
 )
 NUM_CLASSES = len(CLASS_NAMES)
 CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
@@ -20,10 +39,27 @@ CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 # CARLA 0.9.13's CityScapes palette (RGB), indexed by class id.
 PALETTE = np.array(
     [
-        (0, 0, 0), (70, 70, 70), (100, 40, 40), (55, 90, 80), (220, 20, 60), (153, 153, 153),
-        (157, 234, 50), (128, 64, 128), (244, 35, 232), (107, 142, 35), (0, 0, 142),
-        (102, 102, 156), (220, 220, 0), (70, 130, 180), (81, 0, 81), (150, 100, 100),
-        (230, 150, 140), (180, 165, 180), (250, 170, 30), (110, 190, 160), (170, 120, 50),
+        (0, 0, 0),
+        (70, 70, 70),
+        (100, 40, 40),
+        (55, 90, 80),
+        (220, 20, 60),
+        (153, 153, 153),
+        (157, 234, 50),
+        (128, 64, 128),
+        (244, 35, 232),
+        (107, 142, 35),
+        (0, 0, 142),
+        (102, 102, 156),
+        (220, 220, 0),
+        (70, 130, 180),
+        (81, 0, 81),
+        (150, 100, 100),
+        (230, 150, 140),
+        (180, 165, 180),
+        (250, 170, 30),
+        (110, 190, 160),
+        (170, 120, 50),
         (45, 60, 150),
     ],
     dtype=np.uint8,
@@ -34,15 +70,70 @@ MOVING_CLASSES: tuple[int, ...] = (CLASS_IDS["Pedestrian"], CLASS_IDS["Vehicles"
 
 # CARLA 0.9.14+ tag names, in tag order (0..28), as listed in CARLA 0.9.16's sensor reference.
 CARLA_TAG_NAMES: tuple[str, ...] = (
-    "Unlabeled", "Roads", "SideWalks", "Building", "Wall", "Fence", "Pole", "TrafficLight",
-    "TrafficSign", "Vegetation", "Terrain", "Sky", "Pedestrian", "Rider", "Car", "Truck", "Bus",
-    "Train", "Motorcycle", "Bicycle", "Static", "Dynamic", "Other", "Water", "RoadLine", "Ground",
-    "Bridge", "RailTrack", "GuardRail",
+    "Unlabeled",
+    "Roads",
+    "SideWalks",
+    "Building",
+    "Wall",
+    "Fence",
+    "Pole",
+    "TrafficLight",
+    "TrafficSign",
+    "Vegetation",
+    "Terrain",
+    "Sky",
+    "Pedestrian",
+    "Rider",
+    "Car",
+    "Truck",
+    "Bus",
+    "Train",
+    "Motorcycle",
+    "Bicycle",
+    "Static",
+    "Dynamic",
+    "Other",
+    "Water",
+    "RoadLine",
+    "Ground",
+    "Bridge",
+    "RailTrack",
+    "GuardRail",
 )
 
-# Tag -> class, SPEC section 3. Terrain (10) becomes Ground: the old tag set had no terrain and
+# Tag -> class. Terrain (10) becomes Ground: the old tag set had no terrain and
 # CARLA 0.9.13 tagged most terrain meshes as Ground.
-_TAG_TO_CLASS = (0, 7, 8, 1, 11, 2, 5, 18, 12, 9, 14, 13, 4, 4, 10, 10, 10, 10, 10, 10, 19, 20, 3, 21, 6, 14, 15, 16, 17)
+_TAG_TO_CLASS = (
+    0,
+    7,
+    8,
+    1,
+    11,
+    2,
+    5,
+    18,
+    12,
+    9,
+    14,
+    13,
+    4,
+    4,
+    10,
+    10,
+    10,
+    10,
+    10,
+    10,
+    19,
+    20,
+    3,
+    21,
+    6,
+    14,
+    15,
+    16,
+    17,
+)
 
 # A 256-entry lookup table so whole label images are remapped with one indexing operation.
 # Tags CARLA may add after 0.9.16 fall back to Unlabeled.
@@ -67,13 +158,14 @@ def bgra_to_array(raw: bytes | bytearray | memoryview | np.ndarray, height: int,
         raise ValueError(f"a raw CARLA image buffer must be uint8 bytes, got dtype {buf.dtype}")
     if buf.size != height * width * 4:
         raise ValueError(
-            f"a raw CARLA image buffer of {height}x{width} BGRA pixels needs {height * width * 4} bytes, "
-            f"got {buf.size}"
+            f"a raw CARLA image buffer of {height}x{width} BGRA pixels needs {height * width * 4} bytes, got {buf.size}"
         )
     return buf.reshape(height, width, 4)
 
 
-def labels_from_bgra(raw: bytes | bytearray | memoryview | np.ndarray, height: int, width: int, *, remap: bool = True) -> np.ndarray:
+def labels_from_bgra(
+    raw: bytes | bytearray | memoryview | np.ndarray, height: int, width: int, *, remap: bool = True
+) -> np.ndarray:
     """Read class ids from a CARLA semantic camera's raw BGRA buffer.
 
     The tag is stored in the red channel (byte 2 of each pixel); the palette colours that CARLA's

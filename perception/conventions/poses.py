@@ -11,7 +11,7 @@ through the matrix.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -25,7 +25,9 @@ def _as_tensor(x: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
     return torch.as_tensor(np.asarray(x, dtype=np.float64)), False
 
 
-def _back(x: torch.Tensor, was_tensor: bool) -> np.ndarray | torch.Tensor:
+def _back(x: torch.Tensor, was_tensor: bool) -> Any:
+    """`x` as the caller's input kind: the tensor itself, or a NumPy array (typed `Any` so each
+    public function keeps its `ArrayLike` in -> same kind out signature)."""
     return x if was_tensor else x.numpy()
 
 

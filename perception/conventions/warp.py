@@ -1,4 +1,4 @@
-"""Warping a label map from frame t-1 into frame t, for the temporal-consistency metric (SPEC 8)."""
+"""Warping a label map from frame t-1 into frame t, for the temporal-consistency metric."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC 8), as streaming accumulators usable batch by batch.
+"""Evaluation metrics, as streaming accumulators usable batch by batch.
 
 - `SegmentationMetrics`: dataset-level confusion matrix -> pixel accuracy, per-class IoU, mIoU
   over the classes present in the ground truth; `paired_bootstrap`: how far one model is ahead of
@@ -20,7 +20,16 @@ from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confus
 from .temporal import TemporalConsistency
 
 __all__ = [
-    "DepthMetrics", "EgoMotionMetrics", "SegmentationMetrics", "TemporalConsistency", "absolute_trajectory_error",
-    "compose_trajectory", "confusion_matrix", "iou_from_confusion", "miou_and_accuracy",
-    "paired_bootstrap", "pose_errors", "rotation_angle",
+    "DepthMetrics",
+    "EgoMotionMetrics",
+    "SegmentationMetrics",
+    "TemporalConsistency",
+    "absolute_trajectory_error",
+    "compose_trajectory",
+    "confusion_matrix",
+    "iou_from_confusion",
+    "miou_and_accuracy",
+    "paired_bootstrap",
+    "pose_errors",
+    "rotation_angle",
 ]

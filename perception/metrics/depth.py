@@ -1,4 +1,4 @@
-"""Streaming monocular depth metrics (SPEC 8): AbsRel, SqRel, RMSE, RMSElog, delta < 1.25^k.
+"""Streaming monocular depth metrics: AbsRel, SqRel, RMSE, RMSElog, delta < 1.25^k.
 
 Conventions (Eigen et al. 2014, as in the KITTI/monodepth evaluations): ground truth must lie in
 (`min_depth`, `max_valid`) (the 1000 m far plane is sky, not a surface); with `cap` (e.g. 80 m)
@@ -26,10 +26,19 @@ def _sums(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     ratio = np.maximum(pred / gt, gt / pred)
     log_diff = np.log(pred) - np.log(gt)
     diff = pred - gt
-    return np.array([
-        np.sum(np.abs(diff) / gt), np.sum(diff ** 2 / gt), np.sum(diff ** 2), np.sum(log_diff ** 2),
-        np.sum(ratio < 1.25), np.sum(ratio < 1.25 ** 2), np.sum(ratio < 1.25 ** 3), gt.size,
-    ], dtype=np.float64)
+    return np.array(
+        [
+            np.sum(np.abs(diff) / gt),
+            np.sum(diff**2 / gt),
+            np.sum(diff**2),
+            np.sum(log_diff**2),
+            np.sum(ratio < 1.25),
+            np.sum(ratio < 1.25**2),
+            np.sum(ratio < 1.25**3),
+            gt.size,
+        ],
+        dtype=np.float64,
+    )
 
 
 def _finish(s: np.ndarray) -> np.ndarray:
@@ -44,8 +53,13 @@ class DepthMetrics:
     `count` (images for `reduction="image"`, pixels for `"pixel"`).
     """
 
-    def __init__(self, cap: float | None = None, min_depth: float = 1e-3, max_valid: float = FAR_PLANE_M * 0.99,
-                 reduction: str = "image") -> None:
+    def __init__(
+        self,
+        cap: float | None = None,
+        min_depth: float = 1e-3,
+        max_valid: float = FAR_PLANE_M * 0.99,
+        reduction: str = "image",
+    ) -> None:
         if reduction not in ("image", "pixel"):
             raise ValueError(f"reduction must be 'image' or 'pixel', got {reduction!r}")
         self.cap, self.min_depth, self.max_valid, self.reduction = cap, min_depth, max_valid, reduction
@@ -55,8 +69,12 @@ class DepthMetrics:
         self._acc = np.zeros(8 if self.reduction == "pixel" else 7)
         self._count = 0
 
-    def update(self, pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor,
-               mask: np.ndarray | torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        pred: np.ndarray | torch.Tensor,
+        gt: np.ndarray | torch.Tensor,
+        mask: np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         """Add predicted and true depth in metres (same shape; a leading batch axis when 3-D or more)."""
         p, g = _np(pred), _np(gt)
         if p.shape != g.shape:
@@ -86,4 +104,4 @@ class DepthMetrics:
         if self._count == 0:
             return {**{k: float("nan") for k in METRIC_NAMES}, "count": 0}
         values = _finish(self._acc) if self.reduction == "pixel" else self._acc / self._count
-        return {**{k: float(v) for k, v in zip(METRIC_NAMES, values)}, "count": self._count}
+        return {**{k: float(v) for k, v in zip(METRIC_NAMES, values, strict=False)}, "count": self._count}

@@ -1,4 +1,4 @@
-"""Ego-motion metrics (SPEC 8): per-pair translation / rotation errors and ATE per clip.
+"""Ego-motion metrics: per-pair translation / rotation errors and ATE per clip.
 
 Poses are camera-relative motions `T_rel = inv(M_{t-1}) @ M_t`, given as (..., 4, 4) matrices or
 (..., 6) pose6 vectors (metres, radians). The translation error is `|t_pred - t_gt|` in metres;
@@ -49,7 +49,9 @@ def compose_trajectory(relative: np.ndarray | torch.Tensor) -> np.ndarray:
     return np.stack(poses)
 
 
-def absolute_trajectory_error(pred_relative: np.ndarray | torch.Tensor, gt_relative: np.ndarray | torch.Tensor) -> float:
+def absolute_trajectory_error(
+    pred_relative: np.ndarray | torch.Tensor, gt_relative: np.ndarray | torch.Tensor
+) -> float:
     """ATE of one clip: RMSE in metres between the camera positions of the two chained trajectories.
 
     Both start at the same pose (the first frame), with no further alignment: the model predicts

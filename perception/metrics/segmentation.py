@@ -1,4 +1,4 @@
-"""Dataset-level segmentation metrics from a streaming confusion matrix (SPEC 8).
+"""Dataset-level segmentation metrics from a streaming confusion matrix.
 
 Pixels from every batch add into one confusion matrix, so mIoU is computed over the whole
 dataset, not averaged per batch (the seed's defect).
@@ -14,8 +14,13 @@ def _to_numpy(x: np.ndarray | torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
-def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, num_classes: int,
-                     ignore_index: int | None = 255, mask: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+def confusion_matrix(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = 255,
+    mask: np.ndarray | torch.Tensor | None = None,
+) -> np.ndarray:
     """(num_classes, num_classes) int64 counts, rows = ground truth, columns = prediction.
 
     `pred` and `target` are class-id arrays of one shape; pixels whose target is `ignore_index`,
@@ -30,7 +35,9 @@ def confusion_matrix(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch
         keep &= t != ignore_index
     if mask is not None:
         keep &= _to_numpy(mask).astype(bool).ravel()
-    return np.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(t[keep] * num_classes + p[keep], minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
@@ -57,8 +64,12 @@ class SegmentationMetrics:
     def reset(self) -> None:
         self.confusion[:] = 0
 
-    def update(self, pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor,
-               mask: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
+    def update(
+        self,
+        pred: np.ndarray | torch.Tensor,
+        target: np.ndarray | torch.Tensor,
+        mask: np.ndarray | torch.Tensor | None = None,
+    ) -> np.ndarray:
         """Add a batch of predicted and true class ids (optionally only where `mask` is set); returns the batch's
         own confusion matrix."""
         cm = confusion_matrix(pred, target, self.num_classes, self.ignore_index, mask)
@@ -91,8 +102,7 @@ def miou_and_accuracy(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return miou, accuracy
 
 
-def paired_bootstrap(confusions_a: np.ndarray, confusions_b: np.ndarray, iterations: int = 2000,
-                     seed: int = 0) -> dict:
+def paired_bootstrap(confusions_a: np.ndarray, confusions_b: np.ndarray, iterations: int = 2000, seed: int = 0) -> dict:
     """How much model b is ahead of model a, scored on the same clips: b - a in dataset-level mIoU and
     pixel accuracy, with a 95% interval from resampling the clips with replacement (both models get
     the same resample, so what the clips share cancels out).
@@ -109,7 +119,15 @@ def paired_bootstrap(confusions_a: np.ndarray, confusions_b: np.ndarray, iterati
     miou_a, acc_a = miou_and_accuracy(np.einsum("rn,nij->rij", counts, a))
     miou_b, acc_b = miou_and_accuracy(np.einsum("rn,nij->rij", counts, b))
     full_a, full_b = miou_and_accuracy(a.sum(0)), miou_and_accuracy(b.sum(0))
-    ci = lambda d: [float(v) for v in np.percentile(d, [2.5, 97.5])]
-    return {"clips": n, "iterations": iterations,
-            "miou": float(full_b[0] - full_a[0]), "miou_ci95": ci(miou_b - miou_a),
-            "pixel_accuracy": float(full_b[1] - full_a[1]), "pixel_accuracy_ci95": ci(acc_b - acc_a)}
+
+    def ci(d: np.ndarray) -> list[float]:
+        return [float(v) for v in np.percentile(d, [2.5, 97.5])]
+
+    return {
+        "clips": n,
+        "iterations": iterations,
+        "miou": float(full_b[0] - full_a[0]),
+        "miou_ci95": ci(miou_b - miou_a),
+        "pixel_accuracy": float(full_b[1] - full_a[1]),
+        "pixel_accuracy_ci95": ci(acc_b - acc_a),
+    }

@@ -1,4 +1,4 @@
-"""Temporal consistency (TC) and flicker (SPEC 8), through the conventions' label warp.
+"""Temporal consistency (TC) and flicker, through the conventions' label warp.
 
 For each pair of frames the label map at t-1 is warped into frame t with the ground-truth depth of
 frame t and the true relative pose (`conventions.warp_labels`: back-project, move, project,
@@ -21,7 +21,6 @@ from perception.conventions import MOVING_CLASSES, warp_labels, warp_to_current
 
 from .segmentation import confusion_matrix, iou_from_confusion
 
-
 Array = np.ndarray | torch.Tensor
 
 
@@ -37,8 +36,9 @@ def _mean_iou(cm: np.ndarray) -> float:
 class TemporalConsistency:
     """Streaming TC, TC ceiling and flicker; run one for the temporal model and one for the per-frame baseline."""
 
-    def __init__(self, num_classes: int = 22, depth_tolerance: float = 0.05,
-                 ignore_classes: tuple[int, ...] = MOVING_CLASSES) -> None:
+    def __init__(
+        self, num_classes: int = 22, depth_tolerance: float = 0.05, ignore_classes: tuple[int, ...] = MOVING_CLASSES
+    ) -> None:
         self.num_classes = num_classes
         self.depth_tolerance = depth_tolerance
         self.ignore_classes = tuple(ignore_classes)
@@ -53,8 +53,17 @@ class TemporalConsistency:
         self.valid = 0
         self.pixels = 0
 
-    def update(self, pred_prev: Array, pred_cur: Array, gt_prev: Array, gt_cur: Array, depth_cur: Array, T_rel: Array,
-               K: Array, depth_prev: Array | None = None) -> None:
+    def update(
+        self,
+        pred_prev: Array,
+        pred_cur: Array,
+        gt_prev: Array,
+        gt_cur: Array,
+        depth_cur: Array,
+        T_rel: Array,
+        K: Array,
+        depth_prev: Array | None = None,
+    ) -> None:
         """Add one frame pair, or a batch of pairs with a leading axis N (T_rel (N, 4, 4), K (3, 3) or (N, 3, 3)).
 
         Label maps are class ids (H, W); depths are metres (H, W); `T_rel = inv(M_{t-1}) @ M_t`.
@@ -64,10 +73,20 @@ class TemporalConsistency:
         depth_prev = None if depth_prev is None else _np(depth_prev)
         if gt_cur.ndim == 3:
             for i in range(gt_cur.shape[0]):
-                self.update(pred_prev[i], pred_cur[i], gt_prev[i], gt_cur[i], depth_cur[i], T_rel[i],
-                            K if K.ndim == 2 else K[i], None if depth_prev is None else depth_prev[i])
+                self.update(
+                    pred_prev[i],
+                    pred_cur[i],
+                    gt_prev[i],
+                    gt_cur[i],
+                    depth_cur[i],
+                    T_rel[i],
+                    K if K.ndim == 2 else K[i],
+                    None if depth_prev is None else depth_prev[i],
+                )
             return
-        warped_gt, valid = warp_labels(gt_prev, depth_cur, T_rel, K, depth_prev, self.depth_tolerance, self.ignore_classes)
+        warped_gt, valid = warp_labels(
+            gt_prev, depth_cur, T_rel, K, depth_prev, self.depth_tolerance, self.ignore_classes
+        )
         warped_pred, _ = warp_to_current(pred_prev, depth_cur, T_rel, K, depth_prev, self.depth_tolerance)
         if self.ignore_classes:
             valid &= ~np.isin(gt_cur, self.ignore_classes)

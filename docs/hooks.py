@@ -1,0 +1,243 @@
+"""MkDocs hook: render figures and tables from the result files at build time.
+
+A page writes ``{{ name(args) }}`` where a figure belongs, e.g.
+``{{ fig("lite_report.json", "results.clean.temporal.miou") }}`` or ``{{ perception_report() }}``.
+The values come from ``docs/results/**.json`` and the bundled weights' ``config.json``, so each
+figure is stored in one place and the pages cannot drift from it. A missing file, key or macro
+fails the build with a message naming it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mkdocs.exceptions import PluginError
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "docs" / "results"
+SOURCES = {"weights": ROOT / "carla_gym" / "weights" / "lite" / "config.json"}
+MACRO = re.compile(r"\{\{\s*(\w+)\((.*?)\)\s*\}\}")
+
+CONDITIONS = {"clean": "clean", "noise": "noise", "lighting_drift": "lighting drift", "clutter": "clutter"}
+MODES = {"per_frame": "per-frame", "temporal": "temporal"}
+
+
+@cache
+def load(source: str) -> dict[str, Any]:
+    """A result file: ``"weights"`` (the bundled weights' config.json) or a path under docs/results."""
+    path = SOURCES.get(source, RESULTS / source)
+    if not path.is_file():
+        raise PluginError(f"docs hook: result file {path} not found")
+    with path.open() as f:
+        return json.load(f)
+
+
+def lookup(source: str, key: str) -> Any:
+    """The value at dotted ``key`` in ``source``; a missing key names the file and the key."""
+    value: Any = load(source)
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise PluginError(f"docs hook: {source} has no key {key!r} (missing {part!r})")
+        value = value[part]
+    return value
+
+
+def fmt(value: Any, spec: str = ".3f") -> str:
+    """Format a figure: a format spec, ``"pct"`` (a fraction as a percentage), ``"signed"`` or ``"ci"``."""
+    if spec == "pct":
+        return f"{100 * value:.1f}%"
+    if spec == "signed":
+        return f"{value:+.3f}"
+    if spec == "ci":
+        low, high = value
+        return f"[{low:+.3f}, {high:+.3f}]"
+    return format(value, spec)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fig(source: str, key: str, spec: str = ".3f") -> str:
+    """One figure from a result file."""
+    return fmt(lookup(source, key), spec)
+
+
+def perception_report(source: str = "lite_report.json") -> str:
+    """Per-frame and temporal model on the test clips, clean and under each corruption."""
+    results = lookup(source, "results")
+    ceiling = results["clean"]["temporal"]["temporal"]["tc_ceiling"]
+    rows = []
+    for cond, cond_name in CONDITIONS.items():
+        for mode, mode_name in MODES.items():
+            r = results[cond][mode]
+            rows.append(
+                [
+                    cond_name,
+                    mode_name,
+                    fmt(r["miou"]),
+                    fmt(r["pixel_accuracy"]),
+                    fmt(r["depth"]["abs_rel"]),
+                    fmt(r["temporal"]["tc"]),
+                    fmt(r["temporal"]["flicker"], ".4f"),
+                    fmt(r["ego_motion"]["translation_error_m"]),
+                    fmt(r["ego_motion"]["rotation_error_deg"]),
+                ]
+            )
+    header = [
+        "condition",
+        "model",
+        "mIoU",
+        "pixel acc.",
+        "depth AbsRel",
+        f"TC (ceiling {ceiling:.3f})",
+        "flicker",
+        "transl. err (m)",
+        "rot. err (deg)",
+    ]
+    return table(header, rows)
+
+
+def perception_lead(source: str = "lite_report.json") -> str:
+    """The temporal model's lead over per-frame per condition, with its paired-bootstrap 95% interval."""
+    lead = lookup(source, "temporal_vs_per_frame")
+    rows = [
+        [
+            CONDITIONS[c],
+            fmt(lead[c]["miou"], "signed"),
+            fmt(lead[c]["miou_ci95"], "ci"),
+            fmt(lead[c]["pixel_accuracy"], "signed"),
+            fmt(lead[c]["pixel_accuracy_ci95"], "ci"),
+        ]
+        for c in CONDITIONS
+    ]
+    return table(["condition", "mIoU lead", "95% interval", "pixel-accuracy lead", "95% interval"], rows)
+
+
+def per_class(source: str = "lite_report.json", condition: str = "clean") -> str:
+    """Per-class IoU, recall, precision and pixel share of both models, best temporal IoU first."""
+    r = lookup(source, f"results.{condition}")
+    temporal, per_frame = r["temporal"], r["per_frame"]
+    names = sorted(temporal["iou"], key=lambda n: -temporal["iou"][n])
+    rows = [
+        [
+            n,
+            fmt(temporal["iou"][n], ".2f"),
+            fmt(per_frame["iou"][n], ".2f"),
+            fmt(temporal["recall"][n], ".2f"),
+            fmt(temporal["precision"][n], ".2f"),
+            fmt(100 * temporal["pixel_share"][n], ".3f") + "%",
+        ]
+        for n in names
+    ]
+    return table(["class", "IoU (temporal)", "IoU (per-frame)", "recall", "precision", "share of pixels"], rows)
+
+
+def horizon(source: str) -> str:
+    """Per-frame and temporal mIoU per 20-frame stretch of the 80-frame clips, with the lead's 95% interval."""
+    r = lookup(source, "results")
+    lead = r["temporal_vs_per_frame"]
+    rows = [
+        [
+            f"frames {s}",
+            fmt(r["per_frame"][s]["miou"]),
+            fmt(r["temporal"][s]["miou"]),
+            fmt(lead[s]["miou"], "signed"),
+            fmt(lead[s]["miou_ci95"], "ci"),
+        ]
+        for s in lead
+    ]
+    return table(["stretch", "per-frame mIoU", "temporal mIoU", "temporal lead", "95% interval"], rows)
+
+
+def agent(source: str) -> str:
+    """Three table cells from an `agents.evaluate` JSON: route completion, collisions / km (over km), driving score."""
+    s = load(source)
+    for key in ("route_completion", "collisions_per_km", "distance_km", "driving_score"):
+        lookup(source, key)
+    return (
+        f"{fmt(s['route_completion'], 'pct')} | {s['collisions_per_km']:.2f} (over {s['distance_km']:.2f} km)"
+        f" | {s['driving_score']:.3f}"
+    )
+
+
+def weights_card(source: str = "weights") -> str:
+    """What the bundled weights are: preset, input, storage, training data and run, test metrics."""
+    c = load(source)
+    extra, data = c.get("extra", {}), c["training_data"]
+    stages = extra.get("train_config", {}).get("stages", [])
+    test = c["metrics"]["test"]
+    named = [t for t in data["towns"]["train"] if not t.startswith("seed_")]
+    rows = [
+        [
+            "preset",
+            f"`{c['preset']}` ({c['architecture']['backbone']}, `{c['architecture']['seg_head']}` segmentation decoder)",
+        ],
+        ["input", f"{c['input_size'][0]}x{c['input_size'][1]} RGB, {c['normalization']['scale']}, ImageNet mean / std"],
+        ["classes", f"{c['num_classes']} (CARLA's tag order)"],
+        ["depth", f"{c['depth']['unit']}, range {c['depth']['range'][0]}-{c['depth']['range'][1]:.0f} m"],
+        ["pose", f"`{c['pose']}`"],
+        [
+            "stored as",
+            f"{c.get('storage_dtype', 'float32')} safetensors; format `{c['format']}` v{c['format_version']}",
+        ],
+        ["training command", f"`{extra['command']}`" if "command" in extra else "-"],
+        ["training time", f"{extra['train_seconds'] / 60:.0f} min" if "train_seconds" in extra else "-"],
+        [
+            "training data",
+            f"{data['backend']} world, {data['clips']['train']} clips ({data['frames']} frames) from "
+            f"{len(named)} named towns and {len(data['towns']['train']) - len(named)} random ones",
+        ],
+        ["validation / test towns", f"{', '.join(data['towns']['val'])} / {', '.join(data['towns']['test'])}"],
+        ["stages (epochs)", ", ".join(f"{s['name']} {s['epochs']}" for s in stages) or "-"],
+        ["software", f"carla-perception-gym {c['software_version']}, torch {c['torch_version']}"],
+    ]
+    for mode, name in MODES.items():
+        m = test[mode]
+        rows.append(
+            [
+                f"test town, {name}",
+                f"mIoU {fmt(m['miou'])}, AbsRel {fmt(m['depth']['abs_rel'])}, "
+                f"TC {fmt(m['temporal']['tc'])}, "
+                f"ego-motion {fmt(m['ego_motion']['translation_error_m'])} m per pair",
+            ]
+        )
+    return table(["field", "value"], rows)
+
+
+MACROS: dict[str, Callable[..., str]] = {
+    f.__name__: f for f in (fig, perception_report, perception_lead, per_class, horizon, agent, weights_card)
+}
+
+
+def render(markdown: str, where: str = "page") -> str:
+    """Replace every ``{{ macro(args) }}`` in ``markdown``; an unknown macro or bad argument fails the build."""
+
+    def expand(match: re.Match[str]) -> str:
+        name, args = match.group(1), match.group(2)
+        if name not in MACROS:
+            raise PluginError(f"docs hook: unknown macro {name!r} in {where} (known: {', '.join(sorted(MACROS))})")
+        try:
+            parsed = ast.literal_eval(f"({args},)") if args.strip() else ()
+        except (ValueError, SyntaxError) as e:
+            raise PluginError(f"docs hook: bad arguments {args!r} to {name} in {where}: {e}") from e
+        try:
+            return MACROS[name](*parsed)
+        except (TypeError, KeyError, IndexError, ValueError) as e:
+            raise PluginError(f"docs hook: {name}({args}) in {where} failed: {e!r}") from e
+
+    return MACRO.sub(expand, markdown)
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    """MkDocs event: expand the macros of one page."""
+    return render(markdown, page.file.src_uri)

@@ -1,0 +1,121 @@
+"""The README stays short and true to the result files; the docs hook renders figures from them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def load_hooks():
+    pytest.importorskip("mkdocs")
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_readme_is_short_and_keeps_the_two_commands() -> None:
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    head = "\n".join(text.splitlines()[:20])
+    assert "pip install torch==2.14.1 torchvision==0.29.1 && pip install -e . && python examples/quickstart.py" in head
+    assert 'pip install -e ".[dev,carla]" && python -m pytest' in head
+
+
+@pytest.mark.parametrize("path", [README, *sorted((ROOT / "docs").glob("*.md"))], ids=lambda p: p.name)
+def test_relative_links_resolve_and_no_spec_references(path: Path) -> None:
+    text = path.read_text()
+    assert not re.search(r"SPEC \d", text), f"{path.name} cites the design doc, which is not in the repository"
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            continue
+        file = (path.parent / target.split("#")[0]).resolve()
+        assert file.exists(), f"{path.name} links to {target}, which does not exist"
+
+
+def test_readme_headline_figures_match_the_result_files() -> None:
+    text = README.read_text()
+    report = json.loads((ROOT / "docs/results/lite_report.json").read_text())["results"]["clean"]
+    agent = json.loads((ROOT / "docs/results/agents/gppo_lite_v5_test.json").read_text())
+    expected = [
+        f"mIoU {report['temporal']['miou']:.3f}",
+        f"AbsRel {report['temporal']['depth']['abs_rel']:.3f}",
+        f"TC {report['temporal']['temporal']['tc']:.3f} vs {report['per_frame']['temporal']['tc']:.3f}",
+        f"{report['temporal']['ego_motion']['translation_error_m']:.3f} vs "
+        f"{report['per_frame']['ego_motion']['translation_error_m']:.3f} m",
+        f"{100 * agent['route_completion']:.1f}% route completion",
+        f"over {agent['distance_km']:.2f} km",
+    ]
+    for figure in expected:
+        assert figure in text, f"README should quote {figure!r} from the result files"
+
+
+@pytest.fixture
+def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    module = load_hooks()
+    (tmp_path / "run.json").write_text(
+        json.dumps(
+            {
+                "a": {"miou": 0.48366, "ci": [-0.00699, 0.00887]},
+                "route_completion": 0.98676,
+                "collisions_per_km": 0.0,
+                "distance_km": 2.25258,
+                "driving_score": 0.98676,
+            }
+        )
+    )
+    monkeypatch.setattr(module, "RESULTS", tmp_path)
+    module.load.cache_clear()
+    yield module
+    module.load.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "macro, expected",
+    [
+        ('{{ fig("run.json", "a.miou") }}', "0.484"),
+        ('{{ fig("run.json", "a.miou", "pct") }}', "48.4%"),
+        ('{{ fig("run.json", "a.ci", "ci") }}', "[-0.007, +0.009]"),
+        ('x {{agent("run.json")}} y', "x 98.7% | 0.00 (over 2.25 km) | 0.987 y"),
+    ],
+)
+def test_hook_renders_figures_from_result_files(hooks, macro: str, expected: str) -> None:
+    assert hooks.render(macro) == expected
+
+
+@pytest.mark.parametrize(
+    "macro, message",
+    [
+        ('{{ fig("run.json", "a.absrel") }}', "no key 'a.absrel'"),
+        ('{{ fig("missing.json", "a") }}', "missing.json not found"),
+        ('{{ figure("run.json", "a") }}', "unknown macro 'figure'"),
+        ('{{ fig("run.json") }}', "fig"),
+    ],
+)
+def test_hook_fails_the_build_naming_the_problem(hooks, macro: str, message: str) -> None:
+    from mkdocs.exceptions import PluginError
+
+    with pytest.raises(PluginError, match=re.escape(message)):
+        hooks.render(macro, "page.md")
+
+
+CODE = [
+    p
+    for folder in ("carla_gym", "perception", "agents", "benchmarks", "examples")
+    for p in sorted((ROOT / folder).rglob("*.py"))
+]
+
+
+@pytest.mark.parametrize("path", CODE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_code_holds_no_design_doc_references_or_dates(path: Path) -> None:
+    text = path.read_text()
+    assert not re.search(r"SPEC \d", text), f"{path} cites the design doc, which is not in the repository"
+    assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{path} holds a date: history belongs in docs/"
