@@ -13,12 +13,12 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecEnv
 from torch.distributions import Distribution
 
-from carla_gym.env.task import control_to_action
+from carla_gym.env.contracts import controls_to_actions
 
 
 def expert_actions(vec: VecEnv) -> np.ndarray:
     """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state."""
-    return np.stack([control_to_action(c) for c in vec.env_method("autopilot_control")])
+    return controls_to_actions(vec.env_method("autopilot_control"))
 
 
 def fit(

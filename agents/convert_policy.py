@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from carla_gym.cli import HelpFormatter
+
 from .policy_files import save_policy
 
 
@@ -22,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m agents.convert_policy",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("checkpoint", type=Path, help="SB3 PPO / A2C .zip (trusted: it is unpickled)")
     parser.add_argument("out", type=Path, help="policy folder to write")

@@ -32,7 +32,9 @@ import numpy as np
 from tqdm import tqdm
 
 import carla_gym  # noqa: F401  (registers the envs)
+from carla_gym.cli import HelpFormatter, add_camera_size
 from carla_gym.env.config import EnvConfig
+from carla_gym.env.contracts import Truncation
 
 from .policies import ModelDriver, Policy, load_policy
 from .policy_files import perception_weights_sha256
@@ -68,7 +70,9 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
         distance_m=info["distance"],
         infractions=info["infractions"],
         steps=steps,
-        termination=info.get("termination") or info.get("truncation") or ("time_limit" if truncated else None),
+        termination=info.get("termination")
+        or info.get("truncation")
+        or (Truncation.TIME_LIMIT.value if truncated else None),
     )
 
 
@@ -152,23 +156,16 @@ def evaluate(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m agents.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m agents.evaluate", description=__doc__, formatter_class=HelpFormatter
     )
     parser.add_argument("policy", help="policy folder, 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
-    parser.add_argument(
-        "--camera-size",
-        type=int,
-        nargs=2,
-        default=CAMERA_SIZE,
-        metavar=("H", "W"),
-        help="camera image size, as agents.train_ppo's --camera-size (default %(default)s)",
-    )
+    add_camera_size(parser, CAMERA_SIZE, "camera image height and width, as agents.train_ppo's --camera-size")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=1000)
+    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",

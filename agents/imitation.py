@@ -1,6 +1,6 @@
 """Warm-start a PPO driving policy by imitating the world's autopilot (behaviour cloning with DAgger).
 
-    python -m agents.imitation --steps 45000 --perception model --out runs/bc
+    python -m agents.imitation --timesteps 45000 --perception model --out runs/bc
     python -m agents.train_ppo --init-from runs/bc/bc_policy --perception model --out runs/ppo_bc
 
 The autopilot sees the world (privileged, like the expert of "Learning by Cheating", Chen et al.
@@ -29,6 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import carla_gym
+from carla_gym.cli import HelpFormatter, deprecated_alias
 
 from .cloning import expert_actions, fit
 from .policy_files import is_policy_folder, save_policy
@@ -81,11 +82,13 @@ def drive(
     return flat, np.concatenate(labels), returns.reshape(-1).astype(np.float32), stats
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this program."""
     parser = argparse.ArgumentParser(
-        prog="python -m agents.imitation", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m agents.imitation", description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("--steps", type=int, default=45_000, help="env steps over all rounds")
+    parser.add_argument("--timesteps", type=int, default=45_000, help="env steps over all rounds")
+    deprecated_alias(parser, "--steps", "--timesteps", "timesteps", int, metavar="N")
     parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
     parser.add_argument("--epochs", type=int, default=4, help="passes over all labels so far after each round")
     parser.add_argument("--batch-size", type=int, default=256)
@@ -100,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         help="allow --init-from to be an SB3 .zip, which is unpickled and runs any code it holds: "
         "only for files you made or trust",
     )
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "agents.imitation", *(sys.argv[1:] if argv is None else argv)])
     if args.init_from is not None and not args.init_from.exists():
@@ -111,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
             f"error: --init-from {args.init_from} is not a policy folder; an SB3 .zip is unpickled when "
             "loaded, which runs any code it holds: add --trust-pickle only if you trust the file\n",
         )
-    if args.rounds < 1 or args.steps < args.n_envs * args.rounds:
+    if args.rounds < 1 or args.timesteps < args.n_envs * args.rounds:
         parser.exit(
             2,
-            f"error: need --rounds >= 1 and --steps >= n_envs x rounds, got {args.steps} steps, {args.rounds} rounds\n",
+            f"error: need --rounds >= 1 and --timesteps >= n_envs x rounds, got {args.timesteps} steps, {args.rounds} rounds\n",
         )
 
     try:
@@ -133,13 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     writer = SummaryWriter(str(args.out / "tb"))
     data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
     try:
-        with tqdm(total=args.steps, desc="imitation", unit="step") as progress:
+        with tqdm(total=args.timesteps, desc="imitation", unit="step") as progress:
             for r in range(args.rounds):
                 student_drives = r > 0 or args.init_from is not None
                 obs, labels, returns, stats = drive(
                     vec,
                     model,
-                    args.steps // args.rounds,
+                    args.timesteps // args.rounds,
                     student_drives,
                     gamma=PPO_DEFAULTS["gamma"],
                     progress=progress,

@@ -21,7 +21,7 @@ import numpy as np
 import yaml
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
-from carla_gym.env.task import control_to_action
+from carla_gym.env.contracts import control_to_action
 
 from . import policy_files
 from .policy_files import ObsNormalization

@@ -3,7 +3,8 @@
 An episode's driving score is `route completion x infraction penalty`, where the penalty starts at
 1 and is multiplied by a factor for every infraction: 0.50 per collision with a pedestrian, 0.60
 with a vehicle, 0.65 with a static object, 0.70 per red light run (the CARLA leaderboard's
-factors). The overall score is the mean over episodes.
+factors). Lane invasions and leaving the road cost no factor (`NOT_PENALISED`): they are counted and
+reported per km only. The overall score is the mean over episodes.
 """
 
 from __future__ import annotations
@@ -11,12 +12,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PENALTY_FACTORS: dict[str, float] = {
-    "collision_pedestrian": 0.50,
-    "collision_vehicle": 0.60,
-    "collision_static": 0.65,
-    "red_light": 0.70,
+from carla_gym.env.contracts import Infraction
+
+PENALTY_FACTORS: dict[Infraction, float] = {
+    Infraction.COLLISION_PEDESTRIAN: 0.50,
+    Infraction.COLLISION_VEHICLE: 0.60,
+    Infraction.COLLISION_STATIC: 0.65,
+    Infraction.RED_LIGHT: 0.70,
 }
+# Infractions counted but not multiplied into the penalty; every infraction is in exactly one of the two.
+NOT_PENALISED: frozenset[Infraction] = frozenset({Infraction.LANE_INVASION, Infraction.OFF_ROAD})
+COLLISIONS: frozenset[Infraction] = frozenset(i for i in Infraction if i.is_collision)
 
 
 @dataclass
@@ -25,7 +31,7 @@ class EpisodeResult:
 
     route_completion: float  # in [0, 1]
     distance_m: float
-    infractions: dict[str, int] = field(default_factory=dict)
+    infractions: dict[str, int] = field(default_factory=dict)  # `Infraction` values as keys, as in `info`
     steps: int = 0
     termination: str | None = None
 
@@ -54,7 +60,7 @@ def summarize(episodes: list[EpisodeResult]) -> dict[str, Any]:
     per_km = {
         name: (count / km if km > 0 else float("inf") if count else 0.0) for name, count in sorted(totals.items())
     }
-    collisions = sum(c for name, c in totals.items() if name.startswith("collision_"))
+    collisions = sum(c for name, c in totals.items() if name in COLLISIONS)
     return {
         "episodes": n,
         "driving_score": sum(e.driving_score for e in episodes) / n,

@@ -28,6 +28,7 @@ autopilot labels (`agents.guided_ppo`), which keeps a cloned policy from driftin
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import re
 import shlex
 import sys
@@ -43,9 +44,12 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
+from tqdm import tqdm
 
 import carla_gym  # also registers the envs
+from carla_gym.cli import HelpFormatter, add_camera_size
 from carla_gym.env.config import EnvConfig
+from carla_gym.env.contracts import ENDINGS, Truncation
 
 from .guided_ppo import GuidedPPO
 from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, policy_kwargs
@@ -56,9 +60,6 @@ from .policy_files import (
     perception_weights_sha256,
     save_policy,
 )
-
-# How an episode can end (`info["termination"]` or `info["truncation"]`), logged as fractions of episodes.
-ENDINGS = ("route_completed", "collision", "off_road", "off_route", "blocked", "time_limit", "simulator_fault")
 
 
 class DrivingInfoCallback(BaseCallback):
@@ -72,9 +73,30 @@ class DrivingInfoCallback(BaseCallback):
             self.logger.record_mean("driving/distance_m", info["distance"])
             for name, count in info["infractions"].items():
                 self.logger.record_mean(f"driving/{name}", count)
-            ended_by = info.get("termination") or info.get("truncation") or "time_limit"
+            ended_by = info.get("termination") or info.get("truncation") or Truncation.TIME_LIMIT
             for reason in ENDINGS:
                 self.logger.record_mean(f"driving/ended_by_{reason}", float(ended_by == reason))
+        return True
+
+
+class DumpTrainLogsCallback(BaseCallback):
+    """Writes each update's `train/*` losses as soon as the update is done.
+
+    SB3's on-policy algorithms dump their logs after a rollout but before training on it, so an update's
+    losses wait for the next rollout and the last update's (a one-update run's only ones) are never written.
+    """
+
+    def _dump(self) -> None:
+        if self.logger.name_to_value:
+            self.logger.dump(self.num_timesteps)
+
+    def _on_rollout_start(self) -> None:
+        self._dump()
+
+    def _on_training_end(self) -> None:
+        self._dump()
+
+    def _on_step(self) -> bool:
         return True
 
 
@@ -177,9 +199,28 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
-    parser.add_argument("--camera-size", type=int, nargs=2, default=EnvConfig.camera_size, metavar=("H", "W"))
+    add_camera_size(parser, EnvConfig.camera_size, "camera image height and width")
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def has_rich_progress_bar() -> bool:
+    """Whether SB3's own progress bar can be shown: it needs both `tqdm` and `rich`."""
+    return all(importlib.util.find_spec(name) is not None for name in ("tqdm", "rich"))
+
+
+class TqdmCallback(BaseCallback):
+    """A plain tqdm progress bar over a run's env steps, for when `rich` (SB3's progress bar) is missing."""
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -190,9 +231,10 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of this program."""
     parser = argparse.ArgumentParser(
-        prog="python -m agents.train_ppo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m agents.train_ppo", description=__doc__, formatter_class=HelpFormatter
     )
     parser.add_argument("--timesteps", type=int, default=200_000)
     add_world_arguments(parser)
@@ -233,14 +275,21 @@ def main(argv: list[str] | None = None) -> int:
         help="imitation phase after each update: passes of behaviour cloning on the rollout's "
         "autopilot labels (agents.guided_ppo; default 0: plain PPO)",
     )
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    parser.add_argument(
+        "--progress-bar", action=argparse.BooleanOptionalAction, default=True, help="show a progress bar over the steps"
+    )
     for name, value in PPO_DEFAULTS.items():
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=type(value) if not isinstance(value, bool) else int,
-            default=value,
-            help=f"PPO {name} (default {value})",
-        )
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"PPO {name}")
+        else:
+            parser.add_argument(flag, type=type(value), default=value, help=f"PPO {name}")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "agents.train_ppo", *(sys.argv[1:] if argv is None else argv)])
     if args.init_from is not None and not args.init_from.exists():
@@ -264,10 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: --resume given but {checkpoints} holds no ppo_*_steps.zip checkpoint\n")
 
     env = make_vec_env(args, "train", args.n_envs)
-    ppo_kwargs = {
-        name: (bool(getattr(args, name)) if isinstance(value, bool) else getattr(args, name))
-        for name, value in PPO_DEFAULTS.items()
-    }
+    ppo_kwargs = {name: getattr(args, name) for name in PPO_DEFAULTS}
     if resume_from is not None:
         algorithm = GuidedPPO if args.bc_epochs > 0 else PPO
         model = algorithm.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
@@ -295,8 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
     callbacks: list[BaseCallback] = [
         DrivingInfoCallback(),
+        DumpTrainLogsCallback(),
         CheckpointCallback(max(args.save_freq // args.n_envs, 1), str(checkpoints), name_prefix="ppo"),
     ]
+    if args.progress_bar and not has_rich_progress_bar():
+        callbacks.append(TqdmCallback())
     eval_env = None
     if args.eval_freq > 0:
         eval_env = make_vec_env(args, "val", 1)
@@ -312,7 +361,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         remaining = max(args.timesteps - model.num_timesteps, 0)
-        model.learn(remaining, callback=callbacks, reset_num_timesteps=resume_from is None, tb_log_name="ppo")
+        model.learn(
+            remaining,
+            callback=callbacks,
+            log_interval=1,  # rollout and time statistics after every rollout
+            reset_num_timesteps=resume_from is None,
+            tb_log_name="ppo",
+            progress_bar=args.progress_bar and has_rich_progress_bar(),
+        )
         model.save(checkpoints / f"ppo_{model.num_timesteps}_steps")  # for --resume
         save_policy(model, args.out / "final_policy", {**metadata, "num_timesteps": model.num_timesteps})
         print(f"saved {args.out / 'final_policy'} after {model.num_timesteps} steps")

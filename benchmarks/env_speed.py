@@ -22,18 +22,14 @@ import tempfile
 import time
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import carla_gym
+from carla_gym.env.contracts import controls_to_actions
 from perception import build_model, save_weights
 
 BLOCK = 25
 CONFIGS = (("model", "torch"), ("model", "onnxruntime"), ("ground_truth", "auto"))
-
-
-def autopilot_actions(controls: list) -> np.ndarray:
-    return np.array([[c.steer, c.throttle - c.brake] for c in controls], dtype=np.float32)
 
 
 class SingleEnv:
@@ -49,7 +45,7 @@ class SingleEnv:
     def block(self) -> float:
         t0 = time.perf_counter()
         for _ in range(BLOCK):
-            _, _, terminated, truncated, _ = self.env.step(autopilot_actions([self.sim.autopilot_control()])[0])
+            _, _, terminated, truncated, _ = self.env.step(controls_to_actions([self.sim.autopilot_control()])[0])
             if terminated or truncated:
                 self.env.reset()
         return BLOCK / (time.perf_counter() - t0)
@@ -70,7 +66,7 @@ class VecEnv:
     def block(self) -> float:
         t0 = time.perf_counter()
         for _ in range(BLOCK):
-            self.vec.step(autopilot_actions(self.vec.env_method("autopilot_control")))
+            self.vec.step(controls_to_actions(self.vec.env_method("autopilot_control")))
         return self.n * BLOCK / (time.perf_counter() - t0)
 
     def close(self) -> None:

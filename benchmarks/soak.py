@@ -22,7 +22,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import carla_gym  # noqa: F401  (registers the envs)
-from carla_gym.env.task import control_to_action
+from carla_gym.env.contracts import control_to_action
 
 PROC = Path("/proc/self")
 

@@ -1,6 +1,6 @@
 """Record clips from a simulator backend with the ego on autopilot.
 
-    python -m carla_gym.collect --split train --clips 4 --frames 20 --size 128x256
+    python -m carla_gym.collect --split train --clips 4 --frames 20 --camera-size 128 256
     python -m carla_gym.collect --towns grid_suburb,ring_boulevard --clips 2 --out /data/clips
     python -m carla_gym.collect --towns 1003,1004 --split train --clips 4   # random towns (seeds) as training data
     python -m carla_gym.collect --split test --drive episode --clips 3 --frames 1000   # long drives as episodes run
@@ -26,6 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli import HelpFormatter, add_camera_size, deprecated_alias
 from .datasets import (
     DRIVES,
     WARMUP_STEPS,
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m carla_gym.collect",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("--backend", default="embedded", help="simulator backend (default: embedded)")
@@ -67,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"autopilot steps before recording (--drive warmup; default {WARMUP_STEPS})",
     )
     p.add_argument("--name", default=None, help="clip folder prefix (default: clip, or episode for --drive episode)")
-    p.add_argument("--size", type=size_argument, default=(256, 512), help="camera HEIGHTxWIDTH (default 256x512)")
-    p.add_argument("--fov", type=float, default=90.0)
+    add_camera_size(p, (256, 512), "camera image height and width in pixels")
+    deprecated_alias(p, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")
+    p.add_argument("--fov", type=float, default=90.0, help="camera horizontal field of view in degrees")
     p.add_argument("--fixed-delta", type=float, default=0.1, help="seconds per simulation step")
     p.add_argument("--out", type=Path, default=None, help=f"output root (default {default_root()})")
     p.add_argument("--seed", type=int, default=0, help="run seed; clip seeds derive from it, town and index")
@@ -90,7 +92,7 @@ def config_from_args(args: argparse.Namespace) -> RecordingConfig:
         drive=args.drive,
         warmup=args.warmup,
         name=args.name,
-        size=args.size,
+        size=args.camera_size,
         fov=args.fov,
         fixed_delta=args.fixed_delta,
         out=args.out,

@@ -148,7 +148,7 @@ class RecordingConfig:
         if self.clips < 1 or self.frames < 1 or self.every < 1 or warmup < 0:
             raise ValueError("--clips, --frames and --every must be >= 1 and --warmup >= 0")
         if len(self.size) != 2 or min(self.size) <= 0:
-            raise ValueError(f"--size {self.size}: height and width must be positive")
+            raise ValueError(f"--camera-size {self.size}: height and width must be positive")
         set_("size", (int(self.size[0]), int(self.size[1])))
         set_("out", Path(self.out or default_root()).expanduser())
         if self.towns is not None:

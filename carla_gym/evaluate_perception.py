@@ -29,6 +29,7 @@ from perception.training.loop import resolve_device
 from perception.training.report import report_text, write_report
 from perception.weights import WeightsError, load_weights
 
+from .cli import HelpFormatter
 from .datasets import RecordingError
 from .training_data import record_drives
 
@@ -52,14 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m carla_gym.evaluate_perception",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("weights", type=Path, help="weights folder (model.safetensors + config.json)")
     p.add_argument("--data", type=Path, required=True, help="folder of recorded clips")
     p.add_argument("--split", default="test", help="train | val | test | all (default test)")
     p.add_argument("--out", type=Path, help="output folder (default: ./perception_eval/<weights name>-SPLIT)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
     p.add_argument("--no-corruptions", action="store_true", help="clean clips only")
     p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")

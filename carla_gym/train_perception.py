@@ -41,6 +41,7 @@ from perception.training.long_drives import LongDriveConfig
 from perception.training.report import report_text, write_report
 from perception.weights import save_weights
 
+from .cli import HelpFormatter, add_camera_size, deprecated_alias
 from .datasets import RecordingError, size_argument
 from .training_data import (
     EpisodeData,
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m carla_gym.train_perception",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("--data", type=Path, help="folder of recorded clips; recorded when absent")
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the preset's; 0: the named train towns only)",
     )
     p.add_argument("--frames", type=int, help="frames per recorded clip (default: the preset's)")
-    p.add_argument("--size", type=size_argument, help="recording size HxW (default: the preset's input size)")
+    add_camera_size(p, None, "camera image height and width of the recording (default: the preset's input size)")
+    deprecated_alias(p, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")
     p.add_argument("--episode-clips", type=int, help="episode-style clips per train and val town (default 0)")
     p.add_argument("--train-drives", type=int, help="episode-style long drives per train and val town (default 0)")
     p.add_argument("--train-drive-frames", type=int, help="frames per long training drive (default 200)")
@@ -197,8 +199,8 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
         cfg.extra_towns = max(0, args.extra_towns)
     if args.frames is not None:
         cfg.frames = args.frames
-    if args.size is not None:
-        cfg.size = args.size
+    if args.camera_size is not None:
+        cfg.size = args.camera_size
     window = max(s.window for s in cfg.stages)
     if cfg.frames < window:
         parser.exit(2, f"error: --frames {cfg.frames} is shorter than the {window}-frame training window\n")

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 
+from carla_gym.cli import HelpFormatter
 from carla_gym.recording import ClipWriter, clip_is_complete
 from carla_gym.sim import CarlaBackend, Control, make_backend
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=2000)
     parser.add_argument("--town", default="Town02")

@@ -17,10 +17,11 @@ import gymnasium as gym
 import carla_gym  # noqa: F401  (registers the envs)
 from agents.evaluate import run_episode
 from agents.policies import load_policy
+from carla_gym.cli import HelpFormatter, add_camera_size
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("policy", help="policy folder, 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)")
     parser.add_argument(
         "--trust-pickle",
@@ -28,14 +29,7 @@ def main() -> None:
         help="allow an SB3 .zip policy; loading it unpickles it and runs any code it holds: trusted files only",
     )
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
-    parser.add_argument(
-        "--camera-size",
-        type=int,
-        nargs=2,
-        default=(128, 256),
-        metavar=("H", "W"),
-        help="camera image size; the one the policy was trained with",
-    )
+    add_camera_size(parser, (128, 256), "camera image height and width; the one the policy was trained with")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("drive.mp4"))
     args = parser.parse_args()

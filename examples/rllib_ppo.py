@@ -20,15 +20,16 @@ from pathlib import Path
 import ray
 
 from agents.rllib import ppo_config
+from carla_gym.cli import HelpFormatter, add_camera_size, deprecated_alias
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--num-env-runners", type=int, default=2, help="env runner processes (0: sample in the driver)")
     parser.add_argument("--num-envs-per-env-runner", type=int, default=1, help="worlds per env runner")
     parser.add_argument("--num-cpus-per-env-runner", type=float, default=1.0)
     parser.add_argument("--perception", default="ground_truth", choices=("model", "ground_truth"))
-    parser.add_argument("--camera-size", type=int, nargs=2, default=(128, 256), metavar=("H", "W"))
+    add_camera_size(parser, (128, 256), "camera image height and width")
     parser.add_argument("--obs-size", type=int, nargs=2, default=(40, 80), metavar=("H", "W"))
     parser.add_argument("--split", default="train", choices=("train", "val", "test"))
     parser.add_argument("--backend", default="embedded", choices=("embedded", "carla"))
@@ -39,7 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minibatch-size", type=int, default=256)
     parser.add_argument("--num-epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--max-episode-steps", type=int, default=1000)
+    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    deprecated_alias(parser, "--max-episode-steps", "--max-steps", "max_steps", int, metavar="N")
     parser.add_argument(
         "--address", default=None, help="an existing Ray cluster ('auto' or host:port); default: start a local one"
     )
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         "obs_size": tuple(args.obs_size),
         "split": args.split,
         "backend": args.backend,
-        "max_episode_steps": args.max_episode_steps,
+        "max_episode_steps": args.max_steps,
     }
     if args.backend == "carla":
         env_config.update(host=args.host, port=args.port)

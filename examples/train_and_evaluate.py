@@ -18,10 +18,11 @@ import carla_gym  # noqa: F401  (registers the envs)
 from agents.evaluate import run_episode
 from agents.features import PerceptionExtractor
 from agents.scoring import summarize
+from carla_gym.cli import HelpFormatter
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--timesteps", type=int, default=20_000)
     parser.add_argument("--perception", default="ground_truth", choices=("model", "ground_truth"))
     args = parser.parse_args()

@@ -192,7 +192,7 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     assert (
         imitation.main(
             [
-                "--steps",
+                "--timesteps",
                 "96",
                 "--rounds",
                 "2",
@@ -216,7 +216,7 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     assert (
         imitation.main(
             [
-                "--steps",
+                "--steps",  # the deprecated spelling still works
                 "48",
                 "--rounds",
                 "1",

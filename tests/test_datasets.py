@@ -35,7 +35,7 @@ TINY = {"towns": ("grid_suburb",), "clips": 2, "frames": 2, "size": (16, 32), "w
         ({"warmup": -1}, "--warmup >= 0"),
         ({"drive": "race"}, "--drive 'race'"),
         ({"split": "holdout"}, "--split 'holdout'"),
-        ({"size": (0, 32)}, "--size"),
+        ({"size": (0, 32)}, "--camera-size"),
         ({"backend": "nosuch"}, "unknown simulator backend 'nosuch'"),
         (
             {"towns": ("harbour_district",), "split": "train"},

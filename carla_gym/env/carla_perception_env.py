@@ -11,6 +11,7 @@ import numpy as np
 
 from ..sim import Control, make_backend
 from .config import EnvConfig, resolve_town
+from .contracts import Truncation
 from .observation import assemble_observation, observation_space
 from .perception_source import what_perception_saw
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
@@ -80,7 +81,7 @@ class CarlaPerceptionEnv(gym.Env):
         `info["truncation"] = "simulator_fault"` and the error in `info["error"]`."""
         self._check_open()
         result = self.task.step(check_action(action, self.discrete))
-        if result.info.get("truncation") == "simulator_fault":
+        if result.info.get("truncation") == Truncation.SIMULATOR_FAULT:
             return {k: v.copy() for k, v in self._last_obs.items()}, 0.0, False, True, result.info
         return self._observe(result.frame), result.reward, result.terminated, result.truncated, result.info
 

@@ -12,32 +12,21 @@ from typing import Any
 
 import numpy as np
 
-from ..sim import Control, EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
+from ..sim import EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
+from .contracts import (
+    DISCRETE_ACTIONS,
+    Infraction,
+    Termination,
+    Truncation,
+    action_to_control,
+    control_to_action,
+)
 from .dashboard import dashboard
 from .observation import route_geometry, route_waypoints, vehicle_state
 from .reward import RewardConfig, reward_terms, target_speed
 
-# (steer, acceleration) of each action of the discrete variant
-DISCRETE_ACTIONS = np.array([(s, a) for a in (0.6, 0.0, -1.0) for s in (-0.5, -0.15, 0.0, 0.15, 0.5)], dtype=np.float32)
-INFRACTIONS = (
-    "collision_pedestrian",
-    "collision_vehicle",
-    "collision_static",
-    "red_light",
-    "lane_invasion",
-    "off_road",
-)
-
-
-def action_to_control(action: np.ndarray) -> Control:
-    """(steer, acceleration) in [-1, 1] to a Control: positive acceleration is throttle, negative is brake."""
-    steer, accel = float(action[0]), float(action[1])
-    return Control(steer=steer, throttle=max(accel, 0.0), brake=max(-accel, 0.0))
-
-
-def control_to_action(control: Control) -> np.ndarray:
-    """The inverse of `action_to_control`: (steer, throttle minus brake), e.g. to replay the autopilot."""
-    return np.array([control.steer, control.throttle - control.brake], dtype=np.float32)
+# Re-exported: the action mapping lives in `contracts`, shared with agents.
+__all__ = ["DISCRETE_ACTIONS", "DrivingTask", "StepResult", "action_to_control", "check_action", "control_to_action"]
 
 
 def check_action(action: Any, discrete: bool) -> np.ndarray:
@@ -99,7 +88,7 @@ class DrivingTask:
         self.steps = 0
         self.still_steps = 0
         self.distance = 0.0
-        self.infractions = Counter({k: 0 for k in INFRACTIONS})
+        self.infractions: Counter[Infraction] = Counter({k: 0 for k in Infraction})
         self.trail = [frame.transform[:3, 3].copy()]
         self.episode_return = 0.0
         return frame, self.info(frame)
@@ -114,7 +103,11 @@ class DrivingTask:
         except SimulatorError as err:  # a lost server or a timeout ends the episode, not the program
             self.frame = None
             return StepResult(
-                prev, 0.0, False, True, {**self.info(prev), "truncation": "simulator_fault", "error": str(err)}
+                prev,
+                0.0,
+                False,
+                True,
+                {**self.info(prev), "truncation": Truncation.SIMULATOR_FAULT.value, "error": str(err)},
             )
         self.frame = frame
         self.last_action = action
@@ -122,9 +115,7 @@ class DrivingTask:
         self.distance += frame.speed * self.sim.fixed_delta_seconds
         self.trail.append(frame.transform[:3, 3].copy())
         for event in frame.events:
-            self.infractions[
-                f"collision_{event.category}" if event.kind is EventKind.COLLISION else event.kind.value
-            ] += 1
+            self.infractions[Infraction.of(event)] += 1
 
         offset, heading = route_geometry(frame)
         terms = reward_terms(
@@ -136,10 +127,10 @@ class DrivingTask:
         self.still_steps = self.still_steps + 1 if frame.speed < 0.1 and not waiting else 0
 
         termination = self._termination(frame, offset)
-        info = {**self.info(frame), "reward_terms": terms, "termination": termination}
+        info = {**self.info(frame), "reward_terms": terms, "termination": termination.value if termination else None}
         truncated = termination is None and self.max_episode_steps is not None and self.steps >= self.max_episode_steps
         if truncated:
-            info["truncation"] = "time_limit"
+            info["truncation"] = Truncation.TIME_LIMIT.value
         return StepResult(frame, reward, termination is not None, truncated, info)
 
     def vector_observation(self, frame: Frame) -> dict[str, np.ndarray]:
@@ -161,22 +152,22 @@ class DrivingTask:
         return {
             "route_completion": frame.route.completion,
             "distance": self.distance,
-            "infractions": dict(self.infractions),
+            "infractions": {k.value: n for k, n in self.infractions.items()},
             "events": [str(e) for e in frame.events],
             "speed": frame.speed,
         }
 
-    def _termination(self, frame: Frame, offset: float) -> str | None:
+    def _termination(self, frame: Frame, offset: float) -> Termination | None:
         if frame.has(EventKind.COLLISION):
-            return "collision"
+            return Termination.COLLISION
         if self.terminate_off_road and frame.has(EventKind.OFF_ROAD):
-            return "off_road"
+            return Termination.OFF_ROAD
         if abs(offset) > self.max_route_offset:
-            return "off_route"
+            return Termination.OFF_ROUTE
         if self.still_steps * self.sim.fixed_delta_seconds >= self.blocked_seconds:
-            return "blocked"
+            return Termination.BLOCKED
         if frame.route.distance_left <= 2.0:
-            return "route_completed"
+            return Termination.ROUTE_COMPLETED
         return None
 
     def dashboard(

@@ -1,0 +1,87 @@
+"""Shared command-line vocabulary: one flag per concept in every CLI, honest defaults, deprecated aliases.
+
+The same thing is spelled the same way everywhere: `--camera-size H W` for a camera image, `--timesteps`
+for env steps to run, `--flag / --no-flag` for booleans. Older spellings stay accepted as aliases that
+store into the new option and print a one-line note naming it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and shows each option's real default (unless its help names one)."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        shows_default = (
+            action.option_strings
+            and help_text != argparse.SUPPRESS
+            and action.default not in (None, False, argparse.SUPPRESS)
+            and "default" not in help_text
+        )
+        if shows_default:
+            default = action.default
+            shown = " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+            shown = shown.replace("%", "%%")
+            action = copy.copy(action)
+            action.help = f"{help_text} (default: {shown})" if help_text else f"default: {shown}"
+        return super()._format_action(action)
+
+
+class StoreTuple(argparse.Action):
+    """Stores a multi-value option (e.g. `--camera-size H W`) as a tuple, the type the configs hold."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, tuple(values) if isinstance(values, list | tuple) else values)
+
+
+def add_camera_size(parser: argparse.ArgumentParser, default: tuple[int, int] | None, help: str) -> None:
+    """`--camera-size H W` (stored as a tuple in `camera_size`)."""
+    parser.add_argument(
+        "--camera-size", type=int, nargs=2, default=default, metavar=("H", "W"), action=StoreTuple, help=help
+    )
+
+
+def deprecated_alias(
+    parser: argparse.ArgumentParser,
+    old: str,
+    new: str,
+    dest: str,
+    convert: Callable[[str], Any] = str,
+    metavar: str | None = None,
+) -> None:
+    """Accept `old VALUE` as the deprecated spelling of `new`: the value (through `convert`, whose
+    argparse.ArgumentTypeError becomes the usage error) is stored in `dest` after a one-line note."""
+
+    class Alias(argparse.Action):
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: str | Sequence[Any] | None,
+            option_string: str | None = None,
+        ) -> None:
+            print(f"note: {old} is deprecated; use {new}", file=sys.stderr)
+            setattr(namespace, dest, values)
+
+    parser.add_argument(
+        old,
+        type=convert,
+        dest=dest,
+        action=Alias,
+        default=argparse.SUPPRESS,
+        metavar=metavar,
+        help=f"deprecated: use {new}",
+    )
