@@ -32,15 +32,9 @@ import carla_gym
 from carla_gym.cli import HelpFormatter, deprecated_alias
 
 from .cloning import expert_actions, fit
-from .policy_files import is_policy_folder, save_policy
-from .train_ppo import (
-    PPO_DEFAULTS,
-    add_world_arguments,
-    env_config,
-    init_policy,
-    new_model,
-    policy_metadata,
-)
+from .hyperparams.ppo import PPO_DEFAULTS
+from .policy_files import save_policy
+from .training import add_world_arguments, env_config, init_from_error, init_policy, new_model, policy_metadata
 
 
 def drive(
@@ -111,14 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = shlex.join(["python", "-m", "agents.imitation", *(sys.argv[1:] if argv is None else argv)])
-    if args.init_from is not None and not args.init_from.exists():
-        parser.exit(2, f"error: --init-from {args.init_from}: no such policy folder\n")
-    if args.init_from is not None and not (is_policy_folder(args.init_from) or args.trust_pickle):
-        parser.exit(
-            2,
-            f"error: --init-from {args.init_from} is not a policy folder; an SB3 .zip is unpickled when "
-            "loaded, which runs any code it holds: add --trust-pickle only if you trust the file\n",
-        )
+    if (problem := init_from_error(args.init_from, args.trust_pickle)) is not None:
+        parser.exit(2, f"error: {problem}\n")
     if args.rounds < 1 or args.timesteps < args.n_envs * args.rounds:
         parser.exit(
             2,

@@ -13,9 +13,9 @@ from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import agents
-from agents import evaluate, imitation, train_ppo
+from agents import evaluate, imitation, train_ppo, training
 from agents.features import PerceptionExtractor
-from agents.train_ppo import latest_checkpoint
+from agents.training import latest_checkpoint
 from carla_gym.env import observation_space
 
 TINY = [
@@ -109,7 +109,7 @@ def test_two_worlds_train_through_make_vec(tmp_path):
 
 
 def test_driving_callback_logs_how_episodes_ended():
-    callback = train_ppo.DrivingInfoCallback()
+    callback = training.DrivingInfoCallback()
     callback.model = SimpleNamespace(logger=Logger(folder=None, output_formats=[]))
     infractions = {"collision_vehicle": 1, "lane_invasion": 0}
     callback.locals = {
@@ -262,7 +262,7 @@ def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     labels = rng.uniform(-1, 1, (64, 2)).astype(np.float32)
     returns = rng.normal(5.0, 1.0, 64).astype(np.float32)
     env = DummyVecEnv([lambda: _SpaceOnlyEnv(space)])
-    model = train_ppo.new_model(env, seed=0, verbose=0)
+    model = training.new_model(env, seed=0, verbose=0)
     first, _ = imitation.fit(model, obs, labels, returns, epochs=1, batch_size=64)
     last, value_loss = imitation.fit(model, obs, labels, returns, epochs=60, batch_size=64)
     assert last < 0.5 * first

@@ -165,7 +165,15 @@ def test_report_writer_and_text(smoke_data: Path, tmp_path: Path, one_thread) ->
     assert "temporal ahead in" not in text  # no long drives, no long-drive table
 
 
-CLIS = ("carla_gym.collect", "carla_gym.train_perception", "carla_gym.evaluate_perception")
+CLIS = (
+    "carla_gym.collect",
+    "carla_gym.train_perception",
+    "carla_gym.evaluate_perception",
+    "agents.train_ppo",
+    "agents.imitation",
+    "agents.evaluate",
+    "agents.convert_policy",
+)
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -1,0 +1,210 @@
+"""Building blocks of the agent trainers (`agents.train_ppo`, `agents.imitation`): the env options of a
+run, a fresh PPO, starting from a saved policy, what a saved policy records, and the callbacks that log
+driving figures, write losses and policies, and show progress."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
+from tqdm import tqdm
+
+import carla_gym
+from carla_gym.cli import add_camera_size
+from carla_gym.env.config import EnvConfig
+from carla_gym.env.contracts import ENDINGS, Truncation
+
+from .guided_ppo import GuidedPPO
+from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, policy_kwargs
+from .policy_files import copy_weights, is_policy_folder, load_policy, perception_weights_sha256, save_policy
+
+
+class DrivingInfoCallback(BaseCallback):
+    """Logs route completion, distance, infractions and how every finished episode ended to TensorBoard."""
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"], strict=False):
+            if not done:
+                continue
+            self.logger.record_mean("driving/route_completion", info["route_completion"])
+            self.logger.record_mean("driving/distance_m", info["distance"])
+            for name, count in info["infractions"].items():
+                self.logger.record_mean(f"driving/{name}", count)
+            ended_by = info.get("termination") or info.get("truncation") or Truncation.TIME_LIMIT
+            for reason in ENDINGS:
+                self.logger.record_mean(f"driving/ended_by_{reason}", float(ended_by == reason))
+        return True
+
+
+class DumpTrainLogsCallback(BaseCallback):
+    """Writes each update's `train/*` losses as soon as the update is done.
+
+    SB3's on-policy algorithms dump their logs after a rollout but before training on it, so an update's
+    losses wait for the next rollout and the last update's (a one-update run's only ones) are never written.
+    """
+
+    def _dump(self) -> None:
+        if self.logger.name_to_value:
+            self.logger.dump(self.num_timesteps)
+
+    def _on_rollout_start(self) -> None:
+        self._dump()
+
+    def _on_training_end(self) -> None:
+        self._dump()
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class SavePolicyCallback(BaseCallback):
+    """Writes the model's policy as a policy folder each time it is called (EvalCallback's `callback_on_new_best`)."""
+
+    def __init__(self, folder: Path, metadata: dict[str, Any]) -> None:
+        super().__init__()
+        self.folder, self.metadata = folder, metadata
+
+    def _on_step(self) -> bool:
+        save_policy(self.model, self.folder, {**self.metadata, "num_timesteps": self.model.num_timesteps})
+        return True
+
+
+def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command: str) -> dict[str, Any]:
+    """What a saved policy was trained on: perception (and its weights' hash), camera and observation sizes, command."""
+    weights_sha256 = perception_weights_sha256(args.perception, args.weights)
+    return {
+        "perception": args.perception,
+        "perception_weights": args.weights,
+        "perception_weights_sha256": weights_sha256,
+        "camera_size": list(args.camera_size),
+        "obs_size": list(obs_size),
+        "command": command,
+    }
+
+
+def init_policy(model: PPO, source: Path, device: str, trust_pickle: bool) -> None:
+    """Copy the weights of a policy folder (or, with `trust_pickle`, of an SB3 .zip) into `model`'s policy."""
+    if is_policy_folder(source):
+        copy_weights(load_policy(source, device=device), model.policy)
+    elif trust_pickle:
+        model.set_parameters(str(source), device=device)
+    else:
+        raise ValueError(
+            f"{source} is not a policy folder; an SB3 .zip is unpickled when loaded, which runs any code "
+            "it holds: pass --trust-pickle only if you trust the file"
+        )
+
+
+def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> EnvConfig:
+    """The env options of a run: its perception (and weights), camera size and the town split."""
+    return EnvConfig(
+        perception=args.perception,
+        weights=args.weights,
+        split=split,
+        town_index=town_index,
+        camera_size=tuple(args.camera_size),
+    )
+
+
+def make_env(config: EnvConfig, max_steps: int):
+    """A thunk building one monitored env."""
+
+    def thunk() -> gym.Env:
+        return Monitor(gym.make("CarlaPerception-v0", config=config, max_episode_steps=max_steps))
+
+    return thunk
+
+
+def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
+    """One env in this process, or `carla_gym.make_vec` worlds (one process each) with batched perception."""
+    if n_envs == 1:
+        return DummyVecEnv([make_env(env_config(args, split), args.max_steps)])
+    return VecMonitor(carla_gym.make_vec(n_envs, env_config(args, split), max_episode_steps=args.max_steps))
+
+
+def new_model(
+    env: VecEnv,
+    seed: int,
+    device: str = "auto",
+    tensorboard_log: str | None = None,
+    verbose: int = 1,
+    log_std_init: float = LOG_STD_INIT,
+    bc_epochs: int = 0,
+    **ppo_kwargs,
+) -> PPO:
+    """A fresh PPO with the PerceptionExtractor policy (hyperparameters: PPO_DEFAULTS, overridden by `ppo_kwargs`).
+
+    `bc_epochs` > 0 gives a `GuidedPPO`: each update is followed by that many passes of behaviour cloning
+    on the rollout's autopilot labels."""
+    algorithm = GuidedPPO if bc_epochs > 0 else PPO
+    if bc_epochs > 0:
+        ppo_kwargs["bc_epochs"] = bc_epochs
+    return algorithm(
+        "MultiInputPolicy",
+        env,
+        seed=seed,
+        device=device,
+        verbose=verbose,
+        tensorboard_log=tensorboard_log,
+        policy_kwargs=policy_kwargs(log_std_init),
+        **{**PPO_DEFAULTS, **ppo_kwargs},
+    )
+
+
+def add_world_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the worlds an agent drives in: count, perception, camera, time limit, seed."""
+    parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
+    parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
+    add_camera_size(parser, EnvConfig.camera_size, "camera image height and width")
+    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def has_rich_progress_bar() -> bool:
+    """Whether SB3's own progress bar can be shown: it needs both `tqdm` and `rich`."""
+    return all(importlib.util.find_spec(name) is not None for name in ("tqdm", "rich"))
+
+
+class TqdmCallback(BaseCallback):
+    """A plain tqdm progress bar over a run's env steps, for when `rich` (SB3's progress bar) is missing."""
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint with the most steps in `folder` (CheckpointCallback's `ppo_<steps>_steps.zip`)."""
+    found = [
+        (int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip") if (m := re.search(r"ppo_(\d+)_steps", p.name))
+    ]
+    return max(found)[1] if found else None
+
+
+def init_from_error(source: Path | None, trust_pickle: bool) -> str | None:
+    """Why `--init-from source` cannot be used (no such path; an SB3 .zip without `--trust-pickle`), or None."""
+    if source is None:
+        return None
+    if not source.exists():
+        return f"--init-from {source}: no such policy folder"
+    if not (is_policy_folder(source) or trust_pickle):
+        return (
+            f"--init-from {source} is not a policy folder; an SB3 .zip is unpickled when loaded, which runs "
+            "any code it holds: add --trust-pickle only if you trust the file"
+        )
+    return None
