@@ -31,13 +31,11 @@ from ray.tune.registry import register_env
 from torch import nn
 
 import carla_gym  # noqa: F401  (registers the Gymnasium envs)
-from carla_gym.env.carla_perception_env import resolve_town
-from carla_gym.env.vector import CARLA_PORT_SPACING
+from carla_gym.env.config import world_options
 
 from .features import PerceptionExtractor
 
 ENV_NAME = "CarlaPerception-v0"
-DEFAULT_CARLA_PORT = 2000
 
 
 def world_index(worker_index: int, vector_index: int, num_envs: int) -> int:
@@ -61,19 +59,10 @@ def world_kwargs(env_config: Mapping[str, Any], worker_index: int, vector_index:
     if given); with `backend="carla"`, `port` (default 2000) is the base port of runner 1's first
     world and every world gets its own server, `CARLA_PORT_SPACING` ports apart.
     """
-    kwargs = {k: v for k, v in env_config.items() if k != "num_envs"}
+    kwargs = {k: v for k, v in env_config.items() if k not in ("num_envs", "town_index")}
     index = world_index(worker_index, vector_index, num_envs)
     backend = kwargs.get("backend", "embedded")
-    town_index = kwargs.pop("town_index", 0) + index
-    split = kwargs.get("split")
-    if split is not None:
-        kwargs = {
-            **kwargs,
-            **resolve_town(backend, split, town_index, {k: v for k, v in kwargs.items() if k == "town"}),
-        }
-    if backend == "carla":
-        kwargs["port"] = kwargs.get("port", DEFAULT_CARLA_PORT) + CARLA_PORT_SPACING * index
-    return kwargs
+    return world_options(backend, index, kwargs.get("split"), kwargs, env_config.get("town_index", 0))
 
 
 def make_env(env_context: Mapping[str, Any], worker_index: int | None = None) -> gym.Env | gym.vector.VectorEnv:

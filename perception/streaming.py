@@ -23,7 +23,7 @@ import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -51,12 +51,14 @@ if TYPE_CHECKING:
 ENGINES = ("auto", "torch", "onnxruntime")
 
 
+@lru_cache(maxsize=32)
 def area_resample_matrix(n_in: int, n_up: int, n_out: int) -> torch.Tensor:
     """(n_out, n_in): bilinear upsampling of n_in samples to n_up (align_corners=False), then adaptive
     average pooling to n_out, as one linear map along one axis.
 
     Both operations are separable and linear, so pooling the upsampled probabilities of an image
     equals `A_h @ P @ A_w.T` on the small probabilities, without ever building the large ones.
+    Cached: the env asks for the same sizes every step (treat the result as read-only).
     """
     eye = torch.eye(n_in, dtype=torch.float64)[None, None]
     up = F.interpolate(eye, size=(n_up, n_in), mode="bilinear", align_corners=False)[0, 0]  # (n_up, n_in)
