@@ -1,7 +1,7 @@
 """The recorded data of perception training and its report, cached by recipe.
 
 `record` records (or reuses) the train, val and test clips of a `TrainConfig` (the backend's towns, plus
-random embedded towns as training data, plus optional episode-style recordings, `EpisodeData`) into a cache
+random embedded towns as training data, plus the episode-style recordings of `TrainConfig.episodes`) into a cache
 folder named after everything that decides which clips it holds (`training_data_root`). `record_drives`
 records (or reuses) long episode-style drives on the test town for the report's long-drive section, in a
 cache folder of their own (`drives_root`). Both record with `datasets.record_clips`.
@@ -10,7 +10,6 @@ cache folder of their own (`drives_root`). Both record with `datasets.record_cli
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,43 +24,14 @@ from .sim.embedded.towns import training_seeds
 DRIVE_PREFIX = "drive"  # clip folder prefix of long episode-style drives
 
 
-@dataclass(frozen=True)
-class EpisodeData:
-    """Episode-style training recordings per named train and val town (`collect --drive episode`): `clips`
-    clips of the preset's clip length and `drives` long drives of `drive_frames` frames. They hold what the
-    environment shows and warm-up clips lack: the first ticks after a reset, standing and starting."""
-
-    clips: int = 0
-    drives: int = 0
-    drive_frames: int = 200
-
-    def __post_init__(self) -> None:
-        if self.clips < 0 or self.drives < 0 or self.drive_frames < 2:
-            raise ValueError(f"episode data needs clips >= 0, drives >= 0 and drive_frames >= 2, got {self}")
-
-    @property
-    def key(self) -> str:
-        """The part of the recording cache's name that these recordings decide ('' when there are none)."""
-        return (f"-ep{self.clips}" if self.clips else "") + (
-            f"-{self.drives}x{self.drive_frames}drive" if self.drives else ""
-        )
-
-
-def default_episode_data(profile: str) -> EpisodeData:
-    """The episode-style recordings of a profile: none yet, so the default command stays the recipe of the
-    bundled weights; `--episode-clips`, `--train-drives` and `--train-drive-frames` add them."""
-    return EpisodeData()
-
-
-def training_data_root(cfg: TrainConfig, backend: str = "embedded", episodes: EpisodeData | None = None) -> Path:
+def training_data_root(cfg: TrainConfig, backend: str = "embedded") -> Path:
     """The cache folder of the training clips of `cfg` recorded from `backend`. Training reads every clip under
     it, so its name holds everything that decides which clips it has: backend, world version, size, clip
     length, clip counts (named towns, random towns, episode data) and seed."""
     h, w = cfg.size
     version = backend_class(backend).WORLD_VERSION
     extra = cfg.extra_towns if backend == "embedded" else 0
-    episodes = default_episode_data(cfg.profile) if episodes is None else episodes
-    recipe = f"{cfg.clips}clips" + (f"-{extra}x{cfg.extra_town_clips}extra" if extra else "") + episodes.key
+    recipe = f"{cfg.clips}clips" + (f"-{extra}x{cfg.extra_town_clips}extra" if extra else "") + cfg.episodes.key
     return default_root() / f"{backend}-v{version}-{h}x{w}-{cfg.frames}f-{recipe}-seed{cfg.seed}"
 
 
@@ -83,7 +53,6 @@ def _record(config: RecordingConfig, log: Callable[[str], None] | None) -> None:
 def record(
     cfg: TrainConfig,
     backend: str = "embedded",
-    episodes: EpisodeData | None = None,
     *,
     host: str | None = None,
     port: int | None = None,
@@ -91,13 +60,13 @@ def record(
 ) -> Path:
     """Record (or reuse) the train, val and test clips of `cfg` from `backend`; returns the clip root.
 
-    `episodes` adds episode-style recordings of the train and val towns (default: the profile's); `host` and
-    `port` reach a CARLA server (None: the backend's defaults). `log` gets each recording's summary. Bad
-    settings raise ValueError (clips in the way: `recording.ClipMismatchError`); a simulator failure raises
-    `datasets.RecordingError`; clips completed before either stay on disk.
+    `cfg.episodes` adds episode-style recordings of the train and val towns; `host` and `port` reach a CARLA
+    server (None: the backend's defaults). `log` gets each recording's summary. Bad settings raise ValueError
+    (clips in the way: `recording.ClipMismatchError`); a simulator failure raises `datasets.RecordingError`;
+    clips completed before either stay on disk.
     """
-    episodes = default_episode_data(cfg.profile) if episodes is None else episodes
-    root = training_data_root(cfg, backend, episodes)
+    episodes = cfg.episodes
+    root = training_data_root(cfg, backend)
     common: dict[str, Any] = {
         "backend": backend,
         "size": tuple(cfg.size),

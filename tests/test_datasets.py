@@ -131,14 +131,15 @@ def test_simulator_failure_keeps_the_complete_clips(tmp_path: Path, monkeypatch:
 
 
 def test_cache_folders_are_named_after_their_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from perception.training import default_config
+    from perception.training import EpisodeData, default_config
 
     monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path))
     version = backend_class("embedded").WORLD_VERSION
     cfg = default_config("lite", "smoke")
+    cfg.episodes = EpisodeData()
     assert training_data.training_data_root(cfg) == tmp_path / "clips" / f"embedded-v{version}-64x128-7f-1clips-seed0"
-    episodes = training_data.EpisodeData(clips=2, drives=1, drive_frames=9)
-    assert training_data.training_data_root(cfg, episodes=episodes).name.endswith("-1clips-ep2-1x9drive-seed0")
+    cfg.episodes = EpisodeData(clips=2, drives=1, drive_frames=9)
+    assert training_data.training_data_root(cfg).name.endswith("-1clips-ep2-1x9drive-seed0")
     drives = LongDriveConfig(drives=2, frames=12, block=5, seed=7)
     assert training_data.drives_root(drives, (64, 128)) == tmp_path / "drives" / f"embedded-v{version}-64x128-12f-seed7"
 

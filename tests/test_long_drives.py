@@ -196,7 +196,7 @@ def test_report_has_long_drive_section(drives: list, model: torch.nn.Module, tmp
 def test_training_records_episode_data_under_its_own_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Episode-style clips and drives join the train and val towns, and the recipe names the cache folder."""
     from carla_gym.sim import backend_class
-    from perception.training import default_config
+    from perception.training import EpisodeData, default_config
 
     monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path))
     monkeypatch.setattr(
@@ -206,9 +206,9 @@ def test_training_records_episode_data_under_its_own_key(tmp_path: Path, monkeyp
     )
     cfg = default_config("lite", "smoke")
     cfg.size, cfg.frames = (16, 32), 3
-    assert training_data.default_episode_data("smoke").key == ""  # no episode data: the cache folder is unchanged
-    episodes = training_data.EpisodeData(clips=1, drives=1, drive_frames=9)
-    root = training_data.record(cfg, "embedded", episodes=episodes)
+    assert EpisodeData().key == ""  # no episode data: the cache folder is named as before it existed
+    cfg.episodes = EpisodeData(clips=1, drives=1, drive_frames=9)
+    root = training_data.record(cfg, "embedded")
     assert root.name.endswith("-3f-1clips-ep1-1x9drive-seed0")
     store = ClipStore(root)
     for split in ("train", "val"):
@@ -219,7 +219,7 @@ def test_training_records_episode_data_under_its_own_key(tmp_path: Path, monkeyp
             assert names["drive_0000"].meta.extra["drive"] == names["episode_0000"].meta.extra["drive"] == "episode"
     assert {c.path.name for c in store.clips(split="test")} == {"clip_0000"}  # the clip tables stay comparable
     with pytest.raises(ValueError, match="drive_frames"):
-        training_data.EpisodeData(drives=1, drive_frames=1)
+        EpisodeData(drives=1, drive_frames=1)
 
 
 @pytest.mark.parametrize(

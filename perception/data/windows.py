@@ -14,7 +14,8 @@ from .clips import Clip, ClipStore
 
 
 class ClipWindows(Dataset):
-    """Windows of `window` consecutive frames from clips, every `stride` frames.
+    """Windows of `window` consecutive frames from clips, every `stride` frames (`longest`: from clips of at most
+    that many frames only; clips shorter than the window give none).
 
     Each item is a dict of tensors for T = `window` frames: `rgb` (T, 3, H, W) uint8, `semantic`
     (T, H, W) int64 class ids, `depth` (T, H, W) float32 metres, `pose` (T, 4, 4) camera-to-world,
@@ -30,15 +31,19 @@ class ClipWindows(Dataset):
         stride: int = 1,
         split: str | None = None,
         towns: list[str] | tuple[str, ...] | None = None,
+        longest: int | None = None,
     ) -> None:
         if window < 1 or stride < 1:
             raise ValueError(f"window and stride must be >= 1, got window={window}, stride={stride}")
         if isinstance(source, (str, Path)):
             source = ClipStore(source)
         clips = source.clips(split=split, towns=towns) if isinstance(source, ClipStore) else list(source)
+        if longest is not None:
+            clips = [c for c in clips if len(c) <= longest]
         if not clips:
             where = f" for split={split!r}" if split else ""
             where += f" towns={list(towns)}" if towns else ""
+            where += f" of at most {longest} frames" if longest is not None else ""
             raise ValueError(f"no recorded clips{where} in {getattr(source, 'root', source)!s}")
         self.clips = clips
         self.window = window

@@ -1,8 +1,9 @@
 """Training configuration: one `StageConfig` per curriculum stage, per-preset defaults and the smoke profile.
 
-The `lite` defaults are sized for a run of under 2.5 hours on 2 CPU cores at 128x256: named train towns
-plus random towns for variety (with the named towns alone the model overfits their look), per-stage
-epochs where validation stops improving, and a sequence stage that fine-tunes on whole clips. How each
+The `lite` defaults are sized for a run of a few hours on 2 CPU cores at 128x256: named train towns plus
+random towns for variety (with the named towns alone the model overfits their look), episode-style
+recordings (standing and starting for the ego stage, long drives for the memory), per-stage epochs where
+validation stops improving, and a sequence stage that trains the memory through whole drives. How each
 default was chosen, with the throughput and the measurements behind it, is in the docs' training
 guide and experiment log. `full` keeps the original design's epochs (20, 20, 20, 10) and batch sizes
 (8, 8, 4, 2).
@@ -18,55 +19,108 @@ from typing import Any
 STAGE_NAMES: tuple[str, ...] = ("seg", "depth", "ego", "seq")
 
 
+def _opt(default: Any, help: str) -> Any:
+    """A dataclass field with its command-line help (`carla_gym.config_cli` makes one flag per field)."""
+    if isinstance(default, list):
+        return field(default_factory=list, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class StageConfig:
     """One stage: how many epochs, the batch size, the window cut from clips and the loss weights."""
 
     name: str
-    epochs: int
-    batch_size: int
-    window: int = 1  # frames per training item (1: per-frame stages)
-    stride: int = 1  # frames between window starts
-    lr: float = 3e-4
-    seg_weight: float = 1.0  # CE weight (depth stage keeps a small one so segmentation is not forgotten)
-    depth_weight: float = 0.0  # weight of the depth loss (log-depth SILog)
-    pose_weight: float = 0.0  # weight of the pose L1 (metres + 10 x radians)
-    clutter_p: float = 0.25  # probability that a training window gets occluding clutter (the seed's 0.25)
-    bptt: int | None = (
-        None  # seq stage: frames per truncated back-propagation chunk of a window (None: the whole window)
+    epochs: int = field(metadata={"help": "epochs per stage (0: skip its training)"})
+    batch_size: int = field(metadata={"help": "batch size per stage"})
+    window: int = _opt(1, "frames per training window (1: a per-frame stage)")
+    stride: int = _opt(1, "frames between window starts")
+    lr: float = _opt(3e-4, "Adam learning rate per stage")
+    seg_weight: float = _opt(1.0, "weight of the segmentation cross-entropy")
+    depth_weight: float = _opt(0.0, "weight of the depth loss (on log-depth)")
+    pose_weight: float = _opt(
+        0.0, "weight of the pose L1 (metres + 10 x radians); 0 also freezes the ego-motion filter"
     )
-    patience: int = 2  # ReduceLROnPlateau epochs without improvement before lr x 0.1
-    keep_best: bool = True  # end the stage with its best validation epoch (False: with its last)
-    max_batches: int | None = None  # cap on training batches per epoch (smoke profile)
-    val_batches: int | None = None  # cap on validation batches per epoch
+    clutter_p: float = _opt(0.25, "probability per stage that a training window gets occluding clutter")
+    bptt: int | None = _opt(
+        None,
+        "truncated back-propagation through each window in chunks of N frames, the state carried between them "
+        "(seq stage; none: the whole window)",
+    )
+    # The per-frame stages leave the long drives out: their frames are near-duplicates at 20 per second and would
+    # double the epoch.
+    long_recordings: bool = _opt(True, "read the long episode drives as well as the clips")
+    patience: int = _opt(2, "ReduceLROnPlateau epochs without improvement before the learning rate drops 10x")
+    keep_best: bool = _opt(True, "end the stage with its best validation epoch (off: with its last)")
+    max_batches: int | None = _opt(None, "cap on training batches per epoch (none: all)")
+    val_batches: int | None = _opt(None, "cap on validation batches per epoch (none: all)")
+
+
+@dataclass(frozen=True)
+class EpisodeData:
+    """Episode-style training recordings per named train and val town (`collect --drive episode`): `clips`
+    clips of the run's clip length and `drives` long drives of `drive_frames` frames. They hold what the
+    environment shows and warm-up clips lack: the first ticks after a reset, standing and starting, and the
+    hundreds of frames a recurrent state runs through in an episode."""
+
+    clips: int = _opt(0, "episode-style clips per train and val town")
+    drives: int = _opt(0, "episode-style long drives per train and val town")
+    drive_frames: int = _opt(300, "frames per long training drive, also the seq stage's window unless --window sets it")
+
+    def __post_init__(self) -> None:
+        if self.clips < 0 or self.drives < 0 or self.drive_frames < 2:
+            raise ValueError(f"episode data needs clips >= 0, drives >= 0 and drive_frames >= 2, got {self}")
+
+    @property
+    def key(self) -> str:
+        """The part of the recording cache's name that these recordings decide ('' when there are none)."""
+        return (f"-ep{self.clips}" if self.clips else "") + (
+            f"-{self.drives}x{self.drive_frames}drive" if self.drives else ""
+        )
 
 
 @dataclass
 class TrainConfig:
     """Everything a training run needs besides the data folder and the output folder."""
 
-    preset: str = "lite"
-    size: tuple[int, int] = (128, 256)  # training and recording resolution (H, W)
-    clips: int = 16  # clips per town when recording
-    extra_towns: int = 16  # random towns (embedded seeds) recorded as extra training data: variety for held-out towns
-    extra_town_clips: int = 4  # clips per random town
-    frames: int = 20  # frames per recorded clip
-    stages: list[StageConfig] = field(default_factory=list)
-    seed: int = 0
-    depth_loss: str = "silog"
-    class_weighted: bool = True  # CE weighted by inverse sqrt class frequency (thin classes matter)
-    augment: bool = True
-    # Mirror frames left to right at random in the per-frame stages (seg, depth): more layouts from the same towns.
-    mirror: bool = True
-    # Zoom half the seg stage's frames in by a random factor up to this (1: off; `perception.data.zoom_frames`):
-    # far and thin objects at more scales. Not in the depth stage: see `loop.StageRun.inputs`.
-    zoom: float = 1.5
-    workers: int = 0
-    eval_corruptions: bool = True
-    profile: str = "default"
+    preset: str = _opt("lite", "model size: lite or full")
+    size: tuple[int, int] = _opt(
+        (128, 256), "camera image height and width of the recording, also the training input size"
+    )
+    clips: int = _opt(16, "clips per town to record")
+    extra_towns: int = _opt(
+        16, "random embedded towns recorded as extra training data: variety for held-out towns (0: none)"
+    )
+    extra_town_clips: int = _opt(4, "clips per random town")
+    frames: int = _opt(20, "frames per recorded clip")
+    episodes: EpisodeData = _opt(EpisodeData(), "episode-style recordings of the train and val towns")
+    stages: list[StageConfig] = _opt([], "the curriculum's stages, in order")
+    seed: int = _opt(0, "seed of the recording, initialisation, shuffling and augmentation")
+    depth_loss: str = _opt("silog", "depth loss on log-depth: silog or l1")
+    class_weighted: bool = _opt(True, "weight the cross-entropy by inverse sqrt class frequency (thin classes matter)")
+    augment: bool = _opt(True, "temporal augmentations (noise, lighting drift, clutter) on training windows")
+    mirror: bool = _opt(True, "mirror training frames left to right at random in the seg and depth stages")
+    # Not in the depth stage: a zoom also changes the camera height that metric depth is learnt against.
+    zoom: float = _opt(1.5, "zoom half the training frames of the seg stage in by a random factor up to MAX (1: off)")
+    workers: int = _opt(0, "DataLoader worker processes")
+    eval_corruptions: bool = _opt(True, "score the report under noise, lighting drift and clutter as well as clean")
+    profile: str = _opt("default", "default, or smoke: every stage for seconds on tiny data")
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)
+
+    def window_problems(self) -> list[str]:
+        """Stages (with epochs to run) whose window is longer than every recording they read: the clips of `frames`
+        frames, and with `long_recordings` the episode drives too. One line per stage; empty when all fit."""
+        drives = self.episodes.drive_frames if self.episodes.drives else 0
+        problems = []
+        for s in self.stages:
+            longest = max(self.frames, drives) if s.long_recordings else self.frames
+            if s.epochs and s.window > longest:
+                problems.append(
+                    f"stage {s.name!r}: its {s.window}-frame window is longer than its recordings ({longest} frames)"
+                )
+        return problems
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,10 +151,15 @@ RESUME_MAY_CHANGE: tuple[str, ...] = ("workers",)
 SEQ_DEPTH_WEIGHT = 1.0
 SEQ_POSE_WEIGHT = 1.0
 DEPTH_STAGE_SEG_WEIGHT = 0.1
-# lite's sequence stage: whole 20-frame clips as windows at a fine-tuning learning rate. Shorter windows at the
-# stages' 3e-4 made the temporal model trail the per-frame one (the experiment log has the runs).
-LITE_SEQ_WINDOW = 20
+# lite's sequence stage fine-tunes at a tenth of the other stages' learning rate, through whole long drives in
+# chunks of LITE_SEQ_BPTT frames (the experiment log has the runs behind both).
 LITE_SEQ_LR = 3e-5
+LITE_SEQ_BPTT = 20
+# lite's episode-style recordings per named train and val town: short clips with standing and starting for the
+# ego stage, and long drives for the seq stage.
+LITE_EPISODE_CLIPS = 4
+LITE_DRIVES = 2
+LITE_DRIVE_FRAMES = 300
 
 
 def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
@@ -124,19 +183,34 @@ def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> l
     ]
 
 
+def drive_stages(stages: list[StageConfig], drive_frames: int, bptt: int) -> list[StageConfig]:
+    """`stages` made to use long episode drives: the per-frame stages leave them out, and the seq stage trains the
+    segmentation and depth memory through whole drives (one window per drive, truncated back-propagation in chunks
+    of `bptt` frames, the state carried from chunk to chunk) without the pose loss, so the ego-motion filter keeps
+    what the ego stage taught it (long windows with the pose loss degrade it)."""
+    for s in stages:
+        if s.window == 1:
+            s.long_recordings = False
+    seq = next(s for s in stages if s.name == "seq")
+    seq.window, seq.stride, seq.bptt, seq.pose_weight = drive_frames, drive_frames, bptt, 0.0
+    return stages
+
+
 def default_config(preset: str = "lite", profile: str = "default") -> TrainConfig:
     """The defaults of a preset (`lite` | `full`), or the smoke profile (every stage for seconds on tiny data)."""
     if profile == "smoke":
         stages = _stages((1, 1, 1, 1), (2, 2, 2, 1), stride=1)
         for s in stages:
             s.max_batches, s.val_batches = 2, 1
+        episodes = EpisodeData(clips=1, drives=1, drive_frames=10)
         return TrainConfig(
             preset=preset,
             size=(64, 128),
             clips=1,
             frames=7,
             extra_towns=0,
-            stages=stages,
+            episodes=episodes,
+            stages=drive_stages(stages, episodes.drive_frames, bptt=5),
             profile="smoke",
             eval_corruptions=True,
         )
@@ -151,8 +225,10 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
             stages=_stages((20, 20, 20, 10), (8, 8, 4, 2), stride=1),
         )
     if preset == "lite":
-        stages = _stages((10, 14, 8, 8), (8, 8, 4, 2), stride=5)
+        stages = _stages((10, 14, 4, 8), (8, 8, 4, 2), stride=5)
         seq = stages[3]
-        seq.window, seq.lr = LITE_SEQ_WINDOW, LITE_SEQ_LR
-        return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=20, stages=stages)
+        seq.lr = LITE_SEQ_LR
+        episodes = EpisodeData(clips=LITE_EPISODE_CLIPS, drives=LITE_DRIVES, drive_frames=LITE_DRIVE_FRAMES)
+        stages = drive_stages(stages, episodes.drive_frames, bptt=LITE_SEQ_BPTT)
+        return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=20, episodes=episodes, stages=stages)
     raise ValueError(f"unknown preset {preset!r}; known: full, lite")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -52,12 +52,16 @@ class LongDriveConfig:
     (metres) is standing; `starting_frames`: how many moving pairs after standing still count as starting.
     """
 
-    drives: int = 3
-    frames: int = 1000
-    block: int = 100
-    seed: int = 7
-    standing_m: float = 0.01
-    starting_frames: int = 10
+    drives: int = field(default=3, metadata={"help": "long drives on the test town (0: off)"})
+    frames: int = field(default=1000, metadata={"help": "frames per long test drive"})
+    block: int = field(default=100, metadata={"help": "frames per scored block of the long drives"})
+    seed: int = field(default=7, metadata={"help": "recording seed of the long test drives"})
+    standing_m: float = field(
+        default=0.01, metadata={"help": "a frame pair whose camera moved less than this (metres) counts as standing"}
+    )
+    starting_frames: int = field(
+        default=10, metadata={"help": "moving frame pairs after standing that still count as starting"}
+    )
 
     def __post_init__(self) -> None:
         checks = {

@@ -48,6 +48,7 @@ from perception.data import (
 from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, PipelineState, build_model, normalize
+from perception.weights import load_weights
 
 from .checkpoint import (
     BEST_FILE,
@@ -279,8 +280,9 @@ class StageRun:
         cfg, d = ctx.cfg, ctx.d
         self.model, self.stage, self.ctx, self.completed = model, stage, ctx, list(completed)
         self.index = STAGE_NAMES.index(stage.name)
-        train_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="train")
-        val_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="val")
+        longest = None if stage.long_recordings else cfg.frames
+        train_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="train", longest=longest)
+        val_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="val", longest=longest)
         self.sampler: DistributedSampler[Any] = DistributedSampler(
             train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed_of(cfg.seed, self.index) & 0x7FFFFFFF
         )
@@ -288,8 +290,8 @@ class StageRun:
         self.val_loader = DataLoader(val_ds, batch_size=stage.batch_size, shuffle=False, num_workers=cfg.workers)
         self.augment = TemporalAugment(AugmentConfig(clutter_p=stage.clutter_p)) if cfg.augment else None
 
-        self.params = set_trainable(model, stage.name)
-        ctx.log(describe(model, stage.name))
+        self.params = set_trainable(model, stage)
+        ctx.log(describe(model, stage))
         self.optimizer = torch.optim.Adam(self.params, lr=stage.lr)
         self.metric, self.higher = selection_metric(stage)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -323,7 +325,7 @@ class StageRun:
         cfg, stage = self.ctx.cfg, self.stage
         torch.manual_seed(seed_of(cfg.seed, self.index, epoch, 1 << 20))
         self.sampler.set_epoch(epoch)
-        set_trainable(self.model, stage.name)
+        set_trainable(self.model, stage)
         sums: dict[str, float] = {}
         n = 0
         bar = tqdm(
@@ -559,6 +561,7 @@ def train(
     *,
     device: str | torch.device = "auto",
     resume: bool = False,
+    init_from: str | Path | None = None,
     stop_after_epochs: int | None = None,
     log: Callable[[str], None] = print,
 ) -> PerceptionPipeline:
@@ -567,7 +570,9 @@ def train(
     `resume` continues from OUT/checkpoints/last.pt (refused when the run was started with other settings or
     clips: `check_resume`; a damaged checkpoint raises `CheckpointError` naming it). A stage list that starts
     after `seg` starts from the weights at the end of the stage before it (OUT/checkpoints/after_<stage>.pt,
-    else last.pt). `stop_after_epochs` ends the run after that many epochs in this call (used to test resuming).
+    else last.pt). `init_from` (a weights folder) starts the first stage from those weights instead: fine-tuning
+    later stages of bundled weights with other data or settings; `resume` still wins once the run has a checkpoint.
+    `stop_after_epochs` ends the run after that many epochs in this call (used to test resuming).
     """
     data, out_dir = Path(data), Path(out_dir)
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
@@ -578,12 +583,16 @@ def train(
     folder = out_dir / "checkpoints"
     identity = {"data": data_identity(store)}
     ckpt, path = starting_checkpoint(cfg, folder, resume)
+    if init_from is not None and not (resume and ckpt is not None):
+        load_weights(init_from, model=model)
+        ckpt = None
+        log(f"starting from the weights in {init_from}")
     if ckpt is not None:
         if resume:
             check_resume(ckpt, cfg, identity["data"], path)
         restore_model(model, ckpt, path)
         log(f"loaded checkpoint: stage {ckpt['stage']!r}, epoch {ckpt['epoch']}")
-    elif resume or cfg.stages[0].name != STAGE_NAMES[0]:
+    elif init_from is None and (resume or cfg.stages[0].name != STAGE_NAMES[0]):
         log(f"no checkpoint in {folder}: starting from untrained weights")
     writer = None
     if d.main:

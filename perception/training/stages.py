@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import STAGE_NAMES
+from .config import STAGE_NAMES, StageConfig
 
 # Sub-modules that train per stage, as attribute paths on the pipeline.
 TRAINABLE: dict[str, tuple[str, ...]] = {
@@ -42,15 +42,28 @@ def check_stages(names: list[str]) -> list[str]:
     return [n for n in STAGE_NAMES if n in names]
 
 
-def set_trainable(model: nn.Module, stage: str) -> list[nn.Parameter]:
-    """Freeze everything, unfreeze the stage's parts; returns the trainable parameters.
+# Parts trained by one loss only: they stay frozen in a stage that gives that loss no weight (e.g. a sequence stage
+# without the pose loss keeps the ego-motion filter that the ego stage trained).
+LOSS_OF_PART: dict[str, str] = {"ego_motion_filter": "pose_weight", "geometry_filter.depth_decoder": "depth_weight"}
+
+
+def trainable_parts(stage: StageConfig | str) -> tuple[str, ...]:
+    """The sub-modules that train in `stage`: the stage's `TRAINABLE` parts whose loss has weight in it (a bare
+    stage name: all of that stage's parts)."""
+    if isinstance(stage, str):
+        return TRAINABLE[stage]
+    return tuple(p for p in TRAINABLE[stage.name] if p not in LOSS_OF_PART or getattr(stage, LOSS_OF_PART[p]))
+
+
+def set_trainable(model: nn.Module, stage: StageConfig | str) -> list[nn.Parameter]:
+    """Freeze everything, unfreeze the stage's parts (`trainable_parts`); returns the trainable parameters.
 
     Frozen parts are put in eval mode too, so their BatchNorm statistics stay fixed.
     """
     model.requires_grad_(False)
     model.eval()
     params: list[nn.Parameter] = []
-    for path in TRAINABLE[stage]:
+    for path in trainable_parts(stage):
         part = model.get_submodule(path)
         part.requires_grad_(True)
         part.train()
@@ -58,10 +71,12 @@ def set_trainable(model: nn.Module, stage: str) -> list[nn.Parameter]:
     return params
 
 
-def describe(model: nn.Module, stage: str) -> str:
+def describe(model: nn.Module, stage: StageConfig | str) -> str:
     """A line per part saying whether it trains in `stage`, with its parameter count (printed at stage start)."""
-    lines = [f"stage {stage!r}:"]
+    parts = trainable_parts(stage)
+    name = stage if isinstance(stage, str) else stage.name
+    lines = [f"stage {name!r}:"]
     for path in ALL_PARTS:
         n = sum(p.numel() for p in model.get_submodule(path).parameters())
-        lines.append(f"  {'train ' if path in TRAINABLE[stage] else 'frozen'}  {path:<32} {n / 1e6:7.3f}M")
+        lines.append(f"  {'train ' if path in parts else 'frozen'}  {path:<32} {n / 1e6:7.3f}M")
     return "\n".join(lines)
