@@ -55,7 +55,7 @@ def add_camera_size(parser: argparse.ArgumentParser, default: tuple[int, int] | 
 
 
 def deprecated_alias(
-    parser: argparse.ArgumentParser,
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     old: str,
     new: str,
     dest: str,

@@ -31,11 +31,15 @@ from perception.conventions import CLASS_NAMES, NUM_CLASSES
 
 from .recording import ClipWriter, clip_matches
 from .sim import Control, SimulatorBackend, SimulatorError, backend_class, make_backend
+from .sim.contract import DEFAULT_ROUTE_LENGTH
 
 WARMUP_STEPS = 10  # autopilot steps before the first recorded frame (the ego starts at rest)
 DRIVES = ("warmup", "episode")
 SPLITS = ("train", "val", "test")
-EPISODE_ROUTE_LENGTH = 200.0  # metres: the environment's default route per episode
+EPISODE_ROUTE_LENGTH = DEFAULT_ROUTE_LENGTH  # metres: the environment's default route per episode
+# Metres of route for warmup recordings. The route decides the traffic drawn after it, so this is part of what a
+# warmup clip is: it stays fixed when the backends' default route changes.
+WARMUP_ROUTE_LENGTH = 500.0
 ROUTE_SPEED_BOUND = 20.0  # m/s: faster than the autopilot drives, so an episode drive's route outlasts the drive
 
 
@@ -265,7 +269,7 @@ def _record_town(
     options = {k: v for k, v in options.items() if v is not None}
     backend = make_backend(config.backend, **{k: v for k, v in options.items() if k in fields})
     extra = config.drive_extra()
-    reset_options = {"route_length": extra["route_length"]} if "route_length" in extra else None
+    reset_options = {"route_length": extra.get("route_length", WARMUP_ROUTE_LENGTH)}
     try:
         for i in todo:
             seed = clip_seed(config.seed, town, i, name)

@@ -19,6 +19,7 @@ moving: the report's `long_drives` section and a table.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -30,9 +31,25 @@ from perception.training.report import report_text, write_report
 from perception.weights import WeightsError, load_weights
 
 from .cli import HelpFormatter
+from .config_cli import ConfigFlags
 from .datasets import RecordingError
 from .training_data import record_drives
 
+NO_LONG_DRIVES = LongDriveConfig(drives=0)
+DRIVE_FLAGS = ConfigFlags(
+    LongDriveConfig,
+    prefix="drive-",
+    rename={"drives": "--long-drives"},
+    help={
+        "drives": "long test-town drives to add (0: none)",
+        "frames": "frames per long drive",
+        "block": "frames per scored block of the drives",
+        "seed": "recording seed of the drives",
+        "standing_m": "a frame pair whose camera moved less than this (metres) counts as standing",
+        "starting_frames": "moving frame pairs after standing that still count as starting",
+    },
+    defaults=NO_LONG_DRIVES,
+)
 PACKAGES = (Path(__file__).resolve().parent, Path(perception.__file__).resolve().parent)  # carla_gym, perception
 
 
@@ -64,13 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
     p.add_argument("--no-corruptions", action="store_true", help="clean clips only")
     p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")
-    p.add_argument(
-        "--long-drives", type=int, default=0, metavar="N", help="long test-town drives to add (default 0: none)"
+    drives = p.add_argument_group("long drives", "the environment's regime on the test town")
+    DRIVE_FLAGS.add_to(drives)
+    drives.add_argument(
+        "--drive-backend", default="embedded", help="backend that records the drives (default embedded)"
     )
-    p.add_argument("--drive-frames", type=int, default=1000, help="frames per long drive (default 1000)")
-    p.add_argument("--drive-block", type=int, default=100, help="frames per scored block of the drives (default 100)")
-    p.add_argument("--drive-seed", type=int, default=7, help="recording seed of the drives (default 7)")
-    p.add_argument("--drive-backend", default="embedded", help="backend that records the drives (default embedded)")
     return p
 
 
@@ -81,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: data folder {args.data} does not exist\n")
     out = args.out.expanduser() if args.out else default_out(args.weights, args.split)
     try:
-        drive_config = LongDriveConfig(
-            drives=args.long_drives, frames=args.drive_frames, block=args.drive_block, seed=args.drive_seed
-        )
+        drive_config = dataclasses.replace(NO_LONG_DRIVES, **DRIVE_FLAGS.given(args))
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     package = inside_package(out)

@@ -3,15 +3,20 @@
     python -m carla_gym.train_perception                          # lite preset, records its data first
     python -m carla_gym.train_perception --profile smoke --out /tmp/smoke
     python -m carla_gym.train_perception --data ~/clips --preset full --stages seq --epochs 0,0,0,5
+    python -m carla_gym.train_perception --config runs/perception/weights --seed 1 --out runs/seed1  # a run again
     torchrun --nproc_per_node 2 -m carla_gym.train_perception --data ~/clips
+
+Every field of the training, stage, episode and long-drive configs is a flag (`--help` lists them in groups);
+per-stage flags take one value per stage (`--epochs 10,14,8,8`), stage=value pairs (`--bptt seq=20`) or one value.
 
 Without --data, clips are recorded with `carla_gym.collect` (train, val and test towns of the
 backend, plus --extra-towns random embedded towns as training data) into a cache folder named after
 the backend, its world version, size, clip length, clip counts and seed, and reused next time. The
-train and val towns can also get episode-style recordings (`collect --drive episode`: from the first
-tick, stopping at red lights and behind vehicles, starting again): --episode-clips short clips and
---train-drives long drives of --train-drive-frames frames per town (none by default); these are part of
-the folder's name.
+train and val towns also get episode-style recordings (`collect --drive episode`: from the first tick,
+stopping at red lights and behind vehicles, starting again): --episode-clips short clips and
+--train-drives long drives of --train-drive-frames frames per town; these are part of the folder's name.
+The per-frame stages read the short clips; the ego stage reads everything; the seq stage trains the
+memory through whole long drives.
 The report adds long drives on the test town (--eval-drives of --drive-frames frames, scored per
 --drive-block frames; `perception.training.long_drives`), cached in the `drives` folder beside the clips.
 Outputs in --out: weights/ (model.safetensors + config.json), report.json, pictures/, tb/
@@ -22,16 +27,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from perception.data import ClipFormatError, ClipStore
 from perception.training import (
     STAGE_NAMES,
+    EpisodeData,
+    StageConfig,
     TrainConfig,
     TrainingError,
     default_config,
@@ -41,15 +51,10 @@ from perception.training.long_drives import LongDriveConfig
 from perception.training.report import report_text, write_report
 from perception.weights import save_weights
 
-from .cli import HelpFormatter, add_camera_size, deprecated_alias
+from .cli import HelpFormatter, deprecated_alias
+from .config_cli import ConfigFlags, PerStageFlags, from_dict
 from .datasets import RecordingError, size_argument
-from .training_data import (
-    EpisodeData,
-    data_description,
-    default_episode_data,
-    record,
-    record_drives,
-)
+from .training_data import data_description, record, record_drives
 
 
 def default_long_drives(profile: str) -> LongDriveConfig:
@@ -59,179 +64,239 @@ def default_long_drives(profile: str) -> LongDriveConfig:
     return LongDriveConfig(drives=3, frames=300, block=100)
 
 
-def _per_stage(text: str, what: str, kind: type = int) -> list:
-    """Four comma-separated non-negative numbers, one per stage (seg,depth,ego,seq)."""
-    try:
-        values = [kind(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{what} must be {len(STAGE_NAMES)} comma-separated numbers, got {text!r}"
-        ) from None
-    if len(values) != len(STAGE_NAMES) or min(values) < 0:
-        raise argparse.ArgumentTypeError(
-            f"{what} must be {len(STAGE_NAMES)} non-negative numbers (seg,depth,ego,seq), got {text!r}"
-        )
-    return values
+LITE = default_config("lite")
+PRESET_DEFAULT = "the preset's; lite"
+TRAIN_FLAGS = ConfigFlags(
+    TrainConfig,
+    rename={"size": "--camera-size"},
+    skip=("preset", "profile", "stages", "episodes"),
+    metavars={"size": ("H", "W"), "zoom": "MAX"},
+    defaults=LITE,
+    default_label=PRESET_DEFAULT,
+)
+EPISODE_FLAGS = ConfigFlags(
+    EpisodeData,
+    prefix="train-",
+    rename={"clips": "--episode-clips"},
+    defaults=LITE.episodes,
+    default_label=PRESET_DEFAULT,
+)
+STAGE_FLAGS = PerStageFlags(
+    StageConfig,
+    STAGE_NAMES,
+    rename={"clutter_p": "--clutter"},
+    skip=("name",),
+    single={"window": "the multi-frame stages (ego, seq)", "bptt": "the seq stage"},
+    defaults=LITE.stages,
+    default_label=PRESET_DEFAULT,
+)
+DRIVE_FLAGS = ConfigFlags(
+    LongDriveConfig,
+    prefix="drive-",
+    rename={"drives": "--eval-drives"},
+    defaults=default_long_drives("default"),
+    default_label="the profile's; default profile",
+)
+DATA_FIELDS = ("size", "clips", "extra_towns", "extra_town_clips", "frames")
+REPORT_FIELDS = ("eval_corruptions",)
+# Limits beyond "not negative" (which every number on the command line must be): value -> ok, and why not.
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "zoom": (lambda v: v >= 1.0, "the largest zoom must be at least 1 (1: off)"),
+    "size": (lambda v: min(v) >= 1, "an image needs at least 1 pixel each way"),
+    "depth_loss": (lambda v: v in ("silog", "l1"), "known depth losses: silog, l1"),
+    "batch_size": (lambda v: v >= 1, "a batch needs at least 1 item"),
+    "window": (lambda v: v >= 1, "a window needs at least 1 frame"),
+    "stride": (lambda v: v >= 1, "window starts need at least 1 frame between them"),
+    "clutter_p": (lambda v: v <= 1.0, "probabilities must be at most 1"),
+    "bptt": (lambda v: v is None or v >= 2, "a chunk needs at least 2 frames"),
+    "max_batches": (lambda v: v is None or v >= 1, "a cap needs at least 1 batch (none: no cap)"),
+    "val_batches": (lambda v: v is None or v >= 1, "a cap needs at least 1 batch (none: no cap)"),
+}
+
+
+def value_problem(field: str, value: Any) -> str | None:
+    """Why `value` is no good for `field` (a negative number, or outside the field's `CHECKS`), or None."""
+    numbers = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(v, int | float) and not isinstance(v, bool) and v < 0 for v in numbers):
+        return "must not be negative"
+    ok, why = CHECKS.get(field, (lambda _: True, ""))
+    return None if ok(value) else why
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m carla_gym.train_perception",
+        usage="%(prog)s [options]",
         description=__doc__.split("\n\n")[0],
         formatter_class=HelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    p.add_argument("--data", type=Path, help="folder of recorded clips; recorded when absent")
-    p.add_argument("--backend", default="embedded", help="backend to record from when --data is absent")
-    p.add_argument("--host", default=None, help="CARLA server host when recording with --backend carla")
-    p.add_argument("--port", type=int, default=None, help="CARLA server port when recording with --backend carla")
-    p.add_argument("--clips", type=int, help="clips per town to record (default: the preset's)")
-    p.add_argument(
-        "--extra-towns",
-        type=int,
-        help="random embedded towns recorded as extra training data "
-        "(default: the preset's; 0: the named train towns only)",
+    data = p.add_argument_group("data", "what to train on; recorded and cached when --data is absent")
+    data.add_argument("--data", type=Path, help="folder of recorded clips; recorded when absent")
+    data.add_argument("--backend", default="embedded", help="backend to record from when --data is absent")
+    data.add_argument("--host", default=None, help="CARLA server host when recording with --backend carla")
+    data.add_argument("--port", type=int, default=None, help="CARLA server port when recording with --backend carla")
+    TRAIN_FLAGS.add_to(data, only=DATA_FIELDS)
+    deprecated_alias(data, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")
+    EPISODE_FLAGS.add_to(data)
+    stages = p.add_argument_group(
+        "stages",
+        f"per-stage settings: one value per stage ({','.join(STAGE_NAMES)}), e.g. --epochs 10,14,8,8; "
+        "stage=value pairs, e.g. --bptt seq=20 --lr ego=1e-4,seq=3e-5; or a single value for every stage "
+        "(--window: the multi-frame stages; --bptt: the seq stage)",
     )
-    p.add_argument("--frames", type=int, help="frames per recorded clip (default: the preset's)")
-    add_camera_size(p, None, "camera image height and width of the recording (default: the preset's input size)")
-    deprecated_alias(p, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")
-    p.add_argument("--episode-clips", type=int, help="episode-style clips per train and val town (default 0)")
-    p.add_argument("--train-drives", type=int, help="episode-style long drives per train and val town (default 0)")
-    p.add_argument("--train-drive-frames", type=int, help="frames per long training drive (default 200)")
-    p.add_argument(
-        "--eval-drives", type=int, help="long drives on the test town in the report (default 3; smoke 1; 0: off)"
+    stages.add_argument(
+        "--stages", help=f"comma-separated stages to run (default: all of them, {','.join(STAGE_NAMES)})"
     )
-    p.add_argument("--drive-frames", type=int, help="frames per long test drive (default 300; smoke 12)")
-    p.add_argument("--drive-block", type=int, help="frames per scored block of the long drives (default 100; smoke 6)")
-    p.add_argument("--preset", choices=("lite", "full"), default="lite")
-    p.add_argument("--stages", default=",".join(STAGE_NAMES), help="comma-separated stages (default: all, in order)")
-    p.add_argument("--epochs", type=lambda t: _per_stage(t, "--epochs"), help="epochs per stage, e.g. 30,20,15,15")
-    p.add_argument(
-        "--batch-size", type=lambda t: _per_stage(t, "--batch-size"), help="batch size per stage, e.g. 8,8,4,2"
+    STAGE_FLAGS.add_to(stages)
+    training = p.add_argument_group("training")
+    training.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="start from a saved run's settings instead of a preset: a weights folder or its config.json "
+        "(extra.train_config), or a TrainConfig JSON; the other flags override it",
     )
-    p.add_argument(
-        "--lr",
-        type=lambda t: _per_stage(t, "--lr", float),
-        help="Adam learning rate per stage, e.g. 3e-4,3e-4,3e-4,3e-5",
+    training.add_argument("--preset", choices=("lite", "full"), help="model size and its defaults (default: lite)")
+    training.add_argument(
+        "--profile", choices=("default", "smoke"), help="smoke: every stage for seconds on tiny data (tests, CI)"
     )
-    p.add_argument(
-        "--clutter",
-        type=lambda t: _per_stage(t, "--clutter", float),
-        metavar="P,P,P,P",
-        help="probability per stage that a training window gets occluding clutter (default 0.25 each)",
+    TRAIN_FLAGS.add_to(
+        training, only=[f.field for f in TRAIN_FLAGS.flags if f.field not in DATA_FIELDS + REPORT_FIELDS]
     )
-    p.add_argument("--window", type=int, help="frames per training window of the ego and seq stages (default 6)")
-    p.add_argument(
-        "--bptt",
-        type=int,
-        metavar="N",
-        help="seq stage: truncated back-propagation through each window "
-        "in chunks of N frames, the state carried between them (default: the whole window)",
+    training.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
+    training.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    training.add_argument(
+        "--init-from",
+        type=Path,
+        metavar="WEIGHTS",
+        help="start the first stage from a weights folder (e.g. carla_gym/weights/lite) instead of untrained "
+        "weights or OUT's checkpoints: fine-tune later stages with other data or settings",
     )
-    p.add_argument(
-        "--mirror",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mirror training frames left to right at random in the seg and depth stages (default: on)",
+    training.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # tests: a kill
+    report = p.add_argument_group(
+        "report",
+        "the evaluation on the test town after training (the smoke profile's long drives: 1 of 12 frames, "
+        "in blocks of 6)",
     )
-    p.add_argument(
-        "--zoom",
-        type=float,
-        default=None,
-        metavar="MAX",
-        help="zoom half the training frames of the seg stage in by up to MAX (default 1.5; 1: off)",
-    )
-    p.add_argument(
-        "--profile",
-        choices=("default", "smoke"),
-        default="default",
-        help="smoke: every stage for seconds on tiny data (tests, CI)",
-    )
-    p.add_argument("--out", type=Path, default=Path("runs/perception"))
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
-    p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-town evaluation and pictures")
-    p.add_argument("--stop-after-epochs", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulate a kill
+    report.add_argument("--no-eval", action="store_true", help="skip the test-town evaluation and pictures")
+    TRAIN_FLAGS.add_to(report, only=REPORT_FIELDS)
+    DRIVE_FLAGS.add_to(report)
+    output = p.add_argument_group("output")
+    output.add_argument("--out", type=Path, default=Path("runs/perception"), help="output folder")
     return p
 
 
-def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
-    """The preset's (or smoke profile's) defaults with the command line's overrides."""
-    cfg = default_config(args.preset, args.profile)
-    names = [s.strip() for s in args.stages.split(",") if s.strip()]
-    unknown = [s for s in names if s not in STAGE_NAMES]
-    if unknown or not names:
-        parser.exit(
-            2, f"error: unknown stage {unknown[0] if unknown else args.stages!r}; known: {', '.join(STAGE_NAMES)}\n"
-        )
-    if args.clutter and max(args.clutter) > 1.0:
-        parser.exit(2, f"error: --clutter {','.join(map(str, args.clutter))}: probabilities must be at most 1\n")
-    for i, stage in enumerate(cfg.stages):
-        if args.epochs:
-            stage.epochs = args.epochs[i]
-        if args.batch_size:
-            stage.batch_size = max(1, args.batch_size[i])
-        if args.lr:
-            stage.lr = args.lr[i]
-        if args.clutter:
-            stage.clutter_p = args.clutter[i]
-        if args.window is not None and stage.window > 1:
-            if args.window < 2:
-                parser.exit(2, f"error: --window {args.window}: a window needs at least 2 frames\n")
-            stage.window = args.window
-    if args.bptt is not None:
-        if args.bptt < 2:
-            parser.exit(2, f"error: --bptt {args.bptt}: a chunk needs at least 2 frames\n")
-        cfg.stage("seq").bptt = args.bptt
-    cfg.stages = [s for s in cfg.stages if s.name in names]
-    cfg.seed, cfg.workers = args.seed, args.workers
-    if args.mirror is not None:
-        cfg.mirror = args.mirror
-    if args.zoom is not None:
-        if args.zoom < 1.0:
-            parser.exit(2, f"error: --zoom {args.zoom}: the largest zoom must be at least 1 (1: off)\n")
-        cfg.zoom = args.zoom
-    if args.clips is not None:
-        cfg.clips = args.clips
-    if args.extra_towns is not None:
-        cfg.extra_towns = max(0, args.extra_towns)
-    if args.frames is not None:
-        cfg.frames = args.frames
-    if args.camera_size is not None:
-        cfg.size = args.camera_size
-    window = max(s.window for s in cfg.stages)
-    if cfg.frames < window:
-        parser.exit(2, f"error: --frames {cfg.frames} is shorter than the {window}-frame training window\n")
+def load_train_config(path: Path) -> TrainConfig:
+    """The `TrainConfig` saved in `path`: a weights folder or its config.json (under extra.train_config), or a
+    `TrainConfig.to_dict()` JSON file. Settings the file holds that no longer exist are named on stderr and left
+    out; settings it lacks (added since) keep their defaults. ValueError names the file and the bad setting."""
+    file = path.expanduser() / "config.json" if path.expanduser().is_dir() else path.expanduser()
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"cannot read the config file {file}: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("extra"), dict) and "train_config" in data["extra"]:
+        data = data["extra"]["train_config"]
+    elif isinstance(data, dict) and "train_config" in data:
+        data = data["train_config"]
+    unknown: list[str] = []
+    cfg = from_dict(TrainConfig, data, f"{file}: train_config", unknown)
+    for name in unknown:
+        print(f"note: {name} is not a setting any more; left out", file=sys.stderr)
     return cfg
 
 
-def episode_data(args: argparse.Namespace, profile: str) -> EpisodeData:
-    """The profile's episode-style recordings with the command line's overrides."""
-    base = default_episode_data(profile)
-    return EpisodeData(
-        clips=base.clips if args.episode_clips is None else args.episode_clips,
-        drives=base.drives if args.train_drives is None else args.train_drives,
-        drive_frames=base.drive_frames if args.train_drive_frames is None else args.train_drive_frames,
-    )
+def base_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    """The config the flags override: the saved one of --config, or the preset's (profile's) defaults."""
+    if args.config is None:
+        return default_config(args.preset or "lite", args.profile or "default")
+    given = [flag for flag, value in (("--preset", args.preset), ("--profile", args.profile)) if value is not None]
+    if given:
+        parser.exit(2, f"error: {given[0]} with --config: the config file decides the preset and profile\n")
+    try:
+        cfg = load_train_config(args.config)
+        if not cfg.stages:
+            raise ValueError(f"{args.config}: the saved config has no stages")
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    return cfg
 
 
-def long_drive_config(args: argparse.Namespace, profile: str) -> LongDriveConfig:
+def apply_stage_flags(cfg: TrainConfig, args: argparse.Namespace, parser: argparse.ArgumentParser) -> set[tuple]:
+    """Set the stage fields the command line gives; returns the (stage, field) pairs it set."""
+    changed = set()
+    for field, given in STAGE_FLAGS.given(args).items():
+        for stage in cfg.stages:
+            takes_single = {"window": stage.window > 1, "bptt": stage.name == "seq"}.get(field, True)
+            sets, value = given.value_for(stage.name, takes_single)
+            if not sets:
+                continue
+            problem = value_problem(field, value)
+            if problem is None and field == "window" and stage.window > 1 and value < 2:
+                problem = "a window needs at least 2 frames"
+            if problem:
+                parser.exit(2, f"error: {STAGE_FLAGS.option(field)} {given.text}: {problem}\n")
+            setattr(stage, field, value)
+            changed.add((stage.name, field))
+    return changed
+
+
+def checked(flags: ConfigFlags, args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """The fields `flags` gives on the command line; exits naming the flag and value when one is out of range."""
+    given = flags.given(args)
+    for field, value in given.items():
+        problem = value_problem(field, value)
+        if problem:
+            shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+            parser.exit(2, f"error: {flags.option(field)} {shown}: {problem}\n")
+    return given
+
+
+def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    """The preset's (or smoke profile's, or --config's) settings with the command line's overrides."""
+    cfg = base_config(args, parser)
+    known = [s.name for s in cfg.stages]
+    names = [s.strip() for s in (args.stages or ",".join(known)).split(",") if s.strip()]
+    unknown = [s for s in names if s not in known]
+    if unknown or not names:
+        where = "" if args.config is None else f" in {args.config}"
+        parser.exit(
+            2, f"error: unknown stage {unknown[0] if unknown else args.stages!r}{where}; known: {', '.join(known)}\n"
+        )
+    changed = apply_stage_flags(cfg, args, parser)
+    cfg.stages = [s for s in cfg.stages if s.name in names]
+    for field, value in checked(TRAIN_FLAGS, args, parser).items():
+        setattr(cfg, field, value)
+    episodes = checked(EPISODE_FLAGS, args, parser)
+    try:
+        cfg.episodes = dataclasses.replace(cfg.episodes, **episodes)
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
+    seq = next((s for s in cfg.stages if s.name == "seq"), None)
+    if seq is not None and "drive_frames" in episodes and ("seq", "window") not in changed and seq.long_recordings:
+        seq.window = episodes["drive_frames"]
+        if ("seq", "stride") not in changed:
+            seq.stride = seq.window
+    problems = cfg.window_problems()
+    if problems:
+        parser.exit(2, "error: " + "; ".join(problems) + " (see --frames, --train-drive-frames, --window)\n")
+    return cfg
+
+
+def long_drive_config(args: argparse.Namespace, parser: argparse.ArgumentParser, profile: str) -> LongDriveConfig:
     """The profile's report long drives with the command line's overrides."""
-    base = default_long_drives(profile)
-    overrides = {"drives": args.eval_drives, "frames": args.drive_frames, "block": args.drive_block}
-    return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return dataclasses.replace(default_long_drives(profile), **checked(DRIVE_FLAGS, args, parser))
+    except ValueError as e:
+        parser.exit(2, f"error: {e}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     cfg = make_config(args, parser)
-    try:
-        episodes, drives = episode_data(args, cfg.profile), long_drive_config(args, cfg.profile)
-    except ValueError as e:
-        parser.exit(2, f"error: {e}\n")
+    drives = long_drive_config(args, parser, cfg.profile)
     rank = int(os.environ.get("RANK", "0"))
     t0 = time.time()
     if args.data is None:
@@ -240,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 2, "error: pass --data under torchrun (record the clips first, e.g. with a single-process run)\n"
             )
         try:
-            data = record(cfg, args.backend, episodes, host=args.host, port=args.port, log=print)
+            data = record(cfg, args.backend, host=args.host, port=args.port, log=print)
         except (ValueError, RecordingError) as e:  # bad settings, clips in the way, a simulator failure
             parser.exit(2, f"error: {e}\n")
     else:
@@ -257,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out,
             device=args.device,
             resume=args.resume,
+            init_from=args.init_from,
             stop_after_epochs=args.stop_after_epochs,
             log=tqdm.write if rank == 0 else (lambda _: None),
         )

@@ -8,7 +8,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents import evaluate, imitation, train_ppo
-from carla_gym import collect, train_perception
+from carla_gym import collect, evaluate_perception, train_perception
 from carla_gym.cli import HelpFormatter, add_camera_size, deprecated_alias
 
 TINY_PPO = ["--n-envs", "1", "--perception", "ground_truth", "--camera-size", "64", "128", "--eval-freq", "0"]
@@ -59,6 +59,10 @@ def test_use_sde_no_longer_takes_a_number(capsys):
         (train_ppo.build_parser, "--n-steps", "(default: 512)"),
         (imitation.build_parser, "--timesteps", "(default: 45000)"),
         (collect.build_parser, "--camera-size", "(default: 256 512)"),
+        (train_perception.build_parser, "--epochs N[,N...]", "(default: the preset's; lite 10,14,8,8)"),
+        (train_perception.build_parser, "--mirror, --no-mirror", "(default: the preset's; lite on)"),
+        (train_perception.build_parser, "--eval-drives N", "(default: the profile's; default profile 3)"),
+        (evaluate_perception.build_parser, "--drive-frames", "(default: 1000)"),
     ],
 )
 def test_help_shows_the_real_default(build_parser, option, shown):
@@ -99,3 +103,38 @@ def test_train_ppo_falls_back_to_a_tqdm_bar_without_rich(tmp_path, monkeypatch, 
     argv = ["--timesteps", "64", "--n-steps", "64", "--batch-size", "32", "--n-epochs", "1", "--save-freq", "64"]
     assert train_ppo.main([*argv, "--out", str(tmp_path / "ppo"), *TINY_PPO]) == 0
     assert "64/64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "read"),
+    [
+        (["--epochs", "2,1,1,2"], lambda c, d: [s.epochs for s in c.stages] == [2, 1, 1, 2]),
+        (["--batch-size", "4,4,2,1"], lambda c, d: [s.batch_size for s in c.stages] == [4, 4, 2, 1]),
+        (["--lr", "1e-3,1e-3,1e-3,1e-4"], lambda c, d: c.stage("seq").lr == 1e-4),
+        (["--clutter", "0,0,0,0.5"], lambda c, d: [s.clutter_p for s in c.stages] == [0, 0, 0, 0.5]),
+        (["--window", "8"], lambda c, d: [s.window for s in c.stages] == [1, 1, 8, 8]),
+        (["--bptt", "4"], lambda c, d: [s.bptt for s in c.stages] == [None, None, None, 4]),
+        (["--no-mirror", "--zoom", "1.2"], lambda c, d: (c.mirror, c.zoom) == (False, 1.2)),
+        (["--clips", "2", "--frames", "9", "--extra-towns", "0"], lambda c, d: (c.clips, c.frames) == (2, 9)),
+        (["--episode-clips", "2", "--train-drives", "3"], lambda c, d: (c.episodes.clips, c.episodes.drives) == (2, 3)),
+        (["--seed", "3", "--workers", "1"], lambda c, d: (c.seed, c.workers) == (3, 1)),
+        (
+            ["--eval-drives", "0", "--drive-frames", "20", "--drive-block", "5"],
+            lambda c, d: (d.drives, d.block) == (0, 5),
+        ),
+    ],
+)
+def test_train_perception_keeps_its_flags(argv, read):
+    """The training CLI's flags, now derived from the config dataclasses, keep their names and meaning."""
+    parser = train_perception.build_parser()
+    args = parser.parse_args(["--profile", "smoke", *argv])
+    cfg = train_perception.make_config(args, parser)
+    assert read(cfg, train_perception.long_drive_config(args, parser, cfg.profile))
+
+
+def test_evaluate_perception_long_drive_flags_fill_the_long_drive_config():
+    args = evaluate_perception.build_parser().parse_args(
+        ["w", "--data", "d", "--long-drives", "2", "--drive-block", "50", "--drive-starting-frames", "4"]
+    )
+    given = evaluate_perception.DRIVE_FLAGS.given(args)
+    assert given == {"drives": 2, "block": 50, "starting_frames": 4}

@@ -16,7 +16,7 @@ import numpy as np
 from perception.streaming import ENGINES
 
 from ..sim import backend_class
-from ..sim.contract import check_route_length
+from ..sim.contract import DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_route_length
 from .observation import check_sizes
 from .perception_source import GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
@@ -95,9 +95,9 @@ class EnvConfig:
     weights: str | Path | None = None
     device: str = "auto"
     engine: str = "auto"
-    camera_size: tuple[int, int] = (128, 256)
+    camera_size: tuple[int, int] = DEFAULT_CAMERA_SIZE
     obs_size: tuple[int, int] = (40, 80)
-    route_length: float = 200.0
+    route_length: float = DEFAULT_ROUTE_LENGTH
     split: str | None = None
     town_index: int = 0
     reward: RewardConfig = field(default_factory=RewardConfig)

@@ -23,6 +23,20 @@ from perception.conventions import CLASS_IDS, CLASS_NAMES
 #: steps at motorway speed covers well under a tenth of it.
 MAX_ROUTE_LENGTH = 50_000.0
 
+# Defaults shared by the env's config and every backend's own config, written only here: a backend made
+# directly (`make_backend`) sees the same camera and route as the env's worlds.
+#: Camera (height, width) in pixels.
+DEFAULT_CAMERA_SIZE: tuple[int, int] = (128, 256)
+#: Metres of random route per episode: the autopilot drives it in well under a 1000-step episode, red
+#: lights included.
+DEFAULT_ROUTE_LENGTH = 200.0
+#: Horizontal camera field of view, degrees.
+DEFAULT_FOV = 90.0
+#: Simulated seconds per synchronous tick.
+DEFAULT_FIXED_DELTA_SECONDS = 0.1
+#: Camera position on the ego in metres from the vehicle centre: (x forward, y right, z up).
+DEFAULT_CAMERA_LOCATION: tuple[float, float, float] = (1.6, 0.0, 1.4)
+
 
 def check_route_length(value: Any, name: str = "route_length") -> float:
     """`value` as a route length in metres: a finite number in (0, MAX_ROUTE_LENGTH], else a ValueError naming `name`."""
@@ -250,6 +264,11 @@ class SimulatorBackend(abc.ABC):
 
 
 __all__ = [
+    "DEFAULT_CAMERA_LOCATION",
+    "DEFAULT_CAMERA_SIZE",
+    "DEFAULT_FIXED_DELTA_SECONDS",
+    "DEFAULT_FOV",
+    "DEFAULT_ROUTE_LENGTH",
     "MAX_ROUTE_LENGTH",
     "check_image_size",
     "check_route_length",

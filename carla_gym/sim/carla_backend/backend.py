@@ -20,6 +20,11 @@ import numpy as np
 from perception.conventions import intrinsics
 
 from ..contract import (
+    DEFAULT_CAMERA_LOCATION,
+    DEFAULT_CAMERA_SIZE,
+    DEFAULT_FIXED_DELTA_SECONDS,
+    DEFAULT_FOV,
+    DEFAULT_ROUTE_LENGTH,
     Control,
     Event,
     EventKind,
@@ -70,15 +75,15 @@ class CarlaConfig:
     tm_port: int | None = None  # default port + 6000
     timeout: float = 10.0  # seconds for connecting, each tick and each sensor
     town: str | None = None  # e.g. "Town02"; None keeps the loaded map
-    size: tuple[int, int] = (256, 512)  # camera (height, width)
-    fov: float = 90.0
-    fixed_delta_seconds: float = 0.1
-    camera_location: tuple[float, float, float] = (1.6, 0.0, 1.4)  # on the ego, metres (x forward, z up)
+    size: tuple[int, int] = DEFAULT_CAMERA_SIZE  # camera (height, width)
+    fov: float = DEFAULT_FOV
+    fixed_delta_seconds: float = DEFAULT_FIXED_DELTA_SECONDS
+    camera_location: tuple[float, float, float] = DEFAULT_CAMERA_LOCATION  # on the ego, metres (x forward, z up)
     ego_blueprint: str = "vehicle.tesla.model3"
     vehicles: int = 30
     walkers: int = 20
     weather: str | None = "random"  # a carla.WeatherParameters preset, "random" (drawn by seed) or None
-    route_length: float = 500.0
+    route_length: float = DEFAULT_ROUTE_LENGTH
     autopilot: bool = False  # the traffic manager drives the ego (for recording clips)
     seed: int | None = None
     reconnect_attempts: int = 3

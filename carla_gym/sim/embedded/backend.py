@@ -10,7 +10,21 @@ import numpy as np
 
 from perception.conventions import intrinsics
 
-from ..contract import Control, Event, EventKind, Frame, Hazards, SimulatorBackend, check_image_size, check_route_length
+from ..contract import (
+    DEFAULT_CAMERA_LOCATION,
+    DEFAULT_CAMERA_SIZE,
+    DEFAULT_FIXED_DELTA_SECONDS,
+    DEFAULT_FOV,
+    DEFAULT_ROUTE_LENGTH,
+    Control,
+    Event,
+    EventKind,
+    Frame,
+    Hazards,
+    SimulatorBackend,
+    check_image_size,
+    check_route_length,
+)
 from ..route import RouteTracker
 from .autopilot import LENGTH, WIDTH, Autopilot, Ego, RouteStops, yaw_matrix
 from .events import EGO_MASS, EventDetector
@@ -28,18 +42,18 @@ class EmbeddedConfig:
     """Options of `make_backend("embedded", ...)`."""
 
     town: str | int = "grid_suburb"  # a named town (see SPLITS) or an int seed for a random town
-    size: tuple[int, int] = (256, 512)  # camera (height, width)
-    fov: float = 90.0  # horizontal, degrees
-    fixed_delta_seconds: float = 0.1
+    size: tuple[int, int] = DEFAULT_CAMERA_SIZE  # camera (height, width)
+    fov: float = DEFAULT_FOV  # horizontal, degrees
+    fixed_delta_seconds: float = DEFAULT_FIXED_DELTA_SECONDS
     seed: int | None = None  # seeds the episodes of resets called without a seed
     vehicles: int = 30  # NPC vehicles
     pedestrians: int = 40
     weather: str | None = None  # a preset name from weather.PRESETS; None draws one per episode seed
     render: bool = True  # False: frames carry 0x0 images (fast stepping, e.g. for autopilot rollouts)
-    route_length: float = 500.0  # metres of random route per episode
+    route_length: float = DEFAULT_ROUTE_LENGTH  # metres of random route per episode
     speed_limit: float | None = None  # m/s; None uses the town's
-    camera_height: float = 1.4
-    camera_forward: float = 1.6  # camera position ahead of the vehicle centre, metres (as the CARLA backend)
+    camera_height: float = DEFAULT_CAMERA_LOCATION[2]
+    camera_forward: float = DEFAULT_CAMERA_LOCATION[0]  # camera position ahead of the vehicle centre, metres
     num_waypoints: int = 10
     waypoint_spacing: float = 2.0
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from perception.conventions import CLASS_IDS
 
-from .network import LANE_WIDTH, SIDEWALK_WIDTH, STOP_BACK, Network
+from .network import LANE_WIDTH, SIDEWALK_WIDTH, STOP_BACK, Network, Road
 from .polylines import offset, polyline_lengths, resample
 from .towns import TownSpec
 
@@ -78,120 +78,171 @@ def _dashes(points: np.ndarray, on: float = 3.0, period: float = 9.0) -> list[np
 
 
 def build_ground(spec: TownSpec, net: Network, rng: np.random.Generator) -> GroundMap:
-    """Rasterise roads, junctions, markings, sidewalks, water and rail ballast."""
+    """Rasterise roads, junctions, markings, sidewalks, water and rail ballast.
+
+    The layers go down in a fixed order (water and rail under the road and sidewalk, markings on top)
+    and `rng` is drawn in that order too, so a town's ground, and the scenery drawn after it from the
+    same generator, stay the same from run to run.
+    """
+    g = _blank_ground(net)
+    road_mask = _road_mask(g, net, rng)
+    if spec.water:
+        _draw_water(g, spec, net, road_mask, rng)
+    if spec.rail:
+        _draw_rail(g, net)
+    _draw_road_and_sidewalk(g, road_mask)
+    signalised = net.signalised
+    for road in net.roads:
+        _draw_lane_markings(g, road)
+        for node, end_pts in ((road.b, road.points), (road.a, road.points[::-1])):
+            if signalised[node]:
+                _draw_stop_and_crossing(g, end_pts, road.half_width)
+    return g
+
+
+def _blank_ground(net: Network) -> GroundMap:
+    """Open ground covering the network plus MARGIN, sized to whole coarse cells."""
     lo = net.nodes.min(axis=0) - MARGIN
     hi = net.nodes.max(axis=0) + MARGIN
     w = int(math.ceil((hi[0] - lo[0]) / RES / COARSE)) * COARSE
     h = int(math.ceil((hi[1] - lo[1]) / RES / COARSE)) * COARSE
-    g = GroundMap(
+    return GroundMap(
         origin=lo.astype(np.float64),
         cls=np.full((h, w), GROUND, np.uint8),
         variant=np.zeros((h, w), np.uint8),
         marks=np.zeros((h, w), np.uint8),
     )
-    px = g.to_pixels
 
-    def fill(poly: np.ndarray, target: np.ndarray, value: int) -> None:
-        cv2.fillPoly(target, [px(poly)], int(value), lineType=cv2.LINE_8, shift=3)
 
-    def line(points: np.ndarray, cls: int, colour: int, mark: int, width_m: float = 0.15) -> None:
-        t = max(1, int(round(width_m / RES)))
-        p = [px(points)]
-        cv2.polylines(g.cls, p, False, int(cls), thickness=t, lineType=cv2.LINE_8, shift=3)
-        cv2.polylines(g.variant, p, False, int(colour), thickness=t, lineType=cv2.LINE_8, shift=3)
-        if mark:
-            cv2.polylines(g.marks, p, False, int(mark), thickness=t, lineType=cv2.LINE_8, shift=3)
+def _fill(g: GroundMap, poly: np.ndarray, target: np.ndarray, value: int) -> None:
+    """Fill a world-space polygon with `value` in one of `g`'s rasters (or a same-sized mask)."""
+    cv2.fillPoly(target, [g.to_pixels(poly)], int(value), lineType=cv2.LINE_8, shift=3)
 
-    road_mask = np.zeros((h, w), np.uint8)
+
+def _line(g: GroundMap, points: np.ndarray, cls: int, colour: int, mark: int, width_m: float = 0.15) -> None:
+    """Draw a painted line: its class and colour, and its marking kind unless `mark` is 0."""
+    t = max(1, int(round(width_m / RES)))
+    p = [g.to_pixels(points)]
+    cv2.polylines(g.cls, p, False, int(cls), thickness=t, lineType=cv2.LINE_8, shift=3)
+    cv2.polylines(g.variant, p, False, int(colour), thickness=t, lineType=cv2.LINE_8, shift=3)
+    if mark:
+        cv2.polylines(g.marks, p, False, int(mark), thickness=t, lineType=cv2.LINE_8, shift=3)
+
+
+def _road_mask(g: GroundMap, net: Network, rng: np.random.Generator) -> np.ndarray:
+    """Mask (1 on road) of road strips, junction areas and turning paths; each strip gets a random
+    asphalt variant in `g.variant`."""
+    road_mask = np.zeros(g.cls.shape, np.uint8)
     for road in net.roads:
         hw = road.half_width
         poly = np.concatenate([offset(road.points, -hw), offset(road.points, hw)[::-1]])
-        fill(poly, road_mask, 1)
-        fill(poly, g.variant, int(rng.integers(0, 4)))
+        _fill(g, poly, road_mask, 1)
+        _fill(g, poly, g.variant, int(rng.integers(0, 4)))
     for n, ks in enumerate(net.node_roads):
-        corners = []
-        for k in ks:
-            road = net.roads[k]
-            end = road.points[0] if road.a == n else road.points[-1]
-            nrm = offset(road.points, 1.0) - road.points
-            nv = nrm[0] if road.a == n else nrm[-1]
-            corners += [end + nv * road.half_width, end - nv * road.half_width]
-        hull = cv2.convexHull(np.array(corners, np.float32))[:, 0, :]
-        fill(hull, road_mask, 1)
-
+        _fill(g, _junction_hull(net, n, ks), road_mask, 1)
     for lane in net.lanes:  # junction connectors: the turning paths always lie on the road
         if lane.road < 0:
-            cv2.polylines(road_mask, [px(lane.points)], False, 1, thickness=int((LANE_WIDTH + 1.5) / RES), shift=3)
+            width = int((LANE_WIDTH + 1.5) / RES)
+            cv2.polylines(road_mask, [g.to_pixels(lane.points)], False, 1, thickness=width, shift=3)
+    return road_mask
 
-    # Water and rail first (roads and sidewalks are drawn over them). The waterfront runs just past the
-    # outer road (in view, not behind its frontage); the rail line crosses the town between two rows of
-    # junctions, so every road across it has a level crossing to see it from.
-    outer = max(r.half_width for r in net.roads) + SIDEWALK_WIDTH + 0.6
-    if spec.water:
-        if spec.layout in ("ladder", "ring"):
-            y_edge = float(net.nodes[:, 1].max() + outer)  # a quay just past the outer road's sidewalk
-            g.cls[int((y_edge - lo[1]) / RES) :, :] = WATER
-            g.water_edge = ("y", y_edge)
-        else:
-            coarse = cv2.resize(road_mask, (w // COARSE, h // COARSE), interpolation=cv2.INTER_NEAREST)
-            dist = cv2.distanceTransform((1 - coarse).astype(np.uint8), cv2.DIST_L2, 5)
-            margin = int(MARGIN / RES / COARSE)
-            inner = dist[margin:-margin, margin:-margin]
-            r, c = np.unravel_index(int(np.argmax(inner)), inner.shape)
-            radius = float(inner[r, c]) * COARSE * RES
-            centre = lo + (np.array([c, r]) + margin + 0.5) * COARSE * RES
-            axes = (int(max(radius - 7.0, 6.0) / RES), int(max(radius - 11.0, 5.0) / RES))
-            cv2.ellipse(
-                g.cls,
-                (int((centre[0] - lo[0]) / RES), int((centre[1] - lo[1]) / RES)),
-                axes,
-                float(rng.uniform(0, 180)),
-                0,
-                360,
-                int(WATER),
-                -1,
-            )
-    if spec.rail:
-        g.rail_y = rail_line_y(net.nodes[:, 1])
-        r0 = int((g.rail_y - 1.6 - lo[1]) / RES)
-        g.cls[r0 : r0 + int(3.2 / RES), :] = RAIL
 
-    # Sidewalks: a band around the road surface (junction corners come out round).
+def _junction_hull(net: Network, n: int, ks: list[int]) -> np.ndarray:
+    """Convex hull of the road-edge corners where roads `ks` meet junction `n`."""
+    corners = []
+    for k in ks:
+        road = net.roads[k]
+        end = road.points[0] if road.a == n else road.points[-1]
+        nrm = offset(road.points, 1.0) - road.points
+        nv = nrm[0] if road.a == n else nrm[-1]
+        corners += [end + nv * road.half_width, end - nv * road.half_width]
+    return cv2.convexHull(np.array(corners, np.float32))[:, 0, :]
+
+
+def _draw_water(g: GroundMap, spec: TownSpec, net: Network, road_mask: np.ndarray, rng: np.random.Generator) -> None:
+    """Water under everything drawn later: a waterfront just past the outer road (in view, not behind
+    its frontage) in ladder and ring towns, else a lake in the largest open space among the roads."""
+    if spec.layout in ("ladder", "ring"):
+        outer = max(r.half_width for r in net.roads) + SIDEWALK_WIDTH + 0.6
+        y_edge = float(net.nodes[:, 1].max() + outer)  # a quay just past the outer road's sidewalk
+        g.cls[int((y_edge - g.origin[1]) / RES) :, :] = WATER
+        g.water_edge = ("y", y_edge)
+    else:
+        _draw_lake(g, road_mask, rng)
+
+
+def _draw_lake(g: GroundMap, road_mask: np.ndarray, rng: np.random.Generator) -> None:
+    """An ellipse of water centred on the point farthest from any road (inside the margin)."""
+    lo = g.origin
+    h, w = g.cls.shape
+    coarse = cv2.resize(road_mask, (w // COARSE, h // COARSE), interpolation=cv2.INTER_NEAREST)
+    dist = cv2.distanceTransform((1 - coarse).astype(np.uint8), cv2.DIST_L2, 5)
+    margin = int(MARGIN / RES / COARSE)
+    inner = dist[margin:-margin, margin:-margin]
+    r, c = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    radius = float(inner[r, c]) * COARSE * RES
+    centre = lo + (np.array([c, r]) + margin + 0.5) * COARSE * RES
+    axes = (int(max(radius - 7.0, 6.0) / RES), int(max(radius - 11.0, 5.0) / RES))
+    cv2.ellipse(
+        g.cls,
+        (int((centre[0] - lo[0]) / RES), int((centre[1] - lo[1]) / RES)),
+        axes,
+        float(rng.uniform(0, 180)),
+        0,
+        360,
+        int(WATER),
+        -1,
+    )
+
+
+def _draw_rail(g: GroundMap, net: Network) -> None:
+    """Rail ballast across the town between two rows of junctions, so every road across it has a
+    level crossing to see it from."""
+    g.rail_y = rail_line_y(net.nodes[:, 1])
+    r0 = int((g.rail_y - 1.6 - g.origin[1]) / RES)
+    g.cls[r0 : r0 + int(3.2 / RES), :] = RAIL
+
+
+def _draw_road_and_sidewalk(g: GroundMap, road_mask: np.ndarray) -> None:
+    """Road over the mask, and a sidewalk band around it (junction corners come out round)."""
     dist = cv2.distanceTransform((1 - road_mask).astype(np.uint8), cv2.DIST_L2, 5)
     sidewalk = (dist > 0) & (dist <= SIDEWALK_WIDTH / RES)
     g.cls[sidewalk] = SIDEWALK
     g.cls[road_mask.astype(bool)] = ROAD
     g.variant[sidewalk] = 0
 
-    signalised = net.signalised
-    for road in net.roads:
-        hw, pts = road.half_width, road.points
-        if road.lanes == 1:
-            for dash in _dashes(pts):
-                line(dash, LINE, YELLOW, DASHED)
-        else:
-            line(offset(pts, -0.15), LINE, YELLOW, SOLID)
-            line(offset(pts, 0.15), LINE, YELLOW, SOLID)
-            for side in (-1, 1):
-                for dash in _dashes(offset(pts, side * LANE_WIDTH)):
-                    line(dash, LINE, WHITE, DASHED)
+
+def _draw_lane_markings(g: GroundMap, road: Road) -> None:
+    """Centre line (dashed yellow on one-lane roads, double solid yellow otherwise), dashed white lane
+    dividers and solid white edge lines."""
+    hw, pts = road.half_width, road.points
+    if road.lanes == 1:
+        for dash in _dashes(pts):
+            _line(g, dash, LINE, YELLOW, DASHED)
+    else:
+        _line(g, offset(pts, -0.15), LINE, YELLOW, SOLID)
+        _line(g, offset(pts, 0.15), LINE, YELLOW, SOLID)
         for side in (-1, 1):
-            line(offset(pts, side * (hw - 0.3)), LINE, WHITE, SOLID)
-        for node, end_pts in ((road.b, pts), (road.a, pts[::-1])):
-            if not signalised[node]:
-                continue
-            cum = polyline_lengths(end_pts)
-            stop = resample(end_pts, np.array([cum[-1] - STOP_BACK]))[0]
-            d = end_pts[-1] - end_pts[-2]
-            d = d / np.linalg.norm(d)
-            right = np.array([-d[1], d[0]])
-            line(np.stack([stop + right * 0.1, stop + right * (hw - 0.3)]), LINE, WHITE, 0, width_m=0.4)
-            # Zebra crossing between the stop line and the junction, stripes along the road.
-            for u in np.arange(-hw + 0.6, hw - 0.4, 1.0):
-                a = stop + d * 0.8 + right * u
-                fill(np.stack([a, a + d * 2.6, a + d * 2.6 + right * 0.5, a + right * 0.5]), g.cls, LINE)
-                fill(np.stack([a, a + d * 2.6, a + d * 2.6 + right * 0.5, a + right * 0.5]), g.variant, WHITE)
-    return g
+            for dash in _dashes(offset(pts, side * LANE_WIDTH)):
+                _line(g, dash, LINE, WHITE, DASHED)
+    for side in (-1, 1):
+        _line(g, offset(pts, side * (hw - 0.3)), LINE, WHITE, SOLID)
+
+
+def _draw_stop_and_crossing(g: GroundMap, end_pts: np.ndarray, hw: float) -> None:
+    """Stop line across the incoming half of a road ending (at `end_pts[-1]`) at a signalised
+    junction, and a zebra crossing between it and the junction, stripes along the road."""
+    cum = polyline_lengths(end_pts)
+    stop = resample(end_pts, np.array([cum[-1] - STOP_BACK]))[0]
+    d = end_pts[-1] - end_pts[-2]
+    d = d / np.linalg.norm(d)
+    right = np.array([-d[1], d[0]])
+    _line(g, np.stack([stop + right * 0.1, stop + right * (hw - 0.3)]), LINE, WHITE, 0, width_m=0.4)
+    for u in np.arange(-hw + 0.6, hw - 0.4, 1.0):
+        a = stop + d * 0.8 + right * u
+        stripe = np.stack([a, a + d * 2.6, a + d * 2.6 + right * 0.5, a + right * 0.5])
+        _fill(g, stripe, g.cls, LINE)
+        _fill(g, stripe, g.variant, WHITE)
 
 
 def rail_line_y(node_y: np.ndarray) -> float:

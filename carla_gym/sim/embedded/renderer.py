@@ -2,10 +2,11 @@
 
 Target 0 is RGB, target 1 the 22-class id and target 2 planar depth (distance along the optical
 axis, float32, 1000 m for sky), all from the same rasterisation, so labels and depth match the
-image pixel for pixel. Draw calls per frame: sky, ground (one quad textured with the ground map),
-the static scenery chunks in view (merged ranges of one big vertex buffer), and one instanced call
-per actor mesh. Images are rendered upside down (a flipped projection) so GL's bottom-up rows come
-out top-down without a copy, and are read straight into NumPy arrays.
+image pixel for pixel. Draw calls per frame: ground (one quad textured with the ground map), the
+static scenery chunks in view (merged ranges of one big vertex buffer), one instanced call per
+actor mesh, and last the sky, shaded only where nothing else was drawn. Images are rendered upside
+down (a flipped projection) so GL's bottom-up rows come out top-down without a copy, and are read
+straight into NumPy arrays.
 
 The GL context is made lazily, by the process that renders, on the first frame: a simulator
 constructed in one process and used in a forked child (Gymnasium's `AsyncVectorEnv` builds an env
@@ -20,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import time
 
 import numpy as np
 
@@ -40,6 +42,13 @@ NEAR, FAR = 0.1, 2000.0
 INSTANCE_FLOATS = 11  # x, y, z, yaw, sx, sy, sz, r, g, b, class
 MAX_INSTANCES = 512
 ACTOR_MESHES = ("car", "van", "truck", "pedestrian", "lamp")
+# What `Renderer.render` times when asked (`Renderer.timings`), in order:
+PHASES = {
+    "submit": "camera uniforms, chunk culling, instance uploads and draw calls (Mesa's llvmpipe shades vertices here)",
+    "raster": "waiting for the rasteriser: fragment shading into the three targets",
+    "allocate": "the output arrays (there is no conversion: rows come out top-down in CARLA's formats)",
+    "readback": "reading RGB, labels and depth straight into the output arrays",
+}
 
 GL_LIBS_HINT = (
     "The embedded simulator renders with OpenGL through moderngl and needs a working (headless) EGL/GL "
@@ -284,6 +293,7 @@ class Renderer:
         self._pid: int | None = None  # the process that made self.ctx
         self._weather: Weather | None = None
         self.stats = {"chunks_drawn": 0, "draw_calls": 0}
+        self.timings: dict[str, float] | None = None  # a dict: `render` stores its phase times there
 
     def _context(self):  # -> moderngl.Context
         """This process's GL context, made (with all GL resources) on first use and again after a fork."""
@@ -387,7 +397,8 @@ class Renderer:
         self.p_sky["horizon"].value = weather.horizon
         self.p_ground["grass"].value = weather.grass
 
-    def _visible_ranges(self, cam: np.ndarray) -> list[tuple[int, int]]:
+    def _visible_ranges(self, cam: np.ndarray) -> np.ndarray:
+        """(R, 2) (first index, index count) of the static chunks in view, abutting chunks merged into one range."""
         pos, fwd = cam[:2, 3], cam[:2, 0]
         fwd = fwd / max(np.linalg.norm(fwd), 1e-9)
         v = self.chunk_centres - pos
@@ -397,23 +408,57 @@ class Renderer:
         tan_x = math.tan(math.radians(self.fov) / 2)
         dist = np.hypot(v[:, 0], v[:, 1])
         visible = (dist < self.chunk_reach + r) & (along > -r) & (across <= along * tan_x + r * math.sqrt(1 + tan_x**2))
-        ranges: list[tuple[int, int]] = []
-        for first, count in self.chunk_ranges[visible]:
-            if ranges and ranges[-1][0] + ranges[-1][1] == first:
-                ranges[-1] = (ranges[-1][0], ranges[-1][1] + int(count))
-            else:
-                ranges.append((int(first), int(count)))
         self.stats["chunks_drawn"] = int(visible.sum())
-        return ranges
+        chunks = self.chunk_ranges[visible]
+        if len(chunks) == 0:
+            return chunks
+        starts = np.flatnonzero(np.r_[True, chunks[1:, 0] != chunks[:-1, 0] + chunks[:-1, 1]])
+        ends = np.r_[starts[1:], len(chunks)] - 1
+        first = chunks[starts, 0]
+        return np.stack([first, chunks[ends, 0] + chunks[ends, 1] - first], axis=-1)
 
     def render(
         self, camera_to_world: np.ndarray, actors: dict[str, np.ndarray]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Render one frame; `actors` maps a mesh name to (N, 11) float32 instances. Returns (rgb, labels, depth)."""
+        """Render one frame; `actors` maps a mesh name to (N, 11) float32 instances. Returns (rgb, labels, depth).
+
+        With `self.timings` set to a dict, each call stores the seconds of its phases there (see
+        `PHASES`); that adds one wait for the rasteriser between drawing and reading back.
+        """
+        ctx = self._context()
+        timings = self.timings
+        t0 = time.perf_counter() if timings is not None else 0.0
+        self._draw(ctx, np.asarray(camera_to_world, dtype=np.float64), actors)
+        if timings is not None:
+            t1 = time.perf_counter()
+            ctx.finish()
+            t2 = time.perf_counter()
+        h, w = self.height, self.width
+        rgb = np.empty((h, w, 3), np.uint8)
+        labels = np.empty((h, w), np.uint8)
+        depth = np.empty((h, w), np.float32)
+        if timings is not None:
+            t3 = time.perf_counter()
+        # the first read waits for the rasteriser; each reads straight into its array (rows are top-down already)
+        self.fbo.read_into(rgb, components=3, attachment=0, alignment=1)
+        self.fbo.read_into(labels, components=1, attachment=1, alignment=1)
+        self.fbo.read_into(depth, components=1, attachment=2, alignment=1, dtype="f4")
+        if timings is not None:
+            t4 = time.perf_counter()
+            timings.update(submit=t1 - t0, raster=t2 - t1, allocate=t3 - t2, readback=t4 - t3)
+        return rgb, labels, depth
+
+    def _draw(self, ctx, cam: np.ndarray, actors: dict[str, np.ndarray]) -> None:  # ctx: moderngl.Context
+        """Set the camera, queue every draw call for the frame and count them in `stats`.
+
+        The sky is drawn last, where the depth buffer still holds its cleared far value: the
+        rasteriser's early depth test then skips shading the sky behind the ground and scenery.
+        The result is the same as painting the sky first, since no geometry can pass a strict
+        less-than test at the far value either.
+        """
         import moderngl
 
-        ctx, h, w = self._context(), self.height, self.width
-        cam = np.asarray(camera_to_world, dtype=np.float64)
+        h, w = self.height, self.width
         vp = view_projection(cam, w, h, self.fov).astype(np.float32)
         vp_bytes = vp.T.tobytes()  # GLSL matrices are column-major
         cam_pos, cam_fwd = tuple(cam[:3, 3]), tuple(cam[:3, 0])
@@ -430,17 +475,15 @@ class Renderer:
         self.fbo.use()
         ctx.viewport = (0, 0, w, h)
         self.fbo.clear(depth=1.0)
-        ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        self.sky_vao.render(moderngl.TRIANGLES, vertices=3)  # covers every pixel
         ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)  # meshes are closed, wound CCW outwards
-        calls = 1
+        ctx.depth_func = "<"
         self.ground_tex.use(0)
         self.ground_vao.render(moderngl.TRIANGLES)
-        calls += 1
-        ranges = self._visible_ranges(cam)
-        if ranges:  # all visible chunks in one multi-draw call
+        calls = 1
+        ranges = np.asarray(self._visible_ranges(cam), dtype=np.uint32).reshape(-1, 2)
+        if len(ranges):  # all visible chunks in one multi-draw call
             cmds = np.zeros((len(ranges), 5), np.uint32)  # count, instances, first index, base vertex, base instance
-            cmds[:, 0], cmds[:, 1], cmds[:, 2] = [c for _, c in ranges], 1, [f for f, _ in ranges]
+            cmds[:, 0], cmds[:, 1], cmds[:, 2] = ranges[:, 1], 1, ranges[:, 0]
             if len(ranges) > self._indirect_capacity:
                 self._indirect.release()
                 self._indirect_capacity = 2 * len(ranges)
@@ -455,15 +498,11 @@ class Renderer:
             self.instance_buffers[name].write(np.ascontiguousarray(inst[:n], dtype=np.float32).tobytes())
             self.actor_vaos[name].render(moderngl.TRIANGLES, instances=n)
             calls += 1
+        ctx.disable(moderngl.CULL_FACE)
+        ctx.depth_func = "<="  # the sky lies on the far plane: drawn only where nothing else was
+        self.sky_vao.render(moderngl.TRIANGLES, vertices=3)
+        calls += 1
         self.stats["draw_calls"] = calls
-
-        rgb = np.empty((h, w, 3), np.uint8)
-        labels = np.empty((h, w), np.uint8)
-        depth = np.empty((h, w), np.float32)
-        self.fbo.read_into(rgb, components=3, attachment=0, alignment=1)
-        self.fbo.read_into(labels, components=1, attachment=1, alignment=1)
-        self.fbo.read_into(depth, components=1, attachment=2, alignment=1, dtype="f4")
-        return rgb, labels, depth
 
     def release(self) -> None:
         """Free the GL context and everything in it (a context of another process is only dropped)."""
