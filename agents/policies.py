@@ -92,7 +92,8 @@ class ModelDriver:
         return cast(gym.spaces.Dict, stacked)  # stacking a Dict space gives a Dict space
 
     def check_space(self, env_space: gym.spaces.Dict) -> None:
-        """Raise ValueError naming the keys whose shapes differ between what the model takes and what it would get."""
+        """Raise ValueError naming the keys whose shapes or dtypes differ between what the model takes and what it would
+        get."""
         expected, given = self.model.observation_space, self.input_space(env_space)
         if not isinstance(expected, gym.spaces.Dict) or set(expected.spaces) != set(given.spaces):
             raise ValueError(f"the policy takes observations {expected}, the env gives {given}")
@@ -106,6 +107,13 @@ class ModelDriver:
                 f"observation shapes differ: evaluation gives {', '.join(wrong)} with frame_stack "
                 f"{self.frame_stack}; check the camera/observation size and frame stacking"
             )
+        wrong = [
+            f"{key} {given[key].dtype} (policy takes {expected[key].dtype})"
+            for key in expected.spaces
+            if expected[key].dtype != given[key].dtype
+        ]
+        if wrong:  # e.g. a policy trained when depth was float32 in [0, 1] would read 255 times too far
+            raise ValueError(f"observation types differ: evaluation gives {', '.join(wrong)}; train the policy again")
 
     def __call__(self, obs: dict[str, np.ndarray], env: gym.Env) -> Any:
         if self.normalization is not None:

@@ -2,9 +2,9 @@
 
     python -m rl_zoo3.train --algo sac --env CarlaPerception-v0 --gym-packages carla_gym --conf-file agents.hyperparams.sac
 
-One observation of the default 40x80 size takes about 32 KB, and SB3's replay buffer for dict
+One observation of the default 40x80 size takes about 22 KB, and SB3's replay buffer for dict
 observations stores it twice per transition (observation and next observation), so the buffer holds
-`BUFFER_SIZE` transitions in about `buffer_bytes()` (~2 GB), allocated when training starts. The
+`BUFFER_SIZE` transitions in about `buffer_bytes()` (~1.4 GB), allocated when training starts. The
 other values follow the Zoo's gSDE settings for continuous control (lr 7.3e-4, tau 0.02, 8 gradient
 steps every 8 env steps, automatic entropy), with gamma 0.99 as for PPO and the same
 `PerceptionExtractor`; the actor and the critics each have their own extractor (SAC's default).

@@ -8,13 +8,13 @@ import numpy as np
 from perception.conventions import colorize
 
 from ..sim.contract import Frame
+from .observation import normalise_depth
 
 PIXELS_PER_METRE = 2.0
 
 
 def _depth_image(depth_m: np.ndarray) -> np.ndarray:
-    near = np.log1p(np.minimum(depth_m, 100.0)) / np.log1p(100.0)
-    return cv2.applyColorMap((255 * (1.0 - near)).astype(np.uint8), cv2.COLORMAP_MAGMA)[:, :, ::-1]
+    return cv2.applyColorMap(255 - normalise_depth(depth_m), cv2.COLORMAP_MAGMA)[:, :, ::-1]
 
 
 def _top_down(frame: Frame, trail: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:

@@ -3,10 +3,17 @@
 | key | shape | dtype, range | meaning |
 | --- | --- | --- | --- |
 | `semantic` | (6, h, w) | uint8, 0..255 | probability x 255 of each class group (`SEMANTIC_GROUPS`), area-averaged to the observation size |
-| `depth` | (1, h, w) | float32, 0..1 | `log(1 + d) / log(1 + 100)` of metric depth d, 1 at 100 m and beyond |
+| `depth` | (1, h, w) | uint8, 0..255 | `round(255 * log(1 + d) / log(1 + 100))` of metric depth d (nearest surface per cell), 255 at 100 m and beyond; back to metres: `101 ** (v / 255) - 1` (`depth_metres`) |
 | `ego_motion` | (6,) | float32, clipped to +-10 m, +-pi | camera motion since the last step, `(x, y, z, roll, pitch, yaw)` in m and rad (zeros after reset) |
 | `state` | (7,) | float32 | speed / 10 m/s, last steer, last acceleration, signal speed / 10 m/s (cruise speed, slowing for a red light; not for other road users, which the agent must perceive), lateral offset from the route (m, + right), heading error (rad, + right), red-light distance / 50 m (1 when none within 50 m) |
-| `route` | (10, 2) | float32 | the next route waypoints in the ego frame (x forward, y right), in units of 20 m |
+| `route` | (20,) | float32 | the next 10 route waypoints in the ego frame (x forward, y right), in units of 20 m, flat: `x1, y1, x2, y2, ...` |
+
+The image keys (`IMAGE_KEYS`) are uint8 0..255 and channel-first, the layout Stable-Baselines3 and
+Gymnasium wrappers take for images: SB3's `check_env` accepts them, `VecFrameStack` stacks them
+along the channels, and its `CombinedExtractor` runs `NatureCNN` on them (which needs
+`obs_size` of at least `NATURE_CNN_MIN_SIZE` in both directions). The vector keys (`VECTOR_KEYS`)
+are flat float32 vectors, which `VecFrameStack` stacks end to end and `check_env` takes without a
+warning.
 """
 
 from __future__ import annotations
@@ -45,7 +52,12 @@ SEMANTIC_GROUPS: dict[str, tuple[str, ...]] = {
         "Water",
     ),
 }
+IMAGE_KEYS = ("semantic", "depth")
+VECTOR_KEYS = ("ego_motion", "state", "route")
 DEPTH_RANGE_M = 100.0
+# The smallest image NatureCNN (SB3's default image network) takes: 8x8 stride-4, 4x4 stride-2 and
+# 3x3 stride-1 convolutions leave nothing of a side under 36 pixels.
+NATURE_CNN_MIN_SIZE = 36
 NUM_WAYPOINTS = 10
 WAYPOINT_SCALE_M = 20.0
 RED_LIGHT_RANGE_M = 50.0
@@ -81,10 +93,10 @@ def observation_space(obs_size: tuple[int, int]) -> gym.spaces.Dict:
     return gym.spaces.Dict(
         {
             "semantic": gym.spaces.Box(0, 255, (len(SEMANTIC_GROUPS), h, w), np.uint8),
-            "depth": gym.spaces.Box(0.0, 1.0, (1, h, w), np.float32),
+            "depth": gym.spaces.Box(0, 255, (1, h, w), np.uint8),
             "ego_motion": gym.spaces.Box(-EGO_MOTION_BOUND, EGO_MOTION_BOUND, dtype=np.float32),
             "state": gym.spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32),
-            "route": gym.spaces.Box(-ROUTE_BOUND, ROUTE_BOUND, (NUM_WAYPOINTS, 2), np.float32),
+            "route": gym.spaces.Box(-ROUTE_BOUND, ROUTE_BOUND, (NUM_WAYPOINTS * 2,), np.float32),
         }
     )
 
@@ -102,8 +114,18 @@ def assemble_observation(
 
 
 def normalise_depth(depth_m: np.ndarray) -> np.ndarray:
-    """Metric depth to [0, 1] on a log scale, so near obstacles keep their resolution."""
-    return (np.log1p(np.minimum(depth_m, DEPTH_RANGE_M)) / math.log1p(DEPTH_RANGE_M)).astype(np.float32)
+    """Metric depth to uint8 codes 0..255 on a log scale (255 at DEPTH_RANGE_M and beyond).
+
+    The log scale keeps near obstacles sharp: one code is about 1.8% of `1 + d`, i.e. 0.2 m at
+    10 m and 1.8 m at 100 m. uint8 makes depth an image for SB3 and Gymnasium, like `semantic`.
+    """
+    scaled = 255.0 * np.log1p(np.clip(depth_m, 0.0, DEPTH_RANGE_M)) / math.log1p(DEPTH_RANGE_M)
+    return np.rint(scaled).astype(np.uint8)
+
+
+def depth_metres(codes: np.ndarray) -> np.ndarray:
+    """The metric depth (float32 m) that `depth` observation codes stand for: the inverse of `normalise_depth`, up to its rounding."""
+    return (np.expm1(np.asarray(codes, np.float64) / 255.0 * math.log1p(DEPTH_RANGE_M))).astype(np.float32)
 
 
 def route_geometry(frame: Frame) -> tuple[float, float]:
@@ -134,11 +156,11 @@ def vehicle_state(frame: Frame, last_action: np.ndarray, target_speed: float) ->
 
 
 def route_waypoints(frame: Frame) -> np.ndarray:
-    """The `route` array: the next NUM_WAYPOINTS waypoints (repeating the last one near the route's end)."""
+    """The `route` vector: the next NUM_WAYPOINTS waypoints (repeating the last one near the route's end), flattened."""
     wp = np.asarray(frame.route.waypoints, dtype=np.float32)
     out = np.zeros((NUM_WAYPOINTS, 2), dtype=np.float32)
     if len(wp):
         n = min(len(wp), NUM_WAYPOINTS)
         out[:n] = wp[:n]
         out[n:] = wp[n - 1]
-    return np.clip(out / WAYPOINT_SCALE_M, -ROUTE_BOUND, ROUTE_BOUND)
+    return np.clip(out / WAYPOINT_SCALE_M, -ROUTE_BOUND, ROUTE_BOUND).reshape(-1)
