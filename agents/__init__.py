@@ -1,7 +1,9 @@
 """Driving agents on perception features: SB3 feature extractors, PPO training, leaderboard-style evaluation.
 
 `agents.load_policy(folder)` rebuilds a saved driving policy (JSON + safetensors, no pickle) with a
-`predict(obs)` like Stable-Baselines3's; `agents.save_policy(model, folder, metadata)` writes one.
+`predict(obs)` like Stable-Baselines3's; `agents.load_policy("bundled")` loads the package's own
+policy, checked against the package's perception weights; `agents.save_policy(model, folder, metadata)`
+writes one.
 """
 
 from __future__ import annotations

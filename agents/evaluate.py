@@ -1,14 +1,19 @@
 """Score a driving policy on `CarlaPerception-v0` like the CARLA leaderboard.
 
     python -m agents.evaluate POLICY [--episodes 10] [--split test] [--perception model|ground_truth] [--camera-size H W]
+    python -m agents.evaluate POLICY --routes test30 --out docs/results/agents/NAME.json
 
 POLICY is a policy folder (`policy.json` + `policy.safetensors`, as `agents.train_ppo` and
-`agents.imitation` write them), `autopilot` (the world's route follower, an upper reference) or
+`agents.imitation` write them), `bundled` (the package's own policy, trained on the bundled
+perception weights), `autopilot` (the world's route follower, an upper reference) or
 `random`. A Stable-Baselines3 .zip is loaded only with `--trust-pickle`: loading one unpickles
 Python objects, which can run any code its author put in the file (RecurrentPPO, SAC and TD3 .zip
 files from sb3-contrib / RL Baselines3 Zoo load too). Prints the summary and writes it as JSON
 (route completion, collisions per km by class, lane invasions and red lights per km, driving score
-with the leaderboard's penalty factors).
+with the leaderboard's penalty factors). `--routes` picks a named route set (`test10`, `test20`, or
+`test30`: both, each also summarised alone) instead of `--episodes`/`--seed`/`--split`; the JSON
+also records the command, the evaluation's perception and weights hash, and what the policy records
+of its training (command, wall time `train_seconds`, env steps `num_timesteps`).
 
 The policy sees what it saw in training: VecNormalize statistics and stacked frames are applied
 (recorded in a policy folder, or found in a Zoo run next to the .zip: `ENV/vecnormalize.pkl`,
@@ -22,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,9 +43,10 @@ from carla_gym.cli import HelpFormatter, add_camera_size
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
 
-from .policies import ModelDriver, Policy, load_policy
-from .policy_files import perception_weights_sha256
-from .scoring import EpisodeResult, summarize
+from . import policies
+from .policies import ModelDriver, Policy
+from .policy_files import BUNDLED, check_bundled_policy, perception_weights_sha256
+from .scoring import ROUTE_SETS, EpisodeResult, summarize
 
 CAMERA_SIZE = EnvConfig.camera_size  # the env's and agents.train_ppo's default
 
@@ -76,6 +84,21 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
     )
 
 
+def load_policy(
+    name: str,
+    device: str = "auto",
+    trust_pickle: bool = False,
+    frame_stack: int | None = None,
+    vecnormalize: str | Path | None = None,
+    allow_mismatch: bool = False,
+) -> Policy:
+    """`agents.policies.load_policy`, plus "bundled": the package's policy, refused (unless `allow_mismatch`)
+    when the package's perception weights are not the ones it was trained on."""
+    if name == BUNDLED:
+        name = str(check_bundled_policy(allow_mismatch))
+    return policies.load_policy(name, device, trust_pickle, frame_stack, vecnormalize)
+
+
 def training_mismatches(metadata: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:
     """One line per fact the policy recorded about its training that differs from the evaluation's.
 
@@ -106,17 +129,33 @@ def evaluate(
     allow_mismatch: bool = False,
     frame_stack: int | None = None,
     vecnormalize: Path | None = None,
+    routes: str | None = None,
 ) -> dict:
     """Run `episodes` seeded episodes (seeds seed, seed+1, ...) and return the leaderboard summary.
+
+    `routes` names a route set of `agents.scoring.ROUTE_SETS` instead: its split and seeds replace
+    `split`, `seed` and `episodes`, and the summary holds each of its parts' summary too.
 
     `trust_pickle` allows a Stable-Baselines3 .zip (and a vecnormalize.pkl) as the policy (unpickled:
     trusted files only). Raises ValueError listing every difference between what the policy was trained
     with and this evaluation's perception, weights, camera and observation size, unless `allow_mismatch`;
     `frame_stack` / `vecnormalize` override what the policy records or its Zoo run holds."""
+    seeds: Sequence[int] = range(seed, seed + episodes)
+    if routes is not None:
+        if routes not in ROUTE_SETS:
+            raise ValueError(f"unknown route set {routes!r} (known: {', '.join(ROUTE_SETS)})")
+        split, seeds = ROUTE_SETS[routes].split, ROUTE_SETS[routes].seeds
     config = EnvConfig.from_kwargs(
         perception=perception, split=split, camera_size=tuple(camera_size), **(env_kwargs or {})
     )
-    policy = load_policy(policy_name, trust_pickle=trust_pickle, frame_stack=frame_stack, vecnormalize=vecnormalize)
+    policy = load_policy(
+        policy_name,
+        trust_pickle=trust_pickle,
+        frame_stack=frame_stack,
+        vecnormalize=vecnormalize,
+        allow_mismatch=allow_mismatch,
+    )
+    weights_sha256 = perception_weights_sha256(perception, config.weights)
     env = gym.make(
         "CarlaPerception-v0", config=config, max_episode_steps=max_steps, render_mode="rgb_array" if video_dir else None
     )
@@ -126,7 +165,7 @@ def evaluate(
                 "perception": perception,
                 "camera_size": tuple(camera_size),
                 "obs_size": tuple(env.observation_space["semantic"].shape[-2:]),  # type: ignore[index]  # a Dict space
-                "perception_weights_sha256": perception_weights_sha256(perception, config.weights),
+                "perception_weights_sha256": weights_sha256,
             }
             mismatches = training_mismatches(policy.metadata, facts)
             if mismatches and not allow_mismatch:
@@ -137,40 +176,67 @@ def evaluate(
                 )
             policy.check_space(cast(gym.spaces.Dict, env.observation_space))
         results = [
-            run_episode(env, policy, seed + i, video_dir / f"episode_{seed + i:04d}.mp4" if video_dir else None)
-            for i in tqdm(range(episodes), desc=f"evaluating {policy_name}", unit="episode")
+            run_episode(env, policy, s, video_dir / f"episode_{s:04d}.mp4" if video_dir else None)
+            for s in tqdm(seeds, desc=f"evaluating {policy_name}", unit="episode")
         ]
     finally:
         env.close()
     summary = summarize(results)
+    for detail, s in zip(summary["episodes_detail"], seeds, strict=True):
+        detail["seed"] = s
     summary.update(
         policy=policy_name,
+        routes=routes,
         split=split,
         perception=perception,
-        seed=seed,
+        perception_weights_sha256=weights_sha256,
+        seed=seeds[0],
+        seeds=list(seeds),
         max_steps=max_steps,
         camera_size=list(camera_size),
+        policy_metadata={k: v for k, v in getattr(policy, "metadata", {}).items() if k != "scores"},
     )
+    if routes is not None:
+        by_seed = dict(zip(seeds, results, strict=True))
+        summary["parts"] = {
+            part: part_summary([by_seed[s] for s in ROUTE_SETS[part].seeds]) for part in ROUTE_SETS[routes].parts
+        }
     return summary
+
+
+def part_summary(results: list[EpisodeResult]) -> dict[str, Any]:
+    """The headline figures of a part of a route set (its summary without the per-episode detail)."""
+    summary = summarize(results)
+    return {
+        k: summary[k] for k in ("episodes", "route_completion", "driving_score", "collisions_per_km", "distance_km")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m agents.evaluate", description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("policy", help="policy folder, 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument(
+        "policy", help="policy folder, 'bundled', 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)"
+    )
+    parser.add_argument(
+        "--routes",
+        choices=tuple(ROUTE_SETS),
+        default=None,
+        help="a named route set (split and seeds), instead of --episodes, --seed and --split",
+    )
+    parser.add_argument("--episodes", type=int, default=None, help="episodes (default: 10)")
+    parser.add_argument("--split", default=None, choices=("train", "val", "test"), help="town split (default: test)")
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
     add_camera_size(parser, CAMERA_SIZE, "camera image height and width, as agents.train_ppo's --camera-size")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="seed of the first episode (default: 0)")
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
         help="evaluate even if the policy was trained with another perception mode, perception "
-        "weights, camera size or observation size",
+        "weights, camera size or observation size (for 'bundled': other than the package's perception weights)",
     )
     parser.add_argument(
         "--frame-stack",
@@ -194,6 +260,16 @@ def main(argv: list[str] | None = None) -> int:
         "code its author put in it: only for files you made or trust",
     )
     args = parser.parse_args(argv)
+    command = shlex.join(["python", "-m", "agents.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    if args.routes is not None:
+        given = [f"--{name}" for name in ("episodes", "seed", "split") if getattr(args, name) is not None]
+        if given:
+            parser.exit(2, f"error: --routes {args.routes} fixes the routes; drop {', '.join(given)}\n")
+    args.episodes = 10 if args.episodes is None else args.episodes
+    args.seed = 0 if args.seed is None else args.seed
+    args.split = args.split or "test"
+    if args.episodes < 1:
+        parser.exit(2, f"error: --episodes must be >= 1, got {args.episodes}\n")
     if args.frame_stack is not None and args.frame_stack < 1:
         parser.exit(2, f"error: --frame-stack must be >= 1, got {args.frame_stack}\n")
     try:
@@ -211,17 +287,23 @@ def main(argv: list[str] | None = None) -> int:
             args.allow_mismatch,
             args.frame_stack,
             args.vecnormalize,
+            args.routes,
         )
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
-    print(
-        f"policy {args.policy} on the {args.split} split ({args.perception} perception), {summary['episodes']} episodes:"
-    )
+    summary["command"] = command
+    where = f"routes {args.routes}" if args.routes else f"the {summary['split']} split"
+    print(f"policy {args.policy} on {where} ({args.perception} perception), {summary['episodes']} episodes:")
     print(f"  driving score     {summary['driving_score']:.3f}")
     print(f"  route completion  {summary['route_completion'] * 100:.1f}%")
     print(f"  collisions / km   {summary['collisions_per_km']:.2f}  over {summary['distance_km']:.2f} km")
     for name, rate in summary["infractions_per_km"].items():
         print(f"  {name + ' / km':<28}{rate:.2f}")
+    for part, figures in summary.get("parts", {}).items():
+        print(
+            f"  {part}: route completion {figures['route_completion'] * 100:.1f}%, "
+            f"collisions / km {figures['collisions_per_km']:.2f}, driving score {figures['driving_score']:.3f}"
+        )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2))

@@ -14,6 +14,11 @@ and stacking second, as the wrappers did in training.
     save_policy(model, "runs/ppo/best_policy", {"perception": "model"})
     policy = load_policy("runs/ppo/best_policy")
     action, _ = policy.predict(obs)
+
+The package ships one policy folder, `agents/bundled`, trained on the package's bundled perception
+weights: `load_policy("bundled")` loads it after checking that the SHA-256 of those weights is the
+one its JSON records, so a policy and the perception it was trained on cannot drift apart unnoticed.
+`bundle_policy` puts a trained policy folder there.
 """
 
 from __future__ import annotations
@@ -50,13 +55,15 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.utils import get_device
 from torch import nn
 
-from .features import PerceptionExtractor
+from .features import PerceptionExtractor, check_image_extractor
 
 FORMAT = "carla-perception-gym.policy"
 VERSION = 1
 CONFIG_FILE = "policy.json"
 WEIGHTS_FILE = "policy.safetensors"
 NORMALIZATION_FILE = "normalization.safetensors"
+BUNDLED = "bundled"  # the name that loads the package's own policy
+BUNDLED_POLICY = Path(__file__).resolve().parent / "bundled"  # shipped as package data
 
 # What a policy file may name: anything else is refused, so a file can only pick among these classes.
 POLICY_CLASSES: dict[str, type[ActorCriticPolicy]] = {
@@ -86,6 +93,10 @@ _BOOL_KWARGS = (
 
 class PolicyFileError(ValueError):
     """A policy folder that is missing, malformed or names something this project does not allow."""
+
+
+class StalePolicyError(PolicyFileError):
+    """The bundled policy was trained on other perception weights than the ones the package bundles."""
 
 
 @dataclass
@@ -359,13 +370,24 @@ def save_policy(
             arrays[f"{key}.mean"] = np.ascontiguousarray(normalization.mean[key], np.float64)
             arrays[f"{key}.var"] = np.ascontiguousarray(normalization.var[key], np.float64)
     text = json.dumps(config, indent=2, allow_nan=False)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+
+    def write(staging: Path) -> None:
         save_model(policy, str(staging / WEIGHTS_FILE))
         if arrays:
             save_arrays(arrays, str(staging / NORMALIZATION_FILE))
         (staging / CONFIG_FILE).write_text(text + "\n")
+
+    return _write_folder(folder, write)
+
+
+def _write_folder(folder: Path, write: Any) -> Path:
+    """Fill a fresh folder next to `folder` with `write(staging)`, then rename it into place.
+
+    A failure while writing leaves whatever was at `folder` untouched."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        write(staging)
         old = None
         if folder.exists():
             old = folder.with_name(f"{staging.name}.old")
@@ -452,6 +474,15 @@ def build_policy(config: dict[str, Any], file: Path) -> ActorCriticPolicy:
         features_extractor_class=read.choice(kwargs, "features_extractor_class", "policy_kwargs", FEATURES_EXTRACTORS),
         features_extractor_kwargs=extractor_kwargs,
     )
+    _check_depth_layout(read, observation_space)
+    try:
+        check_image_extractor(
+            observation_space, options["features_extractor_class"], not options.get("normalize_images", True)
+        )
+    except ValueError as err:
+        raise read.fail(
+            "policy_kwargs.features_extractor_class", f"does not fit the observation space: {err}"
+        ) from None
     try:
         return policy_class(observation_space, action_space, lambda _: 0.0, **options)
     except (TypeError, ValueError, KeyError, AssertionError, RuntimeError) as err:
@@ -460,13 +491,48 @@ def build_policy(config: dict[str, Any], file: Path) -> ActorCriticPolicy:
         ) from None
 
 
-def load_policy(path: str | Path, device: str | torch.device = "auto") -> SavedPolicy:
+def _check_depth_layout(read: _Reader, space: gym.Space) -> None:
+    """Refuse a policy trained on the earlier `CarlaPerception-v0` depth observation (float32 in [0, 1]):
+    today's env gives uint8 codes 0..255 on the same log scale, which such a policy would read
+    255 times too large, silently."""
+    if not isinstance(space, gym.spaces.Dict) or not {"semantic", "depth"} <= set(space.spaces):
+        return
+    depth = space.spaces["depth"]
+    if (
+        isinstance(depth, gym.spaces.Box)
+        and depth.dtype == np.float32
+        and np.all(depth.low == 0.0)
+        and np.all(depth.high == 1.0)
+    ):
+        raise read.fail(
+            "observation_space.spaces.depth",
+            "is float32 in [0, 1], the depth observation of an earlier CarlaPerception-v0; the env now gives "
+            "uint8 0..255 (the same log scale x 255), which this policy would misread: train it again on the current env",
+        )
+
+
+def read_config(config_file: Path) -> dict[str, Any]:
+    """A policy.json as a dict (plain JSON); PolicyFileError naming the file when it is not a JSON object."""
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PolicyFileError(f"{config_file}: not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise PolicyFileError(f"{config_file}: must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
+def load_policy(path: str | Path, device: str | torch.device = "auto", allow_mismatch: bool = False) -> SavedPolicy:
     """Rebuild the policy saved in the folder `path` (or its policy.json) without unpickling anything.
 
+    `path` "bundled" is the package's own policy (`BUNDLED_POLICY`), loaded only if it was trained on
+    the package's bundled perception weights (see `check_bundled_policy`; `allow_mismatch` loads it anyway).
     Reads only JSON and safetensors; the policy class, features extractor and activation must be
     on this module's allow-lists. Raises FileNotFoundError for a missing folder or file and
     PolicyFileError (a ValueError) naming the file and field for anything malformed.
     """
+    if isinstance(path, str) and path == BUNDLED:
+        path = check_bundled_policy(allow_mismatch)
     path = Path(path)
     folder = path.parent if path.name == CONFIG_FILE else path
     config_file, weights_file = folder / CONFIG_FILE, folder / WEIGHTS_FILE
@@ -475,12 +541,7 @@ def load_policy(path: str | Path, device: str | torch.device = "auto") -> SavedP
     for file in (config_file, weights_file):
         if not file.is_file():
             raise FileNotFoundError(f"{file}: missing; a policy folder holds {CONFIG_FILE} and {WEIGHTS_FILE}")
-    try:
-        config = json.loads(config_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PolicyFileError(f"{config_file}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise PolicyFileError(f"{config_file}: must hold a JSON object, got {type(config).__name__}")
+    config = read_config(config_file)
     policy = build_policy(config, config_file)
     try:
         load_model(policy, weights_file, strict=True)
@@ -548,3 +609,70 @@ def copy_weights(source: SavedPolicy, target: BasePolicy) -> None:
         target.load_state_dict(source.policy.state_dict())
     except RuntimeError as err:
         raise PolicyFileError(f"{source.path}: its network does not match the model's: {err}") from None
+
+
+# -- the bundled policy --------------------------------------------------------------------------
+def bundled_perception_sha256() -> str | None:
+    """SHA-256 of the package's bundled perception weights (None when the package has none)."""
+    return perception_weights_sha256("model", None)
+
+
+def check_bundled_policy(allow_mismatch: bool = False) -> Path:
+    """The bundled policy's folder, once it is known to exist and to fit the package's perception weights.
+
+    Raises FileNotFoundError when the package holds no bundled policy, and StalePolicyError naming
+    both hashes and the policy's training command when its JSON records another SHA-256 of the
+    perception weights than the package's bundled ones have (a policy only drives well on the
+    perception it was trained on), unless `allow_mismatch`.
+    """
+    config_file = BUNDLED_POLICY / CONFIG_FILE
+    if not config_file.is_file():
+        raise FileNotFoundError(
+            f"no bundled policy in this package yet ({config_file} is missing): train a policy on the bundled "
+            "perception weights (docs/agents.md) and put it there with `python -m agents.bundle FOLDER`"
+        )
+    read = _Reader(config_file)
+    metadata = read.get(read_config(config_file), "metadata", "", dict, {})
+    recorded, current = metadata.get("perception_weights_sha256"), bundled_perception_sha256()
+    if recorded != current and not allow_mismatch:
+        command = metadata.get("command") or "its training command (not recorded)"
+        raise StalePolicyError(
+            f"the bundled policy ({config_file}) was trained on perception weights with SHA-256 {recorded}, "
+            f"but the package's bundled perception weights have SHA-256 {current}: it was not retrained on them. "
+            f"Retrain it on the bundled weights with `{command}` and bundle the result with "
+            "`python -m agents.bundle FOLDER`, or load it anyway with allow_mismatch=True (--allow-mismatch)"
+        )
+    return BUNDLED_POLICY
+
+
+def bundle_policy(
+    source: str | Path,
+    scores: dict[str, Any] | None = None,
+    extra_metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Copy the policy folder `source` into the package as the bundled policy; returns its folder.
+
+    The policy must have been trained on model perception with the package's bundled perception
+    weights (its recorded SHA-256 must match them), and must load. `scores` (e.g. `agents.evaluate`
+    summaries by route set) and `extra_metadata` (e.g. the whole recipe's command and wall time) are
+    added to its metadata. The earlier bundled policy is replaced only once the new one is written.
+    """
+    saved = load_policy(source, device="cpu")
+    recorded, current = saved.metadata.get("perception_weights_sha256"), bundled_perception_sha256()
+    if saved.metadata.get("perception") != "model" or recorded != current:
+        raise StalePolicyError(
+            f"{saved.path}: trained with perception {json.dumps(saved.metadata.get('perception'))} and perception "
+            f"weights SHA-256 {recorded}; the bundled policy must be trained on model perception with the "
+            f"package's bundled weights (SHA-256 {current})"
+        )
+    config = dict(saved.config)
+    config["metadata"] = {**saved.metadata, **(extra_metadata or {}), **({"scores": scores} if scores else {})}
+    text = json.dumps(config, indent=2, allow_nan=False)
+
+    def write(staging: Path) -> None:
+        for name in (WEIGHTS_FILE, NORMALIZATION_FILE):
+            if (saved.path / name).is_file():
+                shutil.copyfile(saved.path / name, staging / name)
+        (staging / CONFIG_FILE).write_text(text + "\n")
+
+    return _write_folder(BUNDLED_POLICY, write)

@@ -5,6 +5,10 @@ An episode's driving score is `route completion x infraction penalty`, where the
 with a vehicle, 0.65 with a static object, 0.70 per red light run (the CARLA leaderboard's
 factors). Lane invasions and leaving the road cost no factor (`NOT_PENALISED`): they are counted and
 reported per km only. The overall score is the mean over episodes.
+
+Named route sets (`ROUTE_SETS`) fix which routes a score is over, so rows of a table compare like
+with like: every seed of `reset(seed=...)` on a split is one route; `test30` joins `test10` and
+`test20`, the test town's two published sets, and its summary reports each part on its own too.
 """
 
 from __future__ import annotations
@@ -23,6 +27,22 @@ PENALTY_FACTORS: dict[Infraction, float] = {
 # Infractions counted but not multiplied into the penalty; every infraction is in exactly one of the two.
 NOT_PENALISED: frozenset[Infraction] = frozenset({Infraction.LANE_INVASION, Infraction.OFF_ROAD})
 COLLISIONS: frozenset[Infraction] = frozenset(i for i in Infraction if i.is_collision)
+
+
+@dataclass(frozen=True)
+class RouteSet:
+    """Evaluation routes: the town split and one episode seed per route; `parts` names the sets it joins."""
+
+    split: str
+    seeds: tuple[int, ...]
+    parts: tuple[str, ...] = ()
+
+
+ROUTE_SETS: dict[str, RouteSet] = {
+    "test10": RouteSet("test", tuple(range(10))),
+    "test20": RouteSet("test", tuple(range(100, 120))),
+}
+ROUTE_SETS["test30"] = RouteSet("test", ROUTE_SETS["test10"].seeds + ROUTE_SETS["test20"].seeds, ("test10", "test20"))
 
 
 @dataclass
@@ -69,5 +89,6 @@ def summarize(episodes: list[EpisodeResult]) -> dict[str, Any]:
         "distance_km": km,
         "collisions_per_km": collisions / km if km > 0 else (float("inf") if collisions else 0.0),
         "infractions_per_km": per_km,
+        "penalty_factors": {name.value: factor for name, factor in PENALTY_FACTORS.items()},
         "episodes_detail": [asdict(e) | {"driving_score": e.driving_score} for e in episodes],
     }

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from stable_baselines3 import PPO
@@ -58,6 +59,7 @@ from .training import (
     make_vec_env,
     new_model,
     policy_metadata,
+    progress_metadata,
 )
 
 
@@ -163,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 model.policy.log_std.data.fill_(args.log_std_init)
             print(f"policy initialised from {args.init_from}")
     metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
+    started = time.perf_counter()
     callbacks: list[BaseCallback] = [
         DrivingInfoCallback(),
         DumpTrainLogsCallback(),
@@ -178,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 eval_env,
                 n_eval_episodes=args.eval_episodes,
                 eval_freq=max(args.eval_freq // args.n_envs, 1),
-                callback_on_new_best=SavePolicyCallback(args.out / "best_policy", metadata),
+                callback_on_new_best=SavePolicyCallback(args.out / "best_policy", metadata, started),
                 log_path=str(args.out / "eval"),
                 deterministic=True,
             )
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             progress_bar=args.progress_bar and has_rich_progress_bar(),
         )
         model.save(checkpoints / f"ppo_{model.num_timesteps}_steps")  # for --resume
-        save_policy(model, args.out / "final_policy", {**metadata, "num_timesteps": model.num_timesteps})
+        save_policy(model, args.out / "final_policy", progress_metadata(model, metadata, started))
         print(f"saved {args.out / 'final_policy'} after {model.num_timesteps} steps")
     finally:
         env.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,21 @@ class DumpTrainLogsCallback(BaseCallback):
         return True
 
 
+def progress_metadata(model: Any, metadata: dict[str, Any], started: float) -> dict[str, Any]:
+    """`metadata` plus how far training got: env steps so far and wall-clock seconds since `started`
+    (a `time.perf_counter()` reading), for the leaderboard rows' training cost."""
+    return {**metadata, "num_timesteps": model.num_timesteps, "train_seconds": round(time.perf_counter() - started, 1)}
+
+
 class SavePolicyCallback(BaseCallback):
     """Writes the model's policy as a policy folder each time it is called (EvalCallback's `callback_on_new_best`)."""
 
-    def __init__(self, folder: Path, metadata: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, metadata: dict[str, Any], started: float) -> None:
         super().__init__()
-        self.folder, self.metadata = folder, metadata
+        self.folder, self.metadata, self.started = folder, metadata, started
 
     def _on_step(self) -> bool:
-        save_policy(self.model, self.folder, {**self.metadata, "num_timesteps": self.model.num_timesteps})
+        save_policy(self.model, self.folder, progress_metadata(self.model, self.metadata, self.started))
         return True
 
 

@@ -1,5 +1,6 @@
 """Load a trained driving policy and watch it drive: one test-town episode written as a dashboard MP4.
 
+    python examples/drive_policy.py bundled                       # the package's own policy, no training
     python examples/drive_policy.py runs/ppo_gt/best_policy --perception ground_truth
     python examples/drive_policy.py autopilot --out autopilot.mp4
 
@@ -15,18 +16,24 @@ from pathlib import Path
 import gymnasium as gym
 
 import carla_gym  # noqa: F401  (registers the envs)
-from agents.evaluate import run_episode
-from agents.policies import load_policy
+from agents.evaluate import load_policy, run_episode
 from carla_gym.cli import HelpFormatter, add_camera_size
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    parser.add_argument("policy", help="policy folder, 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)")
+    parser.add_argument(
+        "policy", help="policy folder, 'bundled', 'autopilot' or 'random' (or an SB3 .zip with --trust-pickle)"
+    )
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help="allow an SB3 .zip policy; loading it unpickles it and runs any code it holds: trusted files only",
+    )
+    parser.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="drive 'bundled' even if the package's perception weights are not the ones it was trained on",
     )
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     add_camera_size(parser, (128, 256), "camera image height and width; the one the policy was trained with")
@@ -34,6 +41,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("drive.mp4"))
     args = parser.parse_args()
 
+    try:
+        policy = load_policy(args.policy, trust_pickle=args.trust_pickle, allow_mismatch=args.allow_mismatch)
+    except (FileNotFoundError, ValueError) as err:
+        parser.exit(2, f"error: {err}\n")
     env = gym.make(
         "CarlaPerception-v0",
         perception=args.perception,
@@ -41,9 +52,7 @@ def main() -> None:
         camera_size=tuple(args.camera_size),
         render_mode="rgb_array",
     )
-    result = run_episode(
-        env, load_policy(args.policy, trust_pickle=args.trust_pickle), seed=args.seed, video_path=args.out
-    )
+    result = run_episode(env, policy, seed=args.seed, video_path=args.out)
     env.close()
     print(
         f"{args.out}: {result.steps} steps, route completion {result.route_completion:.0%}, "

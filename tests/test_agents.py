@@ -59,6 +59,7 @@ def test_tiny_ppo_trains_resumes_reloads_and_evaluates(tmp_path, capsys):
     assert latest_checkpoint(out / "checkpoints").name == "ppo_192_steps.zip"  # the end of a run can be resumed
     metadata = agents.load_policy(out / "final_policy").metadata
     assert metadata["num_timesteps"] == 192 and metadata["perception"] == "ground_truth"
+    assert metadata["train_seconds"] > 0  # the leaderboard rows' training cost
     assert metadata["camera_size"] == [64, 128] and metadata["obs_size"] == [40, 80]
     assert metadata["command"].startswith("python -m agents.train_ppo --timesteps 192")
     assert not list(out.glob("*.zip"))  # nothing outside checkpoints/ needs unpickling

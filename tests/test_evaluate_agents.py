@@ -276,3 +276,46 @@ def test_normalised_image_keys_change_the_space_as_vecnormalize_declares():
         -5.0, 5.0, (6, 40, 80), np.float32
     )  # stacked like any box, on its last axis
     assert ours["depth"] == observation_space((40, 80))["depth"]
+
+
+def test_named_route_sets_are_the_published_test_town_routes():
+    from agents.scoring import ROUTE_SETS
+
+    assert ROUTE_SETS["test10"].seeds == tuple(range(10)) and ROUTE_SETS["test20"].seeds == tuple(range(100, 120))
+    assert ROUTE_SETS["test30"].seeds == ROUTE_SETS["test10"].seeds + ROUTE_SETS["test20"].seeds
+    assert {r.split for r in ROUTE_SETS.values()} == {"test"}
+
+
+@pytest.fixture
+def tiny_routes(monkeypatch):
+    from agents.scoring import ROUTE_SETS, RouteSet
+
+    monkeypatch.setitem(ROUTE_SETS, "one", RouteSet("test", (3,)))
+    monkeypatch.setitem(ROUTE_SETS, "two", RouteSet("test", (5, 6)))
+    monkeypatch.setitem(ROUTE_SETS, "both", RouteSet("test", (3, 5, 6), ("one", "two")))
+
+
+def test_routes_option_scores_each_seed_and_each_part_and_records_the_row(gt_policy, tiny_routes, tmp_path):
+    import json
+
+    options = ["--perception", "ground_truth", "--camera-size", "40", "80", "--max-steps", "5"]
+    out = tmp_path / "row.json"
+    assert evaluate.main([str(gt_policy), "--routes", "both", *options, "--out", str(out)]) == 0
+    row = json.loads(out.read_text())
+    detail = row["episodes_detail"]
+    assert row["routes"] == "both" and row["seeds"] == [3, 5, 6] and [d["seed"] for d in detail] == [3, 5, 6]
+    assert row["parts"]["one"]["route_completion"] == pytest.approx(detail[0]["route_completion"])
+    assert row["parts"]["two"]["route_completion"] == pytest.approx(
+        (detail[1]["route_completion"] + detail[2]["route_completion"]) / 2
+    )
+    assert row["parts"]["two"]["episodes"] == 2
+    assert row["command"].startswith("python -m agents.evaluate ") and "--routes both" in row["command"]
+    assert row["policy_metadata"]["perception"] == "ground_truth" and row["perception_weights_sha256"] is None
+    assert row["penalty_factors"]["collision_pedestrian"] == 0.5
+
+
+def test_routes_option_refuses_episode_options_it_replaces(tiny_routes, tmp_path, capsys):
+    out = tmp_path / "row.json"
+    with pytest.raises(SystemExit) as err:
+        evaluate.main(["random", "--routes", "both", "--episodes", "3", "--seed", "1", "--out", str(out)])
+    assert err.value.code == 2 and "drop --episodes, --seed" in capsys.readouterr().err and not out.exists()

@@ -24,3 +24,14 @@ def test_summary_means_and_rates_per_km():
     assert s["infractions_per_km"]["lane_invasion"] == pytest.approx(3.0)
     with pytest.raises(ValueError, match="no episodes"):
         summarize([])
+
+
+def test_summary_records_the_penalty_factors_it_scored_with():
+    s = summarize([EpisodeResult(1.0, 100.0, {"red_light": 1})])
+    assert s["penalty_factors"] == {
+        "collision_pedestrian": 0.50,
+        "collision_vehicle": 0.60,
+        "collision_static": 0.65,
+        "red_light": 0.70,
+    }
+    assert s["driving_score"] == pytest.approx(s["penalty_factors"]["red_light"])

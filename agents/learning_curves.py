@@ -1,0 +1,111 @@
+"""Learning curves from TensorBoard logs: route completion (or another logged scalar) against env steps.
+
+    python -m agents.learning_curves runs/ppo_gt runs/ppo_lite --labels "ground truth" "lite" --out curves.png
+
+Each RUN is a training output folder (or its `tb` folder): every TensorBoard event file under it is
+read, so a run resumed into the same folder gives one curve. `agents.train_ppo` logs
+`driving/route_completion` (the mean over the episodes that ended in each rollout) at its env step
+count; without `--tag` the first of `DEFAULT_TAGS` that a run logged is plotted. Needs matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from carla_gym.cli import HelpFormatter
+
+# What to plot when no tag is named, best first: route completion of training episodes, then the return.
+DEFAULT_TAGS = ("driving/route_completion", "rollout/ep_rew_mean")
+
+
+def read_scalars(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS) -> tuple[str, list[int], list[float]]:
+    """The first of `tags` logged under `run`, as (tag, steps, values) sorted by step.
+
+    Reads every event file under `run`; a step logged twice (a resumed run) keeps its last value.
+    Raises FileNotFoundError when `run` holds no event file, ValueError naming the tags it does hold
+    when none of `tags` is among them."""
+    run = Path(run)
+    folders = sorted({f.parent for f in run.rglob("events.out.tfevents.*")}) if run.is_dir() else []
+    if not folders:
+        raise FileNotFoundError(f"{run}: no TensorBoard event files (events.out.tfevents.*) under it")
+    logs = [EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload() for folder in folders]
+    logged = sorted({tag for log in logs for tag in log.Tags()["scalars"]})
+    tag = next((t for t in tags if t in logged), None)
+    if tag is None:
+        raise ValueError(f"{run}: logs none of {', '.join(tags)}; it logs {', '.join(logged) or 'no scalars'}")
+    points: dict[int, float] = {}
+    for log in logs:
+        if tag in log.Tags()["scalars"]:
+            for event in sorted(log.Scalars(tag), key=lambda e: e.wall_time):
+                points[event.step] = event.value
+    steps = sorted(points)
+    return tag, steps, [points[s] for s in steps]
+
+
+def plot_curves(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    labels: Sequence[str] | None = None,
+    tags: Sequence[str] = DEFAULT_TAGS,
+    title: str | None = None,
+) -> Path:
+    """Plot each run's curve (see `read_scalars`) against env steps into the PNG `out`; returns its path.
+
+    Every run is read before anything is written, so a bad run leaves an earlier `out` untouched."""
+    if labels is not None and len(labels) != len(runs):
+        raise ValueError(f"{len(labels)} labels for {len(runs)} runs: give one label per run")
+    curves = [read_scalars(run, tags) for run in runs]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting learning curves needs matplotlib: pip install matplotlib") from None
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for (_, steps, values), label in zip(curves, labels or [str(r) for r in runs], strict=True):
+        axes.plot(steps, values, label=label)
+    used = sorted({tag for tag, _, _ in curves})
+    axes.set_xlabel("env steps")
+    axes.set_ylabel(" / ".join(used))
+    if "driving/route_completion" in used and len(used) == 1:
+        axes.set_ylim(0.0, 1.0)
+    if title:
+        axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m agents.learning_curves", description=__doc__, formatter_class=HelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", type=Path, help="training output folders holding TensorBoard logs")
+    parser.add_argument("--labels", nargs="+", default=None, help="one legend label per run (default: the paths)")
+    parser.add_argument(
+        "--tag", nargs="+", default=list(DEFAULT_TAGS), help="scalar(s) to plot, the first logged one per run"
+    )
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
+    args = parser.parse_args(argv)
+    try:
+        out = plot_curves(args.runs, args.out, args.labels, args.tag, args.title)
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        parser.exit(2, f"error: {err}\n")
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

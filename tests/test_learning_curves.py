@@ -1,0 +1,57 @@
+"""Learning curves from TensorBoard event files: the right scalar against env steps, and a PNG of it."""
+
+from __future__ import annotations
+
+import cv2
+import pytest
+from torch.utils.tensorboard import SummaryWriter
+
+from agents import learning_curves
+
+
+def _log(folder, scalars: dict[str, list[tuple[int, float]]]) -> None:
+    writer = SummaryWriter(str(folder))
+    for tag, points in scalars.items():
+        for step, value in points:
+            writer.add_scalar(tag, value, step)
+    writer.close()
+
+
+def test_reads_route_completion_by_env_step_across_a_resumed_run(tmp_path):
+    _log(tmp_path / "run" / "tb" / "ppo_1", {"driving/route_completion": [(2048, 0.1), (4096, 0.25)]})
+    _log(  # resumed: goes on from 4096 and logs 4096 again
+        tmp_path / "run" / "tb" / "ppo_2",
+        {"driving/route_completion": [(4096, 0.3), (6144, 0.5)], "rollout/ep_rew_mean": [(6144, 9.0)]},
+    )
+    tag, steps, values = learning_curves.read_scalars(tmp_path / "run")
+    assert tag == "driving/route_completion"
+    assert steps == [2048, 4096, 6144]
+    assert values == pytest.approx([0.1, 0.3, 0.5])
+
+
+def test_falls_back_to_the_return_and_names_what_a_run_logs(tmp_path):
+    _log(tmp_path / "run", {"rollout/ep_rew_mean": [(100, 1.5)], "train/loss": [(100, 0.2)]})
+    assert learning_curves.read_scalars(tmp_path / "run")[:2] == ("rollout/ep_rew_mean", [100])
+    with pytest.raises(ValueError, match="logs none of eval/x; it logs rollout/ep_rew_mean, train/loss"):
+        learning_curves.read_scalars(tmp_path / "run", ["eval/x"])
+    with pytest.raises(FileNotFoundError, match="no TensorBoard event files"):
+        learning_curves.read_scalars(tmp_path / "empty")
+
+
+def test_cli_plots_each_run_into_a_png_and_keeps_an_earlier_png_on_a_bad_run(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    _log(tmp_path / "a", {"driving/route_completion": [(0, 0.0), (1000, 0.4), (2000, 0.8)]})
+    _log(tmp_path / "b", {"driving/route_completion": [(0, 0.1), (1000, 0.2)]})
+    out = tmp_path / "plots" / "curves.png"
+    assert (
+        learning_curves.main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "A", "B", "--out", str(out)]) == 0
+    )
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape == (400, 640, 3)
+    before = out.read_bytes()
+    with pytest.raises(SystemExit) as err:
+        learning_curves.main([str(tmp_path / "a"), str(tmp_path / "missing"), "--out", str(out)])
+    assert err.value.code == 2 and "missing" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    with pytest.raises(SystemExit):
+        learning_curves.main([str(tmp_path / "a"), "--labels", "A", "B", "--out", str(out)])
