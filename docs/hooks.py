@@ -159,6 +159,43 @@ def horizon(source: str) -> str:
     return table(["stretch", "per-frame mIoU", "temporal mIoU", "temporal lead", "95% interval"], rows)
 
 
+def long_drives(source: str) -> str:
+    """Per-frame and temporal mIoU per block of the long drives (a report or `temporal_horizon.py --json`), with the
+    temporal lead and its 95% interval over drives, and the whole drives last."""
+    d = lookup(source, "long_drives")
+    rows = [
+        [
+            f"{b['frames'][0]}-{b['frames'][1]}",
+            fmt(b["per_frame"]["miou"]),
+            fmt(b["temporal"]["miou"]),
+            f"{fmt(b['temporal_vs_per_frame']['miou'], 'signed')} {fmt(b['temporal_vs_per_frame']['miou_ci95'], 'ci')}",
+        ]
+        for b in [*d["blocks"], {"frames": ("all", ""), **d["overall"]}]
+    ]
+    rows[-1][0] = "all"
+    return table(["frames", "per-frame mIoU", "temporal mIoU", "temporal lead [95% interval over drives]"], rows)
+
+
+def ego_states(source: str) -> str:
+    """The long drives' ego-motion translation per motion state: pairs, true and predicted median metres per step,
+    and the mean error of both modes."""
+    e = lookup(source, "long_drives.ego_motion")
+    rows = [
+        [
+            state,
+            str(e[state]["pairs"]),
+            fmt(e[state]["true_translation_median_m"]),
+            fmt(e[state]["per_frame"]["predicted_translation_median_m"]),
+            fmt(e[state]["temporal"]["predicted_translation_median_m"]),
+            fmt(e[state]["per_frame"]["translation_error_m"]),
+            fmt(e[state]["temporal"]["translation_error_m"]),
+        ]
+        for state in ("standing", "starting", "moving")
+    ]
+    header = ["state", "pairs", "true m", "predicted m, per-frame", "predicted m, temporal", "error m, per-frame"]
+    return table([*header, "error m, temporal"], rows)
+
+
 def agent(source: str) -> str:
     """Three table cells from an `agents.evaluate` JSON: route completion, collisions / km (over km), driving score."""
     s = load(source)
@@ -168,6 +205,55 @@ def agent(source: str) -> str:
         f"{fmt(s['route_completion'], 'pct')} | {s['collisions_per_km']:.2f} (over {s['distance_km']:.2f} km)"
         f" | {s['driving_score']:.3f}"
     )
+
+
+def _training(meta: dict[str, Any]) -> str:
+    """A policy's training wall time and env steps as its metadata records them; "-" for what it does not."""
+    minutes = f"{meta['train_seconds'] / 60:.0f} min" if meta.get("train_seconds") is not None else "-"
+    steps = f"{meta['num_timesteps'] / 1000:.0f}k" if meta.get("num_timesteps") is not None else "-"
+    return f"{minutes}, {steps}"
+
+
+def leaderboard(*rows: tuple[str, str]) -> str:
+    """A leaderboard table from `agents.evaluate` JSON files, one ``(label, file)`` per row: routes, route
+    completion, driving score and infraction penalty, infractions per km by kind, training time and steps, command."""
+    kinds = ("collision_pedestrian", "collision_vehicle", "collision_static", "red_light", "lane_invasion", "off_road")
+    lines = []
+    for label, source in rows:
+        for key in ("route_completion", "driving_score", "infraction_penalty", "infractions_per_km", "command"):
+            lookup(source, key)
+        s = load(source)
+        per_km = s["infractions_per_km"]
+        lines.append(
+            [
+                label,
+                s.get("perception", "-").replace("_", " "),
+                f"{s.get('routes') or s['episodes']} ({s['distance_km']:.2f} km)",
+                fmt(s["route_completion"], "pct"),
+                fmt(s["driving_score"]),
+                fmt(s["infraction_penalty"]),
+                *(f"{per_km.get(kind, 0.0):.2f}" for kind in kinds),
+                _training(s.get("policy_metadata") or {}),
+                f"`{s['command']}`",
+            ]
+        )
+    header = [
+        "policy",
+        "perception",
+        "routes (distance)",
+        "route completion",
+        "driving score",
+        "infraction penalty",
+        "pedestrian collisions / km",
+        "vehicle collisions / km",
+        "static collisions / km",
+        "red lights / km",
+        "lane invasions / km",
+        "off-road / km",
+        "training (wall time, env steps)",
+        "command",
+    ]
+    return table(header, lines)
 
 
 def weights_card(source: str = "weights") -> str:
@@ -215,7 +301,19 @@ def weights_card(source: str = "weights") -> str:
 
 
 MACROS: dict[str, Callable[..., str]] = {
-    f.__name__: f for f in (fig, perception_report, perception_lead, per_class, horizon, agent, weights_card)
+    f.__name__: f
+    for f in (
+        fig,
+        perception_report,
+        perception_lead,
+        per_class,
+        horizon,
+        long_drives,
+        ego_states,
+        agent,
+        leaderboard,
+        weights_card,
+    )
 }
 
 
