@@ -39,6 +39,7 @@ from stable_baselines3.common.callbacks import (
     CheckpointCallback,
     EvalCallback,
 )
+from stable_baselines3.common.vec_env import VecEnv
 
 from carla_gym.cli import HelpFormatter
 
@@ -120,6 +121,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_model(
+    args: argparse.Namespace, env: VecEnv, resume_from: Path | None, parser: argparse.ArgumentParser
+) -> PPO:
+    """The model to train: resumed from a checkpoint, or new (PPO, or GuidedPPO with an imitation phase),
+    optionally initialised from a policy (--init-from; a bad one closes `env` and exits naming it)."""
+    if resume_from is not None:
+        algorithm = GuidedPPO if args.bc_epochs > 0 else PPO
+        model = algorithm.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
+        print(f"resuming from {resume_from} at step {model.num_timesteps}")
+        return model
+    log_std = LOG_STD_INIT if args.log_std_init is None else args.log_std_init
+    ppo_kwargs = {name: getattr(args, name) for name in PPO_DEFAULTS}
+    model = new_model(
+        env, args.seed, args.device, str(args.out / "tb"), log_std_init=log_std, bc_epochs=args.bc_epochs, **ppo_kwargs
+    )
+    if args.init_from is not None:
+        try:
+            init_policy(model, args.init_from, args.device, args.trust_pickle)
+        except (FileNotFoundError, ValueError) as err:
+            env.close()
+            parser.exit(2, f"error: --init-from: {err}\n")
+        if args.log_std_init is not None:
+            model.policy.log_std.data.fill_(args.log_std_init)
+        print(f"policy initialised from {args.init_from}")
+    return model
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -139,31 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: --resume given but {checkpoints} holds no ppo_*_steps.zip checkpoint\n")
 
     env = make_vec_env(args, "train", args.n_envs)
-    ppo_kwargs = {name: getattr(args, name) for name in PPO_DEFAULTS}
-    if resume_from is not None:
-        algorithm = GuidedPPO if args.bc_epochs > 0 else PPO
-        model = algorithm.load(resume_from, env=env, device=args.device, tensorboard_log=str(args.out / "tb"))
-        print(f"resuming from {resume_from} at step {model.num_timesteps}")
-    else:
-        log_std = LOG_STD_INIT if args.log_std_init is None else args.log_std_init
-        model = new_model(
-            env,
-            args.seed,
-            args.device,
-            str(args.out / "tb"),
-            log_std_init=log_std,
-            bc_epochs=args.bc_epochs,
-            **ppo_kwargs,
-        )
-        if args.init_from is not None:
-            try:
-                init_policy(model, args.init_from, args.device, args.trust_pickle)
-            except (FileNotFoundError, ValueError) as err:
-                env.close()
-                parser.exit(2, f"error: --init-from: {err}\n")
-            if args.log_std_init is not None:
-                model.policy.log_std.data.fill_(args.log_std_init)
-            print(f"policy initialised from {args.init_from}")
+    model = build_model(args, env, resume_from, parser)
     metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
     started = time.perf_counter()
     callbacks: list[BaseCallback] = [

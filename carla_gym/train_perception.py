@@ -292,6 +292,27 @@ def long_drive_config(args: argparse.Namespace, parser: argparse.ArgumentParser,
         parser.exit(2, f"error: {e}\n")
 
 
+def data_folder(args: argparse.Namespace, cfg: TrainConfig, parser: argparse.ArgumentParser) -> Path:
+    """The clips to train on: --data, or the recipe's recording (made or reused in the cache)."""
+    if args.data is not None:
+        data = args.data.expanduser()
+        if not data.is_dir():
+            parser.exit(2, f"error: data folder {data} does not exist\n")
+        return data
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        parser.exit(2, "error: pass --data under torchrun (record the clips first, e.g. with a single-process run)\n")
+    try:
+        return record(cfg, args.backend, host=args.host, port=args.port, log=print)
+    except (ValueError, RecordingError) as e:  # bad settings, clips in the way, a simulator failure
+        parser.exit(2, f"error: {e}\n")
+
+
+def log_line(message: str) -> None:
+    """A log line under the progress bars, flushed at once (a run's log in a file stays current)."""
+    tqdm.write(message)
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -299,19 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     drives = long_drive_config(args, parser, cfg.profile)
     rank = int(os.environ.get("RANK", "0"))
     t0 = time.time()
-    if args.data is None:
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            parser.exit(
-                2, "error: pass --data under torchrun (record the clips first, e.g. with a single-process run)\n"
-            )
-        try:
-            data = record(cfg, args.backend, host=args.host, port=args.port, log=print)
-        except (ValueError, RecordingError) as e:  # bad settings, clips in the way, a simulator failure
-            parser.exit(2, f"error: {e}\n")
-    else:
-        data = args.data.expanduser()
-        if not data.is_dir():
-            parser.exit(2, f"error: data folder {data} does not exist\n")
+    data = data_folder(args, cfg, parser)
     try:
         store = ClipStore(data)
         if not len(store):
@@ -324,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             resume=args.resume,
             init_from=args.init_from,
             stop_after_epochs=args.stop_after_epochs,
-            log=tqdm.write if rank == 0 else (lambda _: None),
+            log=log_line if rank == 0 else (lambda _: None),
         )
     except (ClipFormatError, TrainingError, ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")

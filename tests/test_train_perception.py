@@ -237,7 +237,7 @@ def test_bptt_chunks_carry_the_state_not_the_graph(smoke_data: Path, one_thread)
     and its gradient does not reach the first chunk's frames."""
     torch.manual_seed(0)
     stage = default_config("lite", "smoke").stage("seq")
-    stage.window, stage.bptt = 6, 4
+    stage.window, stage.bptt, stage.pose_weight = 6, 4, 1.0
     assert bptt_chunks(stage) == [slice(0, 4), slice(4, 6)]
     model = build_model("lite").eval()
     ds = ClipWindows(smoke_data, window=6, split="train")
@@ -255,14 +255,15 @@ def test_bptt_chunks_carry_the_state_not_the_graph(smoke_data: Path, one_thread)
     assert parts["pose"] == pytest.approx(float(expected_pose), rel=1e-3)  # pairs (3, 4) and (4, 5)
     loss.backward()
     assert x.grad[:, :4].abs().sum() == 0 and x.grad[:, 4:].abs().sum() > 0
-    assert [s.bptt for s in default_config("lite").stages] == [None] * 4  # off unless asked for
+    assert [s.bptt for s in default_config("lite").stages][:3] == [None] * 3  # the seq stage's alone
 
 
 def test_bptt_run_takes_a_step_per_chunk(smoke_data: Path, tmp_path: Path, one_thread) -> None:
-    """`--bptt 3` on 6-frame windows: two optimizer steps per batch (the checkpoint counts them)."""
+    """`--bptt 5` on the smoke profile's 10-frame drive windows: two optimizer steps per batch, against one for
+    the whole window (the checkpoint counts them)."""
     steps = {}
-    for extra in ([], ["--bptt", "3"]):
-        out = tmp_path / ("bptt" if extra else "whole")
+    for extra in (["--bptt", "none"], ["--bptt", "5"]):
+        out = tmp_path / extra[1]
         assert (
             train_perception.main(
                 [
@@ -284,8 +285,8 @@ def test_bptt_run_takes_a_step_per_chunk(smoke_data: Path, tmp_path: Path, one_t
             )
             == 0
         )
-        steps[bool(extra)] = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"]
-    assert steps == {False: 2, True: 4}  # the smoke profile's 2 batches per epoch
+        steps[extra[1]] = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["step"]
+    assert steps == {"none": 2, "5": 4}  # the smoke profile's 2 batches per epoch
 
 
 def _fixed_batch_losses(

@@ -52,6 +52,34 @@ __all__ = ["CARLA_PORT_SPACING", "BatchedPerceptionVecEnv", "CarlaPerceptionVect
 CLOSE_GRACE_SECONDS = 5.0  # close() waits this long for workers to exit, then terminates (and kills) them
 
 
+class _WorkerWorld:
+    """A worker's world and driving task, and what each command from the main process does with them."""
+
+    def __init__(self, task: DrivingTask) -> None:
+        self.task, self.rng = task, seeding.np_random(None)[0]
+
+    def _next_episode(self, options: dict[str, Any] | None) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+        frame, info = self.task.reset(int(self.rng.integers(2**31 - 1)), options)
+        return frame, self.task.vector_observation(frame), info
+
+    def reset(self, data: tuple[int | None, dict[str, Any] | None]) -> Any:
+        seed, options = data
+        if seed is not None:
+            self.rng = seeding.np_random(seed)[0]  # as Env.reset(seed=...) seeds np_random
+        return self._next_episode(options)
+
+    def step(self, action: np.ndarray) -> Any:
+        result = self.task.step(action)
+        vectors = self.task.vector_observation(result.frame)
+        ended = result.terminated or result.truncated
+        return result, vectors, self._next_episode(None) if ended else None  # same-step autoreset, in the worker
+
+    def call(self, data: tuple[str, tuple, dict]) -> Any:
+        name, args, kwargs = data
+        attr = getattr(self.task if hasattr(self.task, name) else self.task.sim, name)
+        return attr(*args, **kwargs) if callable(attr) else attr
+
+
 def _worker(conn: Any, config: EnvConfig, index: int, max_episode_steps: int | None) -> None:
     """A worker process: world `index` of `config` and its driving task, driven by commands over a pipe."""
     import torch
@@ -64,31 +92,14 @@ def _worker(conn: Any, config: EnvConfig, index: int, max_episode_steps: int | N
             **config.task_kwargs(),
             max_episode_steps=max_episode_steps,
         )
-        rng = seeding.np_random(None)[0]
+        world = _WorkerWorld(task)
+        handlers: dict[str, Callable[[Any], Any]] = {"reset": world.reset, "step": world.step, "call": world.call}
         conn.send(("ok", None))
         while True:
             cmd, data = conn.recv()
-            if cmd == "reset":
-                seed, options = data
-                if seed is not None:
-                    rng = seeding.np_random(seed)[0]  # as Env.reset(seed=...) seeds np_random
-                frame, info = task.reset(int(rng.integers(2**31 - 1)), options)
-                conn.send(("ok", (frame, task.vector_observation(frame), info)))
-            elif cmd == "step":
-                result = task.step(data)
-                vectors = task.vector_observation(result.frame)
-                after_reset = None
-                if result.terminated or result.truncated:  # same-step autoreset, inside the worker
-                    frame, info = task.reset(int(rng.integers(2**31 - 1)), None)
-                    after_reset = (frame, task.vector_observation(frame), info)
-                conn.send(("ok", (result, vectors, after_reset)))
-            elif cmd == "call":
-                name, args, kwargs = data
-                target = task if hasattr(task, name) else task.sim
-                attr = getattr(target, name)
-                conn.send(("ok", attr(*args, **kwargs) if callable(attr) else attr))
-            elif cmd == "close":
+            if cmd == "close":
                 break
+            conn.send(("ok", handlers[cmd](data)))
     except (KeyboardInterrupt, EOFError):
         pass
     except Exception:  # report to the main process instead of dying silently

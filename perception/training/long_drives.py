@@ -158,6 +158,26 @@ def _ego_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     }
 
 
+def _score_drive(
+    model: PerceptionPipeline, clip: Clip, block: int, device: torch.device, c: int
+) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
+    """One drive in both modes: per mode, the confusion matrix of each `block`-frame block and the predicted pose6
+    of every frame. Each chunk of frames is read once and fed to both modes."""
+    semantics: deque[np.ndarray] = deque()  # labels of the chunks read, until both modes have predicted them
+    feeds = itertools.tee(_split_chunks(_read_chunks(clip), semantics), len(MODES))
+    drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
+    drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
+    start = 0
+    for preds in zip(*(predict_chunks(model, f, m, device) for f, m in zip(feeds, MODES, strict=False)), strict=False):
+        sem = semantics.popleft()
+        for m, p in zip(MODES, preds, strict=False):
+            drive_pose6[m].append(p["pose6"])
+            for i in range(len(sem)):
+                drive[m][(start + i) // block] += confusion_matrix(p["labels"][i], sem[i], c)
+        start += len(sem)
+    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}
+
+
 @torch.no_grad()
 def evaluate_long_drives(
     model: PerceptionPipeline,
@@ -191,25 +211,12 @@ def evaluate_long_drives(
     pose6: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
     gt_rel, states = [], []
     for d, clip in enumerate(clips):
-        semantics: deque[np.ndarray] = deque()  # labels of the chunks read, until both modes have predicted them
-        feeds = itertools.tee(_split_chunks(_read_chunks(clip), semantics), len(MODES))  # each chunk read once
-        drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
-        drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
-        start = 0
-        for preds in zip(
-            *(predict_chunks(model, f, m, device) for f, m in zip(feeds, MODES, strict=False)), strict=False
-        ):
-            sem = semantics.popleft()
-            for m, p in zip(MODES, preds, strict=False):
-                drive_pose6[m].append(p["pose6"])
-                for i in range(len(sem)):
-                    drive[m][(start + i) // block] += confusion_matrix(p["labels"][i], sem[i], c)
-            start += len(sem)
+        drive, drive_pose6 = _score_drive(model, clip, block, device, c)
         for m in MODES:
             for b, cm in enumerate(drive[m]):
                 confusions[m][b].append(cm)
             totals[m].append(np.sum(drive[m], axis=0))
-            pose6[m].append(torch.cat(drive_pose6[m]).numpy())
+            pose6[m].append(drive_pose6[m])
         poses = clip.poses
         gt_rel.append(np.linalg.inv(poses[:-1]) @ poses[1:])
         states.append(motion_states(poses, standing_m, starting_frames, starts_at_rest))
