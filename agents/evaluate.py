@@ -43,9 +43,8 @@ from carla_gym.cli import HelpFormatter, add_camera_size
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
 
-from . import policies
-from .policies import ModelDriver, Policy
-from .policy_files import BUNDLED, check_bundled_policy, perception_weights_sha256
+from .policies import ModelDriver, Policy, load_policy
+from .policy_files import perception_weights_sha256
 from .scoring import ROUTE_SETS, EpisodeResult, summarize
 
 CAMERA_SIZE = EnvConfig.camera_size  # the env's and agents.train_ppo's default
@@ -82,21 +81,6 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
         or info.get("truncation")
         or (Truncation.TIME_LIMIT.value if truncated else None),
     )
-
-
-def load_policy(
-    name: str,
-    device: str = "auto",
-    trust_pickle: bool = False,
-    frame_stack: int | None = None,
-    vecnormalize: str | Path | None = None,
-    allow_mismatch: bool = False,
-) -> Policy:
-    """`agents.policies.load_policy`, plus "bundled": the package's policy, refused (unless `allow_mismatch`)
-    when the package's perception weights are not the ones it was trained on."""
-    if name == BUNDLED:
-        name = str(check_bundled_policy(allow_mismatch))
-    return policies.load_policy(name, device, trust_pickle, frame_stack, vecnormalize)
 
 
 def training_mismatches(metadata: dict[str, Any], evaluation: dict[str, Any]) -> list[str]:

@@ -139,8 +139,11 @@ def load_policy(
     trust_pickle: bool = False,
     frame_stack: int | None = None,
     vecnormalize: str | Path | None = None,
+    allow_mismatch: bool = False,
 ) -> Policy:
-    """ "autopilot", "random", a policy folder (`agents.policy_files`), or with `trust_pickle` an SB3 .zip.
+    """ "autopilot", "random", "bundled" (the package's policy, refused unless `allow_mismatch` when the package's
+    perception weights are not the ones it was trained on), a policy folder (`agents.policy_files`), or with
+    `trust_pickle` an SB3 .zip.
 
     A policy folder is read without unpickling anything. A Stable-Baselines3 .zip unpickles Python
     objects, which can run any code its author chose, so it is loaded only when `trust_pickle` says the
@@ -152,7 +155,7 @@ def load_policy(
         return autopilot_policy
     if name == "random":
         return random_policy
-    path = Path(name)
+    path = policy_files.check_bundled_policy(allow_mismatch) if name == policy_files.BUNDLED else Path(name)
     if policy_files.is_policy_folder(path) or path.is_dir():
         saved = policy_files.load_policy(path, device=device)
         normalization = saved.normalization
