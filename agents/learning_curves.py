@@ -11,6 +11,7 @@ count; without `--tag` the first of `DEFAULT_TAGS` that a run logged is plotted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,19 +48,31 @@ def read_scalars(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS) -> tuple[s
     return tag, steps, [points[s] for s in steps]
 
 
+def smooth(values: Sequence[float], window: int) -> list[float]:
+    """Trailing mean of the last `window` values at each point (1: the values unchanged)."""
+    if window < 1:
+        raise ValueError(f"smoothing window must be >= 1, got {window}")
+    return [sum(values[max(0, i + 1 - window) : i + 1]) / min(window, i + 1) for i in range(len(values))]
+
+
 def plot_curves(
     runs: Sequence[str | Path],
     out: str | Path,
     labels: Sequence[str] | None = None,
     tags: Sequence[str] = DEFAULT_TAGS,
     title: str | None = None,
+    window: int = 1,
+    json_out: str | Path | None = None,
 ) -> Path:
-    """Plot each run's curve (see `read_scalars`) against env steps into the PNG `out`; returns its path.
+    """Plot each run's curve (see `read_scalars`, smoothed over `window` points) against env steps into the PNG
+    `out`; returns its path. `json_out` also writes the raw points, so the figure outlives the runs' logs.
 
     Every run is read before anything is written, so a bad run leaves an earlier `out` untouched."""
     if labels is not None and len(labels) != len(runs):
         raise ValueError(f"{len(labels)} labels for {len(runs)} runs: give one label per run")
-    curves = [read_scalars(run, tags) for run in runs]
+    raw = [read_scalars(run, tags) for run in runs]
+    curves = [(tag, steps, smooth(values, window)) for tag, steps, values in raw]
+    names = list(labels or [str(r) for r in runs])
     try:
         import matplotlib
 
@@ -68,11 +81,11 @@ def plot_curves(
     except ImportError:
         raise ImportError("plotting learning curves needs matplotlib: pip install matplotlib") from None
     figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for (_, steps, values), label in zip(curves, labels or [str(r) for r in runs], strict=True):
+    for (_, steps, values), label in zip(curves, names, strict=True):
         axes.plot(steps, values, label=label)
     used = sorted({tag for tag, _, _ in curves})
     axes.set_xlabel("env steps")
-    axes.set_ylabel(" / ".join(used))
+    axes.set_ylabel(" / ".join(used) + (f" (mean of {window} points)" if window > 1 else ""))
     if "driving/route_completion" in used and len(used) == 1:
         axes.set_ylim(0.0, 1.0)
     if title:
@@ -84,6 +97,12 @@ def plot_curves(
     figure.tight_layout()
     figure.savefig(out)
     plt.close(figure)
+    if json_out is not None:
+        rows = [
+            {"label": label, "run": str(run), "tag": tag, "steps": steps, "values": values}
+            for run, label, (tag, steps, values) in zip(runs, names, raw, strict=True)
+        ]
+        Path(json_out).write_text(json.dumps({"smoothing_window": window, "curves": rows}, indent=1) + "\n")
     return out
 
 
@@ -98,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--title", default=None)
     parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
+    parser.add_argument("--smooth", type=int, default=1, help="plot the trailing mean of N points (1: raw)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the raw points to this JSON file")
     args = parser.parse_args(argv)
     try:
-        out = plot_curves(args.runs, args.out, args.labels, args.tag, args.title)
+        out = plot_curves(args.runs, args.out, args.labels, args.tag, args.title, args.smooth, args.json)
     except (FileNotFoundError, ValueError, ImportError) as err:
         parser.exit(2, f"error: {err}\n")
     print(f"wrote {out}")

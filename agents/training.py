@@ -20,8 +20,10 @@ from tqdm import tqdm
 
 import carla_gym
 from carla_gym.cli import add_camera_size
+from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import ENDINGS, Truncation
+from carla_gym.env.reward import RewardConfig
 
 from .guided_ppo import GuidedPPO
 from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, policy_kwargs
@@ -93,6 +95,7 @@ def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command
         "perception_weights_sha256": weights_sha256,
         "camera_size": list(args.camera_size),
         "obs_size": list(obs_size),
+        "reward": reward_config(args).as_dict(),
         "command": command,
     }
 
@@ -110,9 +113,20 @@ def init_policy(model: PPO, source: Path, device: str, trust_pickle: bool) -> No
         )
 
 
+REWARD_FLAGS = ConfigFlags(
+    RewardConfig, prefix="reward-", defaults=RewardConfig(), metavars={"speed_term": "{bonus,penalty}"}
+)
+
+
+def reward_config(args: argparse.Namespace) -> RewardConfig:
+    """The reward of a run: RewardConfig's defaults with the `--reward-*` flags given on the command line."""
+    return RewardConfig(**REWARD_FLAGS.given(args))
+
+
 def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> EnvConfig:
-    """The env options of a run: its perception (and weights), camera size and the town split."""
+    """The env options of a run: its perception (and weights), camera size, reward and the town split."""
     return EnvConfig(
+        reward=reward_config(args),
         perception=args.perception,
         weights=args.weights,
         split=split,
@@ -174,6 +188,7 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     add_camera_size(parser, EnvConfig.camera_size, "camera image height and width")
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument("--seed", type=int, default=0)
+    REWARD_FLAGS.add_to(parser.add_argument_group("reward (carla_gym.env.RewardConfig)"))
 
 
 def has_rich_progress_bar() -> bool:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from perception import build_model
-from perception.data import ClipStore, ClipWindows
+from perception.data import ClipStore, ClipWindows, EqualLengthBatches, mixed_windows
 from perception.training import EpisodeData, StageConfig, default_config, train
 from perception.training.stages import trainable_parts
 
@@ -43,6 +43,36 @@ def test_longest_keeps_the_short_clips_and_long_windows_come_from_drives(smoke_d
         ClipWindows(store, window=1, split="train", longest=3)
 
 
+def test_mixed_windows_cut_short_windows_from_the_short_clips(smoke_data: Path) -> None:
+    cfg = default_config("lite", "smoke")
+    store = ClipStore(smoke_data)
+    drive_frames, frames = cfg.episodes.drive_frames, cfg.frames
+    windows, lengths = mixed_windows(store, drive_frames, drive_frames, 5, split="train")
+    n_drives = sum(len(c) >= drive_frames for c in store.clips(split="train"))
+    n_short = sum(len(c) < drive_frames for c in store.clips(split="train"))
+    assert frames // 5 == 1  # one 5-frame window per 7-frame clip (every 5 frames)
+    assert sorted(lengths) == [5] * n_short + [drive_frames] * n_drives
+    assert all(windows[i]["rgb"].shape[0] == n for i, n in enumerate(lengths))
+    with pytest.raises(ValueError, match="no recorded clips of at least 50 frames"):
+        mixed_windows(store, 60, 60, 50, split="train")
+
+
+@pytest.mark.parametrize("world", [1, 2])
+def test_equal_length_batches_hold_one_length_and_cover_the_data(world: int) -> None:
+    lengths = [20] * 7 + [300] * 4
+    ranks = [EqualLengthBatches(lengths, batch_size=2, seed=3, rank=r, world=world) for r in range(world)]
+    batches = [b for sampler in ranks for b in sampler]
+    assert all(len({lengths[i] for i in b}) == 1 for b in batches)
+    assert len({len(list(sampler)) for sampler in ranks}) == 1  # every rank the same number of batches
+    seen = sorted(i for b in batches for i in b)
+    # 4 batches of 20-frame windows (2+2+2+1) and 2 of 300: 6 batches, even over 1 or 2 ranks
+    assert seen == list(range(len(lengths)))
+    again = EqualLengthBatches(lengths, batch_size=2, seed=3, rank=0, world=world)
+    assert list(again) == list(ranks[0])  # the same seed and epoch, the same batches
+    again.set_epoch(1)
+    assert list(again) != list(ranks[0])
+
+
 def test_window_problems_name_the_stage_and_lengths() -> None:
     cfg = default_config("lite", "smoke")
     assert cfg.window_problems() == []
@@ -72,6 +102,23 @@ def test_seq_stage_without_pose_loss_keeps_the_ego_filter(smoke_data: Path, tmp_
     memory = [k for k in before if k.startswith("geometry_filter.convgru.") and before[k].is_floating_point()]
     assert ego and all(torch.equal(before[k], after[k]) for k in ego)
     assert any(not torch.equal(before[k], after[k]) for k in memory)
+
+
+def test_seq_stage_trains_on_drives_and_short_clips(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    cfg = default_config("lite", "smoke")
+    seq = dataclasses.replace(cfg.stage("seq"), short_window=cfg.frames, max_batches=None, val_batches=None)
+    seq.batch_size = 1
+    cfg.stages = [seq]
+    lines: list[str] = []
+    train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lines.append)
+    store = ClipStore(smoke_data)
+    # every training recording is one window (the drive whole, each clip whole) and one batch of 1
+    n_train = len(store.clips(split="train"))
+    chunks = sum(len(range(0, len(c), seq.bptt or len(c))) for c in store.clips(split="train"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
+    assert len(events.Scalars("seq/train_total")) == chunks > n_train  # one step per bptt chunk, drives included
 
 
 def test_init_from_starts_the_first_stage_from_a_weights_folder(smoke_data: Path, tmp_path: Path, one_thread) -> None:

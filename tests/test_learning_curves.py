@@ -55,3 +55,38 @@ def test_cli_plots_each_run_into_a_png_and_keeps_an_earlier_png_on_a_bad_run(tmp
     assert out.read_bytes() == before
     with pytest.raises(SystemExit):
         learning_curves.main([str(tmp_path / "a"), "--labels", "A", "B", "--out", str(out)])
+
+
+@pytest.mark.parametrize(
+    "window, expected",
+    [(1, [0.0, 0.4, 0.8, 0.2]), (2, [0.0, 0.2, 0.6, 0.5]), (3, [0.0, 0.2, 0.4, 0.4666667])],
+)
+def test_smooth_is_a_trailing_mean(window, expected):
+    assert learning_curves.smooth([0.0, 0.4, 0.8, 0.2], window) == pytest.approx(expected)
+
+
+def test_cli_writes_the_raw_points_as_json(tmp_path):
+    pytest.importorskip("matplotlib")
+    import json
+
+    _log(tmp_path / "a", {"driving/route_completion": [(0, 0.0), (1000, 0.4), (2000, 0.8)]})
+    out, data = tmp_path / "c.png", tmp_path / "c.json"
+    assert (
+        learning_curves.main(
+            [str(tmp_path / "a"), "--labels", "A", "--smooth", "2", "--out", str(out), "--json", str(data)]
+        )
+        == 0
+    )
+    saved = json.loads(data.read_text())
+    assert saved["smoothing_window"] == 2
+    assert saved["curves"] == [
+        {
+            "label": "A",
+            "run": str(tmp_path / "a"),
+            "tag": "driving/route_completion",
+            "steps": [0, 1000, 2000],
+            "values": pytest.approx([0.0, 0.4, 0.8]),
+        }
+    ]
+    with pytest.raises(SystemExit):
+        learning_curves.main([str(tmp_path / "a"), "--smooth", "0", "--out", str(out)])

@@ -114,6 +114,36 @@ def test_vec_normalize_on_the_vector_keys_keeps_the_images(venv):
     assert obs["state"].dtype == np.float32 and not np.array_equal(obs["state"], raw["state"])
 
 
+# SB3's rewrite of the env's space (below) makes Gymnasium's env checker warn about the uint8 images it then sees.
+@pytest.mark.filterwarnings("ignore:.*(not within the observation space|expecting numpy array dtype):UserWarning")
+@pytest.mark.parametrize("extractor", [CombinedExtractor, PerceptionExtractor])
+def test_ppo_trains_behind_vec_normalize_without_options(extractor):
+    """VecNormalize with no options normalises every key, images included (SB3 then declares them float32 in
+    [-clip, clip] and CombinedExtractor flattens them rather than running NatureCNN); PPO still trains, with
+    SB3's extractor and with the project's. A venv of its own: SB3 2.x writes the float32 spaces into the wrapped
+    env's own observation space (DLR-RM/stable-baselines3#2286)."""
+    venv = DummyVecEnv([_make])
+    normalized = VecNormalize(venv)
+    assert set(normalized.obs_rms) == set(IMAGE_KEYS) | set(VECTOR_KEYS)
+    kwargs = dict(features_extractor_class=extractor)
+    model = PPO(
+        "MultiInputPolicy",
+        normalized,
+        n_steps=16,
+        batch_size=16,
+        n_epochs=1,
+        seed=0,
+        device="cpu",
+        policy_kwargs=kwargs,
+    )
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    model.learn(16)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters(), strict=True))
+    obs = normalized.reset()
+    assert all(obs[key].dtype == np.float32 and np.abs(obs[key]).max() <= normalized.clip_obs for key in IMAGE_KEYS)
+    normalized.close()
+
+
 def test_ppo_multi_input_policy_runs_nature_cnn_on_both_image_keys(venv):
     model = PPO("MultiInputPolicy", venv, n_steps=8, batch_size=8, seed=0, device="cpu")
     extractor = model.policy.features_extractor

@@ -2,7 +2,7 @@
 
 from .augment import CORRUPTIONS, AugmentConfig, TemporalAugment, corrupt, mirror_frames, zoom_frames
 from .clips import FORMAT_VERSION, MODALITIES, Clip, ClipFormatError, ClipMeta, ClipStore, frame_filename
-from .windows import ClipWindows
+from .windows import ClipWindows, EqualLengthBatches, mixed_windows
 
 __all__ = [
     "CORRUPTIONS",
@@ -14,9 +14,11 @@ __all__ = [
     "ClipMeta",
     "ClipStore",
     "ClipWindows",
+    "EqualLengthBatches",
     "TemporalAugment",
     "corrupt",
     "frame_filename",
+    "mixed_windows",
     "mirror_frames",
     "zoom_frames",
 ]

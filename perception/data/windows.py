@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 from perception.conventions import relative_pose
 
@@ -70,3 +71,62 @@ class ClipWindows(Dataset):
             "rel_pose": torch.from_numpy(rel).float(),
             "intrinsics": torch.from_numpy(clip.meta.intrinsics).float(),
         }
+
+
+def mixed_windows(
+    source: str | Path | ClipStore,
+    window: int,
+    stride: int,
+    short_window: int,
+    split: str | None = None,
+    longest: int | None = None,
+) -> tuple[ConcatDataset, list[int]]:
+    """Windows of `window` frames (every `stride`) from the recordings at least that long, and windows of
+    `short_window` frames (every `short_window`) from the shorter ones: e.g. whole long drives beside the 20-frame
+    clips. Returns the dataset and each item's window length, for `EqualLengthBatches`."""
+    if isinstance(source, (str, Path)):
+        source = ClipStore(source)
+    clips = [c for c in source.clips(split=split) if longest is None or len(c) <= longest]
+    parts = [
+        ClipWindows(group, window=w, stride=s)
+        for group, w, s in (
+            ([c for c in clips if len(c) >= window], window, stride),
+            ([c for c in clips if len(c) < window], short_window, short_window),
+        )
+        if any(len(c) >= w for c in group)
+    ]
+    if not parts:
+        raise ValueError(f"no recorded clips of at least {short_window} frames for split={split!r} in {source.root}")
+    return ConcatDataset(parts), [part.window for part in parts for _ in range(len(part))]
+
+
+class EqualLengthBatches(Sampler[list[int]]):
+    """Batches of dataset indices whose windows have the same length (so they stack), shuffled per epoch from
+    `seed` (`set_epoch`), the batch order shuffled too; rank `rank` of `world` takes every world-th batch, all
+    ranks the same count (the last few batches are dropped when they do not divide evenly)."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, rank: int = 0, world: int = 1) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.lengths, self.batch_size, self.seed, self.rank, self.world = lengths, batch_size, seed, rank, world
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        batches = []
+        for length in sorted(set(self.lengths)):
+            same = [i for i, n in enumerate(self.lengths) if n == length]
+            same = [same[j] for j in torch.randperm(len(same), generator=g).tolist()]
+            batches += [same[i : i + self.batch_size] for i in range(0, len(same), self.batch_size)]
+        order = torch.randperm(len(batches), generator=g).tolist()
+        usable = len(batches) - len(batches) % self.world
+        return [batches[i] for i in order[:usable]][self.rank :: self.world]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        return len(self._batches())

@@ -50,6 +50,11 @@ class StageConfig:
     # The per-frame stages leave the long drives out: their frames are near-duplicates at 20 per second and would
     # double the epoch.
     long_recordings: bool = _opt(True, "read the long episode drives as well as the clips")
+    short_window: int | None = _opt(
+        None,
+        "also train on windows of N frames cut from the recordings shorter than the stage's window, e.g. the "
+        "20-frame clips beside whole drives (none: recordings shorter than the window are left out)",
+    )
     patience: int = _opt(2, "ReduceLROnPlateau epochs without improvement before the learning rate drops 10x")
     keep_best: bool = _opt(True, "end the stage with its best validation epoch (off: with its last)")
     max_batches: int | None = _opt(None, "cap on training batches per epoch (none: all)")

@@ -41,8 +41,10 @@ from perception.data import (
     AugmentConfig,
     ClipStore,
     ClipWindows,
+    EqualLengthBatches,
     TemporalAugment,
     mirror_frames,
+    mixed_windows,
     zoom_frames,
 )
 from perception.losses import depth_loss, pose_loss, segmentation_loss
@@ -178,12 +180,14 @@ def stage_loss(
     return total, {k: float(v.detach()) for k, v in parts.items()}, out
 
 
-def bptt_chunks(stage: StageConfig) -> list[slice]:
-    """The frame ranges of a training window that each get their own backward pass and optimizer step: the
-    whole window, or with `stage.bptt` (seq stage) consecutive chunks of that many frames (truncated
-    back-propagation through time: the state runs through the window, gradients stop at chunk borders)."""
-    size = stage.bptt if stage.bptt and stage.name == "seq" else stage.window
-    return [slice(s, min(s + size, stage.window)) for s in range(0, stage.window, size)]
+def bptt_chunks(stage: StageConfig, frames: int | None = None) -> list[slice]:
+    """The frame ranges of a training window of `frames` frames (default: the stage's window) that each get their
+    own backward pass and optimizer step: the whole window, or with `stage.bptt` (seq stage) consecutive chunks of
+    that many frames (truncated back-propagation through time: the state runs through the window, gradients stop
+    at chunk borders)."""
+    frames = stage.window if frames is None else frames
+    size = stage.bptt if stage.bptt and stage.name == "seq" else frames
+    return [slice(s, min(s + size, frames)) for s in range(0, frames, size)]
 
 
 def window_slice(batch: dict[str, torch.Tensor], frames: slice) -> dict[str, torch.Tensor]:
@@ -267,6 +271,33 @@ class StageResult(NamedTuple):
     finished: bool
 
 
+def stage_loaders(
+    data: Path | ClipStore, stage: StageConfig, workers: int, longest: int | None, seed: int, d: Dist
+) -> tuple[DistributedSampler[Any] | EqualLengthBatches, DataLoader, DataLoader]:
+    """A stage's training sampler (its `set_epoch` reshuffles) and its training and validation loaders: windows of
+    the stage's length from the recordings (of at most `longest` frames, when given), plus, with
+    `stage.short_window`, shorter windows from the recordings too short for the stage's, each batch of one length."""
+    if stage.short_window:
+        train, lengths = mixed_windows(data, stage.window, stage.stride, stage.short_window, "train", longest)
+        val, val_lengths = mixed_windows(data, stage.window, stage.stride, stage.short_window, "val", longest)
+        batches = EqualLengthBatches(lengths, stage.batch_size, seed, d.rank, d.world)
+        return (
+            batches,
+            DataLoader(train, batch_sampler=batches, num_workers=workers),
+            DataLoader(val, batch_sampler=EqualLengthBatches(val_lengths, stage.batch_size), num_workers=workers),
+        )
+    windows = ClipWindows(data, window=stage.window, stride=stage.stride, split="train", longest=longest)
+    val_windows = ClipWindows(data, window=stage.window, stride=stage.stride, split="val", longest=longest)
+    sampler: DistributedSampler[Any] = DistributedSampler(
+        windows, num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed
+    )
+    return (
+        sampler,
+        DataLoader(windows, batch_size=stage.batch_size, sampler=sampler, num_workers=workers),
+        DataLoader(val_windows, batch_size=stage.batch_size, shuffle=False, num_workers=workers),
+    )
+
+
 class StageRun:
     """One curriculum stage in training: its data loaders, trainable parameters, optimizer and scheduler, the
     optimizer step count and the best validation epoch so far. `run_stage` drives it epoch by epoch.
@@ -281,13 +312,8 @@ class StageRun:
         self.model, self.stage, self.ctx, self.completed = model, stage, ctx, list(completed)
         self.index = STAGE_NAMES.index(stage.name)
         longest = None if stage.long_recordings else cfg.frames
-        train_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="train", longest=longest)
-        val_ds = ClipWindows(ctx.data, window=stage.window, stride=stage.stride, split="val", longest=longest)
-        self.sampler: DistributedSampler[Any] = DistributedSampler(
-            train_ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed_of(cfg.seed, self.index) & 0x7FFFFFFF
-        )
-        self.loader = DataLoader(train_ds, batch_size=stage.batch_size, sampler=self.sampler, num_workers=cfg.workers)
-        self.val_loader = DataLoader(val_ds, batch_size=stage.batch_size, shuffle=False, num_workers=cfg.workers)
+        seed = seed_of(cfg.seed, self.index) & 0x7FFFFFFF
+        self.sampler, self.loader, self.val_loader = stage_loaders(ctx.data, stage, cfg.workers, longest, seed, d)
         self.augment = TemporalAugment(AugmentConfig(clutter_p=stage.clutter_p)) if cfg.augment else None
 
         self.params = set_trainable(model, stage)
@@ -353,7 +379,7 @@ class StageRun:
         ctx, stage = self.ctx, self.stage
         x, batch = self.inputs(batch, epoch, b)
         state, losses = None, []
-        for chunk in bptt_chunks(stage):
+        for chunk in bptt_chunks(stage, x.shape[1]):
             loss, parts, out = stage_loss(
                 self.model, stage, x[:, chunk], window_slice(batch, chunk), ctx.weights, ctx.cfg.depth_loss, state
             )

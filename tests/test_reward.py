@@ -1,0 +1,73 @@
+"""The reward's terms by hand, its two speed terms, and the `--reward-*` flags of the agent trainers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from conftest import make_frame
+
+from agents.train_ppo import build_parser
+from agents.training import env_config, policy_metadata
+from carla_gym.env import RewardConfig
+from carla_gym.env.reward import reward_terms
+from carla_gym.sim import Hazards
+
+
+@pytest.mark.parametrize(
+    "speed, hazards, bonus, penalty",
+    [
+        (8.0, Hazards(), 0.2, 0.0),  # at the cruise target: tracking 1
+        (4.0, Hazards(), 0.1, -0.1),  # half the target: tracking 1 - 4/8 = 0.5
+        (0.0, Hazards(), 0.0, -0.2),  # standing on a free road: tracking 0
+        (0.0, Hazards(red_light=5.0), 0.2, 0.0),  # waiting at the stop line: the target is 0
+        (14.0, Hazards(lead=15.0), -0.05, -0.25),  # target (15 - 5) / 20 x 8 = 4 m/s: tracking 1 - 10/8 = -0.25
+    ],
+)
+def test_speed_term_bonus_and_penalty(speed: float, hazards: Hazards, bonus: float, penalty: float) -> None:
+    frame = dataclasses.replace(make_frame(0), speed=speed, hazards=hazards)
+    for form, expected in (("bonus", bonus), ("penalty", penalty)):
+        terms = reward_terms(frame, 0.8, 0.5, 0.1, RewardConfig(speed_term=form))
+        assert terms["speed"] == pytest.approx(expected)
+        assert terms["progress"] == pytest.approx(0.08)  # 0.1 per metre
+        assert terms["lateral"] == pytest.approx(-0.05) and terms["heading"] == pytest.approx(-0.02)
+
+
+def test_penalty_form_pays_only_for_progress() -> None:
+    """With the penalty form no step pays more than its route progress, whatever the speed."""
+    config = RewardConfig(speed_term="penalty")
+    for speed in (0.0, 2.0, 8.0, 14.0):
+        frame = dataclasses.replace(make_frame(0), speed=speed)
+        assert sum(reward_terms(frame, 0.5, 0.0, 0.0, config).values()) <= 0.1 * 0.5 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"speed_term": "speedy"}, "RewardConfig.speed_term must be one of"),
+        ({"cruise_speed": 0.0}, "RewardConfig.cruise_speed must be > 0"),
+        ({"slowdown_distance": -1.0}, "RewardConfig.slowdown_distance must be > 0"),
+    ],
+)
+def test_bad_reward_config_names_the_field(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RewardConfig(**kwargs)
+
+
+def test_reward_flags_reach_the_env_and_the_policy_metadata() -> None:
+    args = build_parser().parse_args(
+        ["--perception", "ground_truth", "--reward-speed-term", "penalty", "--reward-collision", "20"]
+    )
+    reward = env_config(args, "train").reward
+    assert reward == RewardConfig(speed_term="penalty", collision=20.0)
+    assert policy_metadata(args, (40, 80), "cmd")["reward"] == reward.as_dict()
+    assert env_config(build_parser().parse_args([]), "train").reward == RewardConfig()  # no flag: the defaults
+
+
+def test_bad_reward_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from agents.train_ppo import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--reward-speed-term", "fast", "--timesteps", "1"])
+    assert exit_info.value.code == 2
+    assert "RewardConfig.speed_term must be one of ('bonus', 'penalty'), got 'fast'" in capsys.readouterr().err
