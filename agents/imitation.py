@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import cast
 
@@ -128,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(2, f"error: --init-from: {err}\n")
     writer = SummaryWriter(str(args.out / "tb"))
     data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
+    started, env_steps = time.perf_counter(), 0
     try:
         with tqdm(total=args.timesteps, desc="imitation", unit="step") as progress:
             for r in range(args.rounds):
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                     progress=progress,
                 )
                 data.append((obs, labels, returns))
+                env_steps += len(labels)
                 all_obs = {k: np.concatenate([d[0][k] for d in data]) for k in obs}
                 action_loss, value_loss = fit(
                     model,
@@ -151,15 +154,17 @@ def main(argv: list[str] | None = None) -> int:
                     args.batch_size,
                 )
                 driver = "student" if student_drives else "autopilot"
-                writer.add_scalar("imitation/route_completion", stats["route_completion"], r)
-                writer.add_scalar("imitation/action_mse", action_loss, r)
-                writer.add_scalar("imitation/value_mse", value_loss, r)
+                # against env steps, like train_ppo's logs, so agents.learning_curves draws both runs on one axis
+                writer.add_scalar("driving/route_completion", stats["route_completion"], env_steps)
+                writer.add_scalar("imitation/action_mse", action_loss, env_steps)
+                writer.add_scalar("imitation/value_mse", value_loss, env_steps)
                 progress.write(
                     f"round {r + 1}/{args.rounds} ({driver} drove; {stats['episodes']} episodes finished, "
                     f"mean route completion {stats['route_completion']:.0%}): action MSE {action_loss:.4f}, "
                     f"value MSE {value_loss:.3f} over {len(all_obs['state'])} labels"
                 )
         metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
+        metadata.update(num_timesteps=env_steps, train_seconds=round(time.perf_counter() - started, 1))
         save_policy(model, args.out / "bc_policy", metadata)
         print(f"saved {args.out / 'bc_policy'}")
     finally:

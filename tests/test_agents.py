@@ -239,6 +239,11 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
         == 0
     )
     assert agents.load_policy(tmp_path / "bc2" / "bc_policy").metadata["perception"] == "ground_truth"
+    assert agents.load_policy(out / "bc_policy").metadata["num_timesteps"] == 96
+    from agents.learning_curves import read_scalars
+
+    # route completion per round against env steps: 2 rounds of 48 steps
+    assert read_scalars(out)[:2] == ("driving/route_completion", [48, 96])
     assert (
         train_ppo.main(
             [
