@@ -80,6 +80,11 @@ def test_window_problems_name_the_stage_and_lengths() -> None:
     assert cfg.window_problems() == ["stage 'seq': its 10-frame window is longer than its recordings (7 frames)"]
     cfg.stage("seq").epochs = 0  # a stage that does not run is not checked
     assert cfg.window_problems() == []
+    cfg = default_config("lite", "smoke")
+    cfg.stage("seq").short_window = 10
+    assert cfg.window_problems() == [
+        "stage 'seq': its short window (10 frames) must be at least 1 and shorter than its window (10 frames)"
+    ]
 
 
 @pytest.mark.parametrize("preset, profile", [("lite", "default"), ("lite", "smoke")])

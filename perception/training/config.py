@@ -115,8 +115,9 @@ class TrainConfig:
         return next(s for s in self.stages if s.name == name)
 
     def window_problems(self) -> list[str]:
-        """Stages (with epochs to run) whose window is longer than every recording they read: the clips of `frames`
-        frames, and with `long_recordings` the episode drives too. One line per stage; empty when all fit."""
+        """Stages (with epochs to run) whose window is longer than every recording they read (the clips of `frames`
+        frames, and with `long_recordings` the episode drives too), or whose `short_window` is not shorter than the
+        window. One line per problem; empty when all fit."""
         drives = self.episodes.drive_frames if self.episodes.drives else 0
         problems = []
         for s in self.stages:
@@ -124,6 +125,11 @@ class TrainConfig:
             if s.epochs and s.window > longest:
                 problems.append(
                     f"stage {s.name!r}: its {s.window}-frame window is longer than its recordings ({longest} frames)"
+                )
+            if s.epochs and s.short_window is not None and not 1 <= s.short_window < s.window:
+                problems.append(
+                    f"stage {s.name!r}: its short window ({s.short_window} frames) must be at least 1 and shorter "
+                    f"than its window ({s.window} frames)"
                 )
         return problems
 
