@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from conftest import make_frame
 
@@ -71,3 +72,39 @@ def test_bad_reward_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["--reward-speed-term", "fast", "--timesteps", "1"])
     assert exit_info.value.code == 2
     assert "RewardConfig.speed_term must be one of ('bonus', 'penalty'), got 'fast'" in capsys.readouterr().err
+
+
+class StandingSim:
+    """A simulator whose ego stands still on a free road, one frame per tick."""
+
+    fixed_delta_seconds = 0.1
+
+    def reset(self, seed, options=None):
+        self.tick = 0
+        return dataclasses.replace(make_frame(0), speed=0.0)
+
+    def step(self, control):
+        self.tick += 1
+        return dataclasses.replace(make_frame(self.tick), speed=0.0)
+
+
+@pytest.mark.parametrize(
+    "task_kwargs, ending",
+    [
+        (dict(blocked_seconds=0.1, max_route_offset=1e9), "blocked"),  # one still tick of 0.1 s
+        (dict(blocked_seconds=10.0, max_route_offset=-1.0), "off_route"),  # any offset is too far
+    ],
+)
+@pytest.mark.parametrize("penalty", [0.0, 10.0])
+def test_ending_by_leaving_the_route_or_standing_blocked_costs_its_penalty(task_kwargs, ending, penalty):
+    from carla_gym.env.task import DrivingTask
+
+    config = RewardConfig(off_route=penalty, blocked=penalty)
+    task = DrivingTask(StandingSim(), config, **task_kwargs)
+    task.reset(seed=0)
+    result = task.step(np.zeros(2, np.float32))
+    assert result.terminated and result.info["termination"] == ending
+    terms = result.info["reward_terms"]
+    assert terms[ending] == -penalty
+    assert terms["off_route" if ending == "blocked" else "blocked"] == 0.0
+    assert result.reward == pytest.approx(sum(terms.values()))

@@ -48,6 +48,8 @@ class RewardConfig:
     off_road: float = _weight(5.0, "penalty for leaving the road")
     red_light: float = _weight(5.0, "penalty per red light run")
     lane_invasion: float = _weight(1.0, "penalty per lane invasion")
+    off_route: float = _weight(0.0, "penalty when the episode ends for straying too far from the route")
+    blocked: float = _weight(0.0, "penalty when the episode ends for standing still with nothing to wait for")
     cruise_speed: float = _weight(8.0, "target speed on a free road (m/s)")
     stop_margin: float = _weight(5.0, "distance before a hazard where the target speed reaches 0 (m)")
     slowdown_distance: float = _weight(20.0, "distance over which the target falls from cruise speed to 0 (m)")
@@ -90,4 +92,14 @@ def reward_terms(
         "off_road": -config.off_road * (EventKind.OFF_ROAD in kinds),
         "red_light": -config.red_light * kinds.count(EventKind.RED_LIGHT),
         "lane_invasion": -config.lane_invasion * kinds.count(EventKind.LANE_INVASION),
+    }
+
+
+def termination_terms(termination: str | None, config: RewardConfig) -> dict[str, float]:
+    """The penalties for how an episode ended, for the endings that are no infraction event (collisions and
+    leaving the road are penalised as events): straying from the route and standing blocked. Without them,
+    ending an episode that way is free, which an agent paying per-step costs learns to use."""
+    return {
+        "off_route": -config.off_route * (termination == "off_route"),
+        "blocked": -config.blocked * (termination == "blocked"),
     }

@@ -23,7 +23,7 @@ from .contracts import (
 )
 from .dashboard import dashboard
 from .observation import route_geometry, route_waypoints, vehicle_state
-from .reward import RewardConfig, reward_terms, target_speed
+from .reward import RewardConfig, reward_terms, target_speed, termination_terms
 
 # Re-exported: the action mapping lives in `contracts`, shared with agents.
 __all__ = ["DISCRETE_ACTIONS", "DrivingTask", "StepResult", "action_to_control", "check_action", "control_to_action"]
@@ -118,15 +118,16 @@ class DrivingTask:
             self.infractions[Infraction.of(event)] += 1
 
         offset, heading = route_geometry(frame)
+        waiting = target_speed(frame.hazards, self.reward_config) < 0.5
+        self.still_steps = self.still_steps + 1 if frame.speed < 0.1 and not waiting else 0
+        termination = self._termination(frame, offset)
+
         terms = reward_terms(
             frame, prev.route.distance_left - frame.route.distance_left, offset, heading, self.reward_config
         )
+        terms.update(termination_terms(termination.value if termination else None, self.reward_config))
         reward = float(sum(terms.values()))
         self.episode_return += reward
-        waiting = target_speed(frame.hazards, self.reward_config) < 0.5
-        self.still_steps = self.still_steps + 1 if frame.speed < 0.1 and not waiting else 0
-
-        termination = self._termination(frame, offset)
         info = {**self.info(frame), "reward_terms": terms, "termination": termination.value if termination else None}
         truncated = termination is None and self.max_episode_steps is not None and self.steps >= self.max_episode_steps
         if truncated:
