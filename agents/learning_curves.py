@@ -24,6 +24,27 @@ from carla_gym.cli import HelpFormatter
 DEFAULT_TAGS = ("driving/route_completion", "rollout/ep_rew_mean")
 
 
+# Saved with `--json` beside the plotted curve: how episodes went, per rollout.
+SAVED_PREFIXES = ("driving/", "rollout/")
+
+
+def _logs(run: Path) -> list[EventAccumulator]:
+    folders = sorted({f.parent for f in run.rglob("events.out.tfevents.*")}) if run.is_dir() else []
+    if not folders:
+        raise FileNotFoundError(f"{run}: no TensorBoard event files (events.out.tfevents.*) under it")
+    return [EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload() for folder in folders]
+
+
+def _points(logs: list[EventAccumulator], tag: str) -> tuple[list[int], list[float]]:
+    points: dict[int, float] = {}
+    for log in logs:
+        if tag in log.Tags()["scalars"]:
+            for event in sorted(log.Scalars(tag), key=lambda e: e.wall_time):
+                points[event.step] = event.value
+    steps = sorted(points)
+    return steps, [points[s] for s in steps]
+
+
 def read_scalars(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS) -> tuple[str, list[int], list[float]]:
     """The first of `tags` logged under `run`, as (tag, steps, values) sorted by step.
 
@@ -31,21 +52,19 @@ def read_scalars(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS) -> tuple[s
     Raises FileNotFoundError when `run` holds no event file, ValueError naming the tags it does hold
     when none of `tags` is among them."""
     run = Path(run)
-    folders = sorted({f.parent for f in run.rglob("events.out.tfevents.*")}) if run.is_dir() else []
-    if not folders:
-        raise FileNotFoundError(f"{run}: no TensorBoard event files (events.out.tfevents.*) under it")
-    logs = [EventAccumulator(str(folder), size_guidance={"scalars": 0}).Reload() for folder in folders]
+    logs = _logs(run)
     logged = sorted({tag for log in logs for tag in log.Tags()["scalars"]})
     tag = next((t for t in tags if t in logged), None)
     if tag is None:
         raise ValueError(f"{run}: logs none of {', '.join(tags)}; it logs {', '.join(logged) or 'no scalars'}")
-    points: dict[int, float] = {}
-    for log in logs:
-        if tag in log.Tags()["scalars"]:
-            for event in sorted(log.Scalars(tag), key=lambda e: e.wall_time):
-                points[event.step] = event.value
-    steps = sorted(points)
-    return tag, steps, [points[s] for s in steps]
+    return (tag, *_points(logs, tag))
+
+
+def read_all(run: str | Path, prefixes: Sequence[str] = SAVED_PREFIXES) -> dict[str, dict[str, list]]:
+    """Every scalar logged under `run` whose tag starts with one of `prefixes`: {tag: {"steps", "values"}}."""
+    logs = _logs(Path(run))
+    tags = sorted({t for log in logs for t in log.Tags()["scalars"] if t.startswith(tuple(prefixes))})
+    return {tag: dict(zip(("steps", "values"), _points(logs, tag), strict=True)) for tag in tags}
 
 
 def smooth(values: Sequence[float], window: int) -> list[float]:
@@ -65,7 +84,8 @@ def plot_curves(
     json_out: str | Path | None = None,
 ) -> Path:
     """Plot each run's curve (see `read_scalars`, smoothed over `window` points) against env steps into the PNG
-    `out`; returns its path. `json_out` also writes the raw points, so the figure outlives the runs' logs.
+    `out`; returns its path. `json_out` also writes the raw points and every `SAVED_PREFIXES` scalar of each run,
+    so the figure and the episode statistics behind it outlive the runs' logs.
 
     Every run is read before anything is written, so a bad run leaves an earlier `out` untouched."""
     if labels is not None and len(labels) != len(runs):
@@ -99,7 +119,7 @@ def plot_curves(
     plt.close(figure)
     if json_out is not None:
         rows = [
-            {"label": label, "run": str(run), "tag": tag, "steps": steps, "values": values}
+            {"label": label, "run": str(run), "tag": tag, "steps": steps, "values": values, "scalars": read_all(run)}
             for run, label, (tag, steps, values) in zip(runs, names, raw, strict=True)
         ]
         Path(json_out).write_text(json.dumps({"smoothing_window": window, "curves": rows}, indent=1) + "\n")
@@ -118,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--title", default=None)
     parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
     parser.add_argument("--smooth", type=int, default=1, help="plot the trailing mean of N points (1: raw)")
-    parser.add_argument("--json", type=Path, default=None, help="also write the raw points to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="also write the raw points (and driving/*, rollout/* scalars) here"
+    )
     args = parser.parse_args(argv)
     try:
         out = plot_curves(args.runs, args.out, args.labels, args.tag, args.title, args.smooth, args.json)

@@ -69,7 +69,14 @@ def test_cli_writes_the_raw_points_as_json(tmp_path):
     pytest.importorskip("matplotlib")
     import json
 
-    _log(tmp_path / "a", {"driving/route_completion": [(0, 0.0), (1000, 0.4), (2000, 0.8)]})
+    _log(
+        tmp_path / "a",
+        {
+            "driving/route_completion": [(0, 0.0), (1000, 0.4), (2000, 0.8)],
+            "rollout/ep_len_mean": [(2000, 30.0)],
+            "train/loss": [(2000, 0.5)],
+        },
+    )
     out, data = tmp_path / "c.png", tmp_path / "c.json"
     assert (
         learning_curves.main(
@@ -79,14 +86,11 @@ def test_cli_writes_the_raw_points_as_json(tmp_path):
     )
     saved = json.loads(data.read_text())
     assert saved["smoothing_window"] == 2
-    assert saved["curves"] == [
-        {
-            "label": "A",
-            "run": str(tmp_path / "a"),
-            "tag": "driving/route_completion",
-            "steps": [0, 1000, 2000],
-            "values": pytest.approx([0.0, 0.4, 0.8]),
-        }
-    ]
+    curve = saved["curves"][0]
+    assert len(saved["curves"]) == 1 and (curve["label"], curve["tag"]) == ("A", "driving/route_completion")
+    assert curve["steps"] == [0, 1000, 2000] and curve["values"] == pytest.approx([0.0, 0.4, 0.8])  # not smoothed
+    assert curve["scalars"]["driving/route_completion"]["steps"] == [0, 1000, 2000]
+    assert curve["scalars"]["rollout/ep_len_mean"]["values"] == pytest.approx([30.0])
+    assert "train/loss" not in curve["scalars"]
     with pytest.raises(SystemExit):
         learning_curves.main([str(tmp_path / "a"), "--smooth", "0", "--out", str(out)])
