@@ -28,18 +28,30 @@ from carla_gym.sim import Hazards
 def test_speed_term_bonus_and_penalty(speed: float, hazards: Hazards, bonus: float, penalty: float) -> None:
     frame = dataclasses.replace(make_frame(0), speed=speed, hazards=hazards)
     for form, expected in (("bonus", bonus), ("penalty", penalty)):
-        terms = reward_terms(frame, 0.8, 0.5, 0.1, RewardConfig(speed_term=form))
+        terms = reward_terms(frame, 0.8, 0.5, 0.1, RewardConfig.roach(speed_term=form))
         assert terms["speed"] == pytest.approx(expected)
-        assert terms["progress"] == pytest.approx(0.08)  # 0.1 per metre
+        assert terms["progress"] == pytest.approx(0.08)  # Roach's 0.1 per metre
         assert terms["lateral"] == pytest.approx(-0.05) and terms["heading"] == pytest.approx(-0.02)
 
 
 def test_penalty_form_pays_only_for_progress() -> None:
     """With the penalty form no step pays more than its route progress, whatever the speed."""
-    config = RewardConfig(speed_term="penalty")
+    config = RewardConfig.roach(speed_term="penalty")
     for speed in (0.0, 2.0, 8.0, 14.0):
         frame = dataclasses.replace(make_frame(0), speed=speed)
         assert sum(reward_terms(frame, 0.5, 0.0, 0.0, config).values()) <= 0.1 * 0.5 + 1e-9
+
+
+def test_default_reward_pays_progress_only_and_charges_every_bad_ending() -> None:
+    config = RewardConfig()
+    for speed in (0.0, 4.0, 8.0):  # standing, crawling or cruising: the metres gained are what pays
+        frame = dataclasses.replace(make_frame(0), speed=speed)
+        terms = reward_terms(frame, 0.5, 2.0, 0.3, config)
+        assert sum(terms.values()) == pytest.approx(0.5) and terms["progress"] == pytest.approx(0.5)
+    assert config.off_route > 0 and config.blocked > 0 and config.collision > 0 and config.off_road > 0
+    assert RewardConfig.roach() == RewardConfig(
+        progress=0.1, speed=0.2, lateral=0.1, heading=0.2, off_route=0.0, blocked=0.0
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,19 @@
 """The driving reward of `CarlaPerception-v0`, term by term.
 
-Per step: `progress * metres of route gained + speed term - lateral * |offset| - heading * |heading
-error|`, minus a penalty for each infraction of the step. Speed tracking is `1 - |v - v_target| /
-cruise_speed` (1 at the target, negative when far from it), and the target drops linearly to zero
-over `slowdown_distance` metres before a lead vehicle, a pedestrian or a red light's stop line, so
-that stopping for them is rewarded rather than punished. The shape follows Roach (Zhang et al.,
-ICCV 2021): dense speed / position / rotation terms and terminal infraction penalties.
+By default route progress is the only term that pays (1 per metre), and every way an episode can go
+wrong costs: each infraction of the step (collision, leaving the road, a red light, a lane invasion)
+and ending the episode off the route or blocked. No ending is free and nothing pays for time, so an
+agent can neither collect reward by standing or crawling nor escape per-step costs by ending the
+episode early: the simple progress-plus-penalties view of CaRL (Jaeger et al., 2025).
 
-The speed term comes in two forms (`RewardConfig.speed_term`). Roach's `"bonus"`, `speed x
-tracking`, pays for every step driven near the target speed; in an env whose episodes end when the
-route is done, that makes finishing a route cost every step it would still have paid, and driving
-slowly pays almost as much per step as driving at the target, for more steps. `"penalty"`, `speed
-x (tracking - 1)`, is zero at the target and negative away from it, so route progress is the only
-term that pays and a route finished sooner is never worth less (the simple-reward view of CaRL,
-Jaeger et al. 2025).
+Roach's (Zhang et al., ICCV 2021) dense terms are there with weight 0 by default: speed tracking
+(`1 - |v - v_target| / cruise_speed`, the target dropping linearly to zero over `slowdown_distance`
+metres before a lead vehicle, a pedestrian or a red light's stop line), lateral offset and heading
+error. The speed term comes in two forms (`RewardConfig.speed_term`): Roach's `"bonus"`, `speed x
+tracking`, pays for every step driven near the target, which makes standing still free and
+finishing a route cost the steps it would still have paid; `"penalty"`, `speed x (tracking - 1)`,
+is zero at the target and negative away from it. What each choice does to PPO from scratch is in the
+docs' experiment log.
 """
 
 from __future__ import annotations
@@ -35,21 +35,21 @@ def _weight(default: Any, help: str) -> Any:
 class RewardConfig:
     """Weights of the reward terms and the speed target's parameters."""
 
-    progress: float = _weight(0.1, "reward per metre of route progress")
-    speed: float = _weight(0.2, "weight of the speed term (per step)")
+    progress: float = _weight(1.0, "reward per metre of route progress")
+    speed: float = _weight(0.0, "weight of the speed term (per step; Roach: 0.2 with the bonus form)")
     speed_term: str = _weight(
         "bonus",
         "bonus: speed x tracking, Roach's (pays every step near the target speed); "
         "penalty: speed x (tracking - 1), zero at the target and negative away from it",
     )
-    lateral: float = _weight(0.1, "penalty per metre of lateral offset from the route (per step)")
-    heading: float = _weight(0.2, "penalty per radian of heading error (per step)")
+    lateral: float = _weight(0.0, "penalty per metre of lateral offset from the route (per step)")
+    heading: float = _weight(0.0, "penalty per radian of heading error (per step)")
     collision: float = _weight(10.0, "penalty per collision")
     off_road: float = _weight(5.0, "penalty for leaving the road")
     red_light: float = _weight(5.0, "penalty per red light run")
     lane_invasion: float = _weight(1.0, "penalty per lane invasion")
-    off_route: float = _weight(0.0, "penalty when the episode ends for straying too far from the route")
-    blocked: float = _weight(0.0, "penalty when the episode ends for standing still with nothing to wait for")
+    off_route: float = _weight(10.0, "penalty when the episode ends for straying too far from the route")
+    blocked: float = _weight(10.0, "penalty when the episode ends for standing still with nothing to wait for")
     cruise_speed: float = _weight(8.0, "target speed on a free road (m/s)")
     stop_margin: float = _weight(5.0, "distance before a hazard where the target speed reaches 0 (m)")
     slowdown_distance: float = _weight(20.0, "distance over which the target falls from cruise speed to 0 (m)")
@@ -60,6 +60,15 @@ class RewardConfig:
         for name in ("cruise_speed", "slowdown_distance"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"RewardConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+    @classmethod
+    def roach(cls, **changes: Any) -> RewardConfig:
+        """Roach's dense shape, the env's earlier default reward: 0.1 per metre of progress, the speed bonus
+        (0.2 per step at the target), lateral and heading penalties, endings off the route or blocked free."""
+        weights = dict(
+            progress=0.1, speed=0.2, speed_term="bonus", lateral=0.1, heading=0.2, off_route=0.0, blocked=0.0
+        )
+        return cls(**{**weights, **changes})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
