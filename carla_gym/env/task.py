@@ -121,14 +121,15 @@ class DrivingTask:
         waiting = target_speed(frame.hazards, self.reward_config) < 0.5
         self.still_steps = self.still_steps + 1 if frame.speed < 0.1 and not waiting else 0
         termination = self._termination(frame, offset)
+        ending = termination.value if termination else None
 
         terms = reward_terms(
             frame, prev.route.distance_left - frame.route.distance_left, offset, heading, self.reward_config
         )
-        terms.update(termination_terms(termination.value if termination else None, self.reward_config))
+        terms.update(termination_terms(ending, self.reward_config))
         reward = float(sum(terms.values()))
         self.episode_return += reward
-        info = {**self.info(frame), "reward_terms": terms, "termination": termination.value if termination else None}
+        info = {**self.info(frame), "reward_terms": terms, "termination": ending}
         truncated = termination is None and self.max_episode_steps is not None and self.steps >= self.max_episode_steps
         if truncated:
             info["truncation"] = Truncation.TIME_LIMIT.value
