@@ -108,6 +108,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "window": (lambda v: v >= 1, "a window needs at least 1 frame"),
     "stride": (lambda v: v >= 1, "window starts need at least 1 frame between them"),
     "clutter_p": (lambda v: v <= 1.0, "probabilities must be at most 1"),
+    "interpolate": (lambda v: 0.0 < v <= 1.0, "the fraction must be above 0 and at most 1"),
     "bptt": (lambda v: v is None or v >= 2, "a chunk needs at least 2 frames"),
     "max_batches": (lambda v: v is None or v >= 1, "a cap needs at least 1 batch (none: no cap)"),
     "val_batches": (lambda v: v is None or v >= 1, "a cap needs at least 1 batch (none: no cap)"),

@@ -196,6 +196,27 @@ def ego_states(source: str) -> str:
     return table([*header, "error m, temporal"], rows)
 
 
+def interpolation_sweep(source: str) -> str:
+    """Val-town mIoU of weights between a stage's start and end (`benchmarks/interpolation_sweep.py --json`), and the
+    drives' blocks where the temporal lead's 95% interval is above 0."""
+    rows = [
+        [
+            f,
+            *(fmt(r[part][mode]) for part in ("clips", "drives") for mode in ("per_frame", "temporal")),
+            f"{r['drives']['blocks_lead_above_0']} of {r['drives']['blocks']}",
+        ]
+        for f, r in lookup(source, "fractions").items()
+    ]
+    header = [
+        "fraction",
+        "val clips, per-frame",
+        "val clips, temporal",
+        "val drives, per-frame",
+        "val drives, temporal",
+    ]
+    return table([*header, "blocks with a sure temporal lead"], rows)
+
+
 def agent(source: str) -> str:
     """Three table cells from an `agents.evaluate` JSON: route completion, collisions / km (over km), driving score."""
     s = load(source)
@@ -310,6 +331,7 @@ MACROS: dict[str, Callable[..., str]] = {
         horizon,
         long_drives,
         ego_states,
+        interpolation_sweep,
         agent,
         leaderboard,
         weights_card,

@@ -97,6 +97,13 @@ def test_recipes_train_the_memory_through_whole_drives(preset: str, profile: str
     assert cfg.window_problems() == []
 
 
+@pytest.mark.parametrize("profile", ["default", "smoke"])
+def test_lite_recipe_ends_only_its_seq_stage_between_start_and_training(profile: str) -> None:
+    stages = default_config("lite", profile).stages
+    assert [s.interpolate < 1 for s in stages] == [False, False, False, True]
+    assert 0 < stages[-1].interpolate
+
+
 def test_seq_stage_without_pose_loss_keeps_the_ego_filter(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     cfg = default_config("lite", "smoke")
     cfg.stages = [dataclasses.replace(cfg.stage("seq"), max_batches=1)]

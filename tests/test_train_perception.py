@@ -208,6 +208,7 @@ def test_broken_clip_is_named(
         (["--bptt", "1"], "--bptt 1"),
         (["--zoom", "0.5"], "--zoom 0.5"),
         (["--clutter", "0.25,0.25,0.25,1.5"], "at most 1"),
+        (["--interpolate", "seq=0"], "--interpolate seq=0: the fraction must be above 0"),
         (["--frames", "7", "--window", "12"], "12-frame window is longer"),
     ],
 )

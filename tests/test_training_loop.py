@@ -1,4 +1,5 @@
-"""The curriculum loop's pieces: which checkpoint a run starts from, validation scores, stopping and resuming a stage."""
+"""The curriculum loop's pieces: which checkpoint a run starts from, validation scores, stopping and resuming a stage,
+ending a stage between its start and its training."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from perception.training.loop import (
     StageResult,
     Validation,
     check_inputs,
+    interpolate_weights,
     run_stage,
     starting_checkpoint,
 )
@@ -103,3 +105,44 @@ def test_stage_stops_after_its_epoch_budget_and_resumes(smoke_data: Path, tmp_pa
     assert best["whole"] == best["split"]
     for k, v in final["whole"].items():
         assert torch.equal(v, final["split"][k]), k
+
+
+def test_interpolate_weights_moves_floats_and_keeps_counts() -> None:
+    start = {"w": torch.tensor([0.0, 2.0]), "n": torch.tensor(3)}
+    end = {"w": torch.tensor([4.0, 6.0]), "n": torch.tensor(5)}
+    mixed = interpolate_weights(start, end, 0.25)
+    assert torch.equal(mixed["w"], torch.tensor([1.0, 3.0])) and mixed["n"].item() == 5
+    assert torch.equal(interpolate_weights(start, end, 1.0)["w"], end["w"])
+
+
+def _seg_stage_run(data: Path, folder: Path, interpolate: float, budgets: list[int | None]) -> tuple[dict, dict]:
+    """The smoke profile's seg stage for 2 epochs, run in calls of `budgets` epochs (resuming from its checkpoint);
+    returns the model's state before and after."""
+    cfg = default_config("lite", "smoke")
+    stage = cfg.stage("seg")
+    stage.epochs, stage.lr, stage.interpolate = 2, 1e-2, interpolate
+    cfg.stages = [stage]
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.preset)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ctx = RunContext(cfg, data, folder, torch.device("cpu"), Dist(), None, None, lambda _: None, {"data": {}})
+    ckpt = None
+    for budget in budgets:
+        run_stage(model, stage, ctx, ckpt, [], budget)
+        ckpt = torch.load(ctx.folder / CHECKPOINT_FILE, weights_only=True)
+    assert "stage_start" not in ckpt  # only a stage in progress carries its start
+    return before, model.state_dict()
+
+
+def test_interpolated_stage_ends_between_its_start_and_its_training_also_when_resumed(
+    smoke_data: Path, tmp_path: Path, one_thread
+) -> None:
+    before, trained = _seg_stage_run(smoke_data, tmp_path / "full", 1.0, [None])
+    _, half = _seg_stage_run(smoke_data, tmp_path / "half", 0.5, [None])
+    _, resumed = _seg_stage_run(smoke_data, tmp_path / "resumed", 0.5, [1, None])
+    moved = [k for k, v in trained.items() if v.is_floating_point() and not torch.equal(v, before[k])]
+    assert moved
+    for k in moved:
+        torch.testing.assert_close(half[k], (before[k] + trained[k]) / 2)
+    for k, v in half.items():
+        assert torch.equal(v, resumed[k]), k

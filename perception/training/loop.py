@@ -271,6 +271,20 @@ class StageResult(NamedTuple):
     finished: bool
 
 
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state (parameters and buffers) that later training does not change."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def interpolate_weights(
+    start: dict[str, torch.Tensor], end: dict[str, torch.Tensor], fraction: float
+) -> dict[str, torch.Tensor]:
+    """`start + fraction x (end - start)` for every floating-point tensor, the others (BatchNorm's batch counts) as in
+    `end`: a weight-space ensemble of a model before and after fine-tuning, which keeps much of what the fine-tuning
+    gained on its own data and of what the model knew before (WiSE-FT, Wortsman et al. 2022)."""
+    return {k: torch.lerp(start[k], v, fraction) if v.is_floating_point() else v for k, v in end.items()}
+
+
 def stage_loaders(
     data: Path | ClipStore, stage: StageConfig, workers: int, longest: int | None, seed: int, d: Dist
 ) -> tuple[DistributedSampler[Any] | EqualLengthBatches, DataLoader, DataLoader]:
@@ -325,6 +339,8 @@ class StageRun:
         )
         self.step = 0
         self.best: Best | None = None
+        # With `interpolate` < 1 the stage ends between the weights it starts from and those it trains.
+        self.start = snapshot(model) if stage.interpolate < 1 else None
 
     def resume_from(self, ckpt: dict[str, Any]) -> int:
         """Restore the optimizer, scheduler, step count and best epoch from this stage's checkpoint (and best.pt);
@@ -339,6 +355,13 @@ class StageRun:
                 self.ctx.folder / CHECKPOINT_FILE,
                 f"its optimizer state does not fit stage {stage.name!r} ({type(err).__name__}: {err})",
             ) from None
+        if self.start is not None:
+            if "stage_start" not in ckpt:
+                raise damaged(
+                    self.ctx.folder / CHECKPOINT_FILE,
+                    f"it lacks the weights stage {stage.name!r} started from, which --interpolate needs",
+                )
+            self.start = ckpt["stage_start"]
         kept = load_checkpoint(self.ctx.folder, BEST_FILE)
         if stage.keep_best and kept is not None and kept["stage"] == stage.name and kept["epoch"] <= start:
             self.best = Best(kept["score"], kept["epoch"], kept["model"])
@@ -436,7 +459,7 @@ class StageRun:
         and write them to best.pt (rank 0)."""
         if not self.stage.keep_best or (self.best is not None and not is_better(score, self.best.score, self.higher)):
             return
-        self.best = Best(score, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        self.best = Best(score, epoch, snapshot(self.model))
         if self.ctx.d.main:
             save_checkpoint(
                 self.ctx.folder,
@@ -478,6 +501,14 @@ class StageRun:
                 f"{self.stage.name}: keeping epoch {self.best.epoch} (val {self.metric} {self.best.score:.4f})"
             )
 
+    def end_interpolated(self) -> None:
+        """At the end of the stage, with `interpolate` < 1, move the weights back towards those it started from."""
+        if self.start is not None:
+            self.model.load_state_dict(interpolate_weights(self.start, self.model.state_dict(), self.stage.interpolate))
+            self.ctx.log(
+                f"{self.stage.name}: ending {self.stage.interpolate:g} of the way from its start to its training"
+            )
+
     def save_checkpoint(self, epoch: int, last: bool) -> None:
         """The training state after epoch `epoch` (1-based) to last.pt, and at the stage's end also to
         after_<stage>.pt (rank 0); then every rank waits for it."""
@@ -493,6 +524,7 @@ class StageRun:
                     "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict(),
                     "completed": self.completed + ([name] if last else []),
+                    **({"stage_start": self.start} if self.start is not None and not last else {}),
                     "config": json.dumps(ctx.cfg.to_dict()),
                     **ctx.identity,
                 },
@@ -525,8 +557,9 @@ def run_stage(
         run.keep_if_best(score, epoch + 1)
         run.report(epoch, train_means, val, time.time() - t0)
         last = epoch + 1 == stage.epochs
-        if last:  # the stage ends with its best validation epoch's weights
+        if last:  # the stage ends with its best validation epoch's weights, interpolated when asked
             run.end_with_best(epoch + 1)
+            run.end_interpolated()
         run.save_checkpoint(epoch + 1, last)
     return StageResult(max(stage.epochs - start, 0), finished=True)
 

@@ -1,0 +1,115 @@
+"""Weights between a stage's start and its end, scored on the validation town: for choosing `--interpolate`.
+
+    python benchmarks/interpolation_sweep.py --start runs/v7/checkpoints/after_ego.pt --end runs/v7/weights \
+        --data DIR --fractions 0,0.3,0.5,0.7,1 --json sweep.json --save runs/v7_sweep
+
+For each fraction F, the weights `start + F x (end - start)` (what `train_perception --interpolate` makes at
+a stage's end, `perception.training.loop.interpolate_weights`) are scored on the validation split of `DIR`
+(the training run's recordings), so that the fraction is chosen without the test town: temporal and
+per-frame mIoU on its clips of at most `--clip-frames` frames, and on its long drives (the longer
+recordings) overall and per block, with the number of blocks where the temporal model's lead has a 95%
+interval above 0. `--start` and `--end` are weights folders or training checkpoints (`OUT/checkpoints/*.pt`);
+`--save DIR` also writes each fraction's weights to DIR/F<fraction> (for `evaluate_perception`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from perception.data import ClipStore
+from perception.models import PerceptionPipeline
+from perception.training.checkpoint import load_checkpoint, restore_model
+from perception.training.evaluation import evaluate
+from perception.training.long_drives import evaluate_long_drives
+from perception.training.loop import interpolate_weights
+from perception.weights import load_weights, read_weights_config, save_weights
+
+
+def state_of(path: Path, model: PerceptionPipeline) -> dict[str, torch.Tensor]:
+    """The weights in a weights folder or a training checkpoint, checked against `model`'s network."""
+    if path.is_dir():
+        return {k: v.clone() for k, v in load_weights(path, model=model).state_dict().items()}
+    ckpt = load_checkpoint(path.parent, path.name)
+    if ckpt is None:
+        raise SystemExit(f"error: {path} does not exist")
+    restore_model(model, ckpt, path)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def score(model: PerceptionPipeline, clips: list, drives: list) -> dict[str, dict[str, float]]:
+    """Both modes' mIoU on the short clips and on the drives, and the drives' blocks with a sure temporal lead."""
+    clean = evaluate(model, clips, corruptions=())["results"]["clean"]
+    section = evaluate_long_drives(model, drives)
+    blocks = section["blocks"]
+    return {
+        "clips": {m: clean[m]["miou"] for m in ("per_frame", "temporal")},
+        "drives": {
+            **{m: section["overall"][m]["miou"] for m in ("per_frame", "temporal")},
+            "blocks": len(blocks),
+            "blocks_lead_above_0": sum(b["temporal_vs_per_frame"]["miou_ci95"][0] > 0 for b in blocks),
+        },
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--start", type=Path, required=True, help="weights or checkpoint the stage started from")
+    p.add_argument("--end", type=Path, required=True, help="weights or checkpoint the stage trained")
+    p.add_argument("--data", type=Path, required=True, help="the training run's recordings (its val split is used)")
+    p.add_argument("--fractions", default="0,0.3,0.5,0.7,1", help="comma-separated, each in [0, 1]")
+    p.add_argument("--clip-frames", type=int, default=20, help="recordings up to this long are clips, longer drives")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--save", type=Path, help="also write each fraction's weights folder under this folder")
+    args = p.parse_args()
+    try:
+        fractions = [float(f) for f in args.fractions.split(",")]
+    except ValueError:
+        p.error(f"--fractions {args.fractions}: not comma-separated numbers")
+    if not all(0.0 <= f <= 1.0 for f in fractions):
+        p.error(f"--fractions {args.fractions}: each must be in [0, 1]")
+
+    folder = next((x for x in (args.end, args.start) if x.is_dir()), None)
+    if folder is None:
+        p.error("--start or --end must be a weights folder: its config.json names the network")
+    model = load_weights(folder).eval()
+    config = read_weights_config(folder)
+    start, end = state_of(args.start, model), state_of(args.end, model)
+    recordings = ClipStore(args.data).clips(split="val")
+    clips = [c for c in recordings if len(c) <= args.clip_frames]
+    drives = [c for c in recordings if len(c) > args.clip_frames]
+    if not clips or not drives:
+        p.error(f"{args.data}: the val split needs clips of at most {args.clip_frames} frames and longer drives")
+
+    results = {}
+    for f in fractions:
+        model.load_state_dict(interpolate_weights(start, end, f))
+        if args.save:
+            save_weights(
+                model,
+                args.save / f"F{f:g}",
+                training_data=config.get("training_data"),
+                input_size=tuple(config["input_size"]),
+                extra={"interpolated": {"start": str(args.start), "end": str(args.end), "fraction": f}},
+            )
+        results[f"{f:g}"] = score(model, clips, drives)
+        print(f"F={f:g}: " + json.dumps(results[f"{f:g}"]), flush=True)
+
+    if args.json:
+        out = {
+            "start": str(args.start),
+            "end": str(args.end),
+            "data": str(args.data),
+            "val_clips": len(clips),
+            "val_drives": len(drives),
+            "fractions": results,
+            "command": config.get("extra", {}).get("command"),
+        }
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
