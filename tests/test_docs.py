@@ -44,7 +44,7 @@ def test_relative_links_resolve_and_no_spec_references(path: Path) -> None:
 def test_readme_headline_figures_match_the_result_files() -> None:
     text = README.read_text()
     report = json.loads((ROOT / "docs/results/lite_report.json").read_text())["results"]["clean"]
-    agent = json.loads((ROOT / "docs/results/agents/gppo_lite_v5_test.json").read_text())
+    agent = json.loads((ROOT / "docs/results/agents/bundled_lite_test30.json").read_text())
     expected = [
         f"mIoU {report['temporal']['miou']:.3f}",
         f"AbsRel {report['temporal']['depth']['abs_rel']:.3f}",
@@ -52,7 +52,8 @@ def test_readme_headline_figures_match_the_result_files() -> None:
         f"{report['temporal']['ego_motion']['translation_error_m']:.3f} vs "
         f"{report['per_frame']['ego_motion']['translation_error_m']:.3f} m",
         f"{100 * agent['route_completion']:.1f}% route completion",
-        f"over {agent['distance_km']:.2f} km",
+        f"{agent['collisions_per_km']:.2f} collisions/km",
+        f"driving score {agent['driving_score']:.3f}",
     ]
     for figure in expected:
         assert figure in text, f"README should quote {figure!r} from the result files"
