@@ -25,19 +25,19 @@ from perception.models import PerceptionPipeline
 from perception.training.checkpoint import load_checkpoint, restore_model
 from perception.training.evaluation import evaluate
 from perception.training.long_drives import evaluate_long_drives
-from perception.training.loop import interpolate_weights
+from perception.training.loop import interpolate_weights, snapshot
 from perception.weights import load_weights, read_weights_config, save_weights
 
 
 def state_of(path: Path, model: PerceptionPipeline) -> dict[str, torch.Tensor]:
     """The weights in a weights folder or a training checkpoint, checked against `model`'s network."""
     if path.is_dir():
-        return {k: v.clone() for k, v in load_weights(path, model=model).state_dict().items()}
+        return snapshot(load_weights(path, model=model))
     ckpt = load_checkpoint(path.parent, path.name)
     if ckpt is None:
         raise SystemExit(f"error: {path} does not exist")
     restore_model(model, ckpt, path)
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return snapshot(model)
 
 
 def score(model: PerceptionPipeline, clips: list, drives: list) -> dict[str, dict[str, float]]:

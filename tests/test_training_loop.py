@@ -24,6 +24,7 @@ from perception.training.loop import (
     check_inputs,
     interpolate_weights,
     run_stage,
+    snapshot,
     starting_checkpoint,
 )
 
@@ -78,30 +79,39 @@ def test_check_inputs_names_bad_stages(stages: list[str], needle: str, tmp_path:
         check_inputs(cfg, tmp_path)
 
 
+def _seg_stage(
+    data: Path, out: Path, budgets: list[int | None], interpolate: float = 1.0
+) -> tuple[dict, dict, list[StageResult], dict]:
+    """The smoke profile's seg stage for 2 epochs at a high learning rate, run in calls of `budgets` epochs, each
+    resuming from the checkpoint the call before left; returns the weights before and after, each call's result
+    and the last checkpoint."""
+    cfg = default_config("lite", "smoke")
+    stage = cfg.stage("seg")
+    stage.epochs, stage.lr, stage.interpolate = 2, 1e-2, interpolate
+    cfg.stages = [stage]
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.preset)
+    before = snapshot(model)
+    ctx = RunContext(cfg, data, out, torch.device("cpu"), Dist(), None, None, lambda _: None, {"data": {}})
+    ckpt, results = None, []
+    for budget in budgets:
+        results.append(run_stage(model, stage, ctx, ckpt, [], budget))
+        ckpt = torch.load(ctx.folder / CHECKPOINT_FILE, weights_only=True)
+    return before, model.state_dict(), results, ckpt
+
+
 def test_stage_stops_after_its_epoch_budget_and_resumes(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """A 2-epoch seg stage given 1 epoch stops unfinished after it; resumed from its checkpoint it trains the other
     one, restoring the step count, and ends with the same weights and best epoch as an uninterrupted stage."""
-    cfg = default_config("lite", "smoke")
-    stage = cfg.stage("seg")
-    stage.epochs, stage.lr = 2, 1e-2
-    cfg.stages = [stage]
     final, best = {}, {}
     for name, budgets in (("whole", [None]), ("split", [1, None])):
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg.preset)
-        ctx = RunContext(
-            cfg, smoke_data, tmp_path / name, torch.device("cpu"), Dist(), None, None, lambda _: None, {"data": {}}
-        )
-        ckpt, results = None, []
-        for budget in budgets:
-            results.append(run_stage(model, stage, ctx, ckpt, [], budget))
-            ckpt = torch.load(ctx.folder / CHECKPOINT_FILE, weights_only=True)
+        _, final[name], results, ckpt = _seg_stage(smoke_data, tmp_path / name, budgets)
         expected = [StageResult(2, True)] if budgets == [None] else [StageResult(1, False), StageResult(1, True)]
         assert results == expected
         assert (ckpt["epoch"], ckpt["step"], ckpt["completed"]) == (2, 4, ["seg"])  # 2 batches per epoch
-        assert (ctx.folder / stage_checkpoint_file("seg")).is_file()
-        final[name] = model.state_dict()
-        best[name] = torch.load(ctx.folder / BEST_FILE, weights_only=True)["epoch"]
+        folder = tmp_path / name / "checkpoints"
+        assert (folder / stage_checkpoint_file("seg")).is_file()
+        best[name] = torch.load(folder / BEST_FILE, weights_only=True)["epoch"]
     assert best["whole"] == best["split"]
     for k, v in final["whole"].items():
         assert torch.equal(v, final["split"][k]), k
@@ -115,31 +125,13 @@ def test_interpolate_weights_moves_floats_and_keeps_counts() -> None:
     assert torch.equal(interpolate_weights(start, end, 1.0)["w"], end["w"])
 
 
-def _seg_stage_run(data: Path, folder: Path, interpolate: float, budgets: list[int | None]) -> tuple[dict, dict]:
-    """The smoke profile's seg stage for 2 epochs, run in calls of `budgets` epochs (resuming from its checkpoint);
-    returns the model's state before and after."""
-    cfg = default_config("lite", "smoke")
-    stage = cfg.stage("seg")
-    stage.epochs, stage.lr, stage.interpolate = 2, 1e-2, interpolate
-    cfg.stages = [stage]
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.preset)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    ctx = RunContext(cfg, data, folder, torch.device("cpu"), Dist(), None, None, lambda _: None, {"data": {}})
-    ckpt = None
-    for budget in budgets:
-        run_stage(model, stage, ctx, ckpt, [], budget)
-        ckpt = torch.load(ctx.folder / CHECKPOINT_FILE, weights_only=True)
-    assert "stage_start" not in ckpt  # only a stage in progress carries its start
-    return before, model.state_dict()
-
-
 def test_interpolated_stage_ends_between_its_start_and_its_training_also_when_resumed(
     smoke_data: Path, tmp_path: Path, one_thread
 ) -> None:
-    before, trained = _seg_stage_run(smoke_data, tmp_path / "full", 1.0, [None])
-    _, half = _seg_stage_run(smoke_data, tmp_path / "half", 0.5, [None])
-    _, resumed = _seg_stage_run(smoke_data, tmp_path / "resumed", 0.5, [1, None])
+    before, trained, _, _ = _seg_stage(smoke_data, tmp_path / "full", [None])
+    _, half, _, half_ckpt = _seg_stage(smoke_data, tmp_path / "half", [None], interpolate=0.5)
+    _, resumed, _, resumed_ckpt = _seg_stage(smoke_data, tmp_path / "resumed", [1, None], interpolate=0.5)
+    assert "stage_start" not in half_ckpt and "stage_start" not in resumed_ckpt  # only a stage in progress has it
     moved = [k for k, v in trained.items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert moved
     for k in moved:
