@@ -47,6 +47,7 @@ from perception.training import (
     default_config,
     train,
 )
+from perception.training.checkpoint import run_seconds
 from perception.training.long_drives import LongDriveConfig
 from perception.training.report import report_text, write_report
 from perception.weights import save_weights
@@ -335,12 +336,14 @@ def main(argv: list[str] | None = None) -> int:
             init_from=args.init_from,
             stop_after_epochs=args.stop_after_epochs,
             log=log_line if rank == 0 else (lambda _: None),
+            started=t0,
         )
     except (ClipFormatError, TrainingError, ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
     if rank != 0:
         return 0
-    train_s = time.time() - t0
+    total = run_seconds(args.out / "checkpoints")  # over every call of a resumed run
+    train_s = time.time() - t0 if total is None else total
     description = data_description(store, data, args.backend if args.data is None else None)
     extra = {
         "train_config": cfg.to_dict(),

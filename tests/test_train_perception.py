@@ -59,7 +59,8 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
 
 
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
-    """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights."""
+    """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights,
+    and its weights' `train_seconds` counts the time before the stop too."""
     common = [
         "--profile",
         "smoke",
@@ -78,7 +79,12 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "5"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
     assert (ckpt["stage"], ckpt["epoch"]) == ("seq", 1)
+    assert 0 < ckpt["seconds"] < 600
+    ckpt["seconds"] = 10_000.0  # as if the calls before had taken that long
+    torch.save(ckpt, tmp_path / "b" / "checkpoints" / "last.pt")
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--resume"]) == 0
+    config = json.loads((tmp_path / "b" / "weights" / "config.json").read_text())
+    assert 10_000 < config["extra"]["train_seconds"] < 10_600
     a = load_file(str(tmp_path / "a" / "weights" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "weights" / "model.safetensors"))
     assert a.keys() == b.keys()

@@ -90,6 +90,13 @@ def load_checkpoint(folder: str | Path, name: str = CHECKPOINT_FILE) -> dict[str
     return state
 
 
+def run_seconds(folder: str | Path) -> float | None:
+    """The wall time of the run whose checkpoints are in `folder` at its last checkpoint, summed over the calls of a
+    resumed run; None without a checkpoint or for one written before checkpoints kept it."""
+    state = load_checkpoint(folder)
+    return None if state is None or "seconds" not in state else float(state["seconds"])
+
+
 def restore_model(model: torch.nn.Module, state: dict[str, Any], path: str | Path) -> None:
     """Load a checkpoint's model weights into `model`; tensors of another network raise `CheckpointError`."""
     try:

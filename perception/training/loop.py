@@ -237,6 +237,13 @@ class RunContext:
     weights: torch.Tensor | None
     log: Callable[[str], None]
     identity: dict[str, Any]
+    started: float = 0.0
+    seconds_before: float = 0.0
+
+    def seconds(self) -> float:
+        """The run's wall time so far: since `started` (this call's start, `time.time()`), plus the seconds the
+        calls before a resume had taken."""
+        return self.seconds_before + time.time() - self.started
 
     @property
     def folder(self) -> Path:
@@ -526,6 +533,7 @@ class StageRun:
                     "completed": self.completed + ([name] if last else []),
                     **({"stage_start": self.start} if self.start is not None and not last else {}),
                     "config": json.dumps(ctx.cfg.to_dict()),
+                    "seconds": ctx.seconds(),
                     **ctx.identity,
                 },
                 (CHECKPOINT_FILE, stage_checkpoint_file(name)) if last else (CHECKPOINT_FILE,),
@@ -623,6 +631,7 @@ def train(
     init_from: str | Path | None = None,
     stop_after_epochs: int | None = None,
     log: Callable[[str], None] = print,
+    started: float | None = None,
 ) -> PerceptionPipeline:
     """Run the configured stages on the clips in `data` (split train; val drives the scheduler); returns the model.
 
@@ -632,7 +641,10 @@ def train(
     else last.pt). `init_from` (a weights folder) starts the first stage from those weights instead: fine-tuning
     later stages of bundled weights with other data or settings; `resume` still wins once the run has a checkpoint.
     `stop_after_epochs` ends the run after that many epochs in this call (used to test resuming).
+    `started` (`time.time()`, default now) is when this call's work began, e.g. before recording the clips: every
+    checkpoint keeps the run's wall time since then plus that of the calls before a resume (`run_seconds`).
     """
+    started = time.time() if started is None else started
     data, out_dir = Path(data), Path(out_dir)
     device = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     d = setup_distributed(device)
@@ -661,7 +673,8 @@ def train(
     weights = None
     if cfg.class_weighted:
         weights = class_weights(ClipWindows(store, window=1, split="train")).to(device)
-    ctx = RunContext(cfg, data, out_dir, device, d, writer, weights, log, identity)
+    before = float(ckpt.get("seconds", 0.0)) if resume and ckpt is not None else 0.0
+    ctx = RunContext(cfg, data, out_dir, device, d, writer, weights, log, identity, started, before)
     try:
         run_curriculum(model, ctx, ckpt if resume else None, stop_after_epochs)
     finally:
