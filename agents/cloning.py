@@ -10,8 +10,9 @@ from typing import cast
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
-from torch.distributions import Distribution
 
 from carla_gym.env.contracts import controls_to_actions
 
@@ -19,6 +20,16 @@ from carla_gym.env.contracts import controls_to_actions
 def expert_actions(vec: VecEnv) -> np.ndarray:
     """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state."""
     return controls_to_actions(vec.env_method("autopilot_control"))
+
+
+def mean_action_and_value(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The policy's mean action (the deterministic one) and its value estimate for a batch of observations, with
+    one pass of a shared features extractor (`get_distribution` and `predict_values` run it once each)."""
+    features = policy.extract_features(obs)
+    pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+    mean = policy.action_net(policy.mlp_extractor.forward_actor(pi_features))
+    value = policy.value_net(policy.mlp_extractor.forward_critic(vf_features))
+    return mean, value.flatten()
 
 
 def fit(
@@ -33,7 +44,7 @@ def fit(
     """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
 
     Returns the mean action and value losses of the last epoch (value 0 without returns)."""
-    policy = model.policy
+    policy = cast(ActorCriticPolicy, model.policy)
     policy.set_training_mode(True)
     n = len(labels)
     rng = np.random.default_rng(0)
@@ -44,13 +55,11 @@ def fit(
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             obs = policy.obs_to_tensor({k: v[idx] for k, v in observations.items()})[0]
-            mean = cast(Distribution, policy.get_distribution(obs).distribution).mean  # one distribution, not a list
+            mean, value = mean_action_and_value(policy, obs)
             a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
             v_loss = torch.zeros((), device=policy.device)
             if returns is not None:
-                v_loss = torch.nn.functional.mse_loss(
-                    policy.predict_values(obs).flatten(), torch.as_tensor(returns[idx], device=policy.device)
-                )
+                v_loss = torch.nn.functional.mse_loss(value, torch.as_tensor(returns[idx], device=policy.device))
             loss = a_loss + value_weight * v_loss
             policy.optimizer.zero_grad()
             loss.backward()

@@ -9,11 +9,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import agents
-from agents import evaluate, imitation, train_ppo, training
+from agents import cloning, evaluate, imitation, train_ppo, training
 from agents.features import PerceptionExtractor
 from agents.training import latest_checkpoint
 from carla_gym.env import observation_space
@@ -273,6 +274,22 @@ def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     last, value_loss = imitation.fit(model, obs, labels, returns, epochs=60, batch_size=64)
     assert last < 0.5 * first
     assert value_loss < 25.0 / 2  # the value head moved from ~0 towards returns of ~5
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_mean_action_and_value_match_sb3s_separate_passes(shared: bool) -> None:
+    """One pass of the features extractor gives SB3's deterministic action and value, shared extractor or not."""
+    space = observation_space((40, 80))
+    space.seed(1)
+    env = DummyVecEnv([lambda: _SpaceOnlyEnv(space)])
+    kwargs = {**training.policy_kwargs(training.LOG_STD_INIT), "share_features_extractor": shared}
+    policy = PPO("MultiInputPolicy", env, seed=0, device="cpu", policy_kwargs=kwargs).policy
+    obs = policy.obs_to_tensor({k: np.stack([v.sample() for _ in range(5)]) for k, v in space.spaces.items()})[0]
+    with torch.no_grad():
+        mean, value = cloning.mean_action_and_value(policy, obs)
+        torch.testing.assert_close(mean, policy.get_distribution(obs).distribution.mean)
+        torch.testing.assert_close(value, policy.predict_values(obs).flatten())
+        assert mean.shape == (5, 2) and value.shape == (5,)
 
 
 class _SpaceOnlyEnv(gym.Env):
