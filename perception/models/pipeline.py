@@ -55,22 +55,9 @@ class PerceptionPipeline(nn.Module):
         super().__init__()
         self.config = config
         self.num_classes = num_classes
-        c = config
-        self.geometry_filter = GeometryFilter(
-            c.backbone,
-            num_classes,
-            c.seg_head,
-            c.embed_channels,
-            c.hidden_channels,
-            c.gru_kernel,
-            c.skip_names,
-            c.decoder_widths,
-            c.decoder_reduce_kernel,
-            c.seg_inter_channels,
-            c.decoder_convs_per_stage,
-        )
+        self.geometry_filter = GeometryFilter(num_classes=num_classes, **config.geometry_filter_kwargs())
         self.ego_motion_filter = EgoMotionFilter(
-            self.geometry_filter.embed_channels, c.motion_channels, c.motion_strides, c.ego_gru_hidden
+            self.geometry_filter.embed_channels, config.motion_channels, config.motion_strides, config.ego_gru_hidden
         )
 
     @property

@@ -52,6 +52,12 @@ class PresetConfig:
     motion_strides: tuple[int, ...] = (2, 2, 2)
     ego_gru_hidden: int = 128
 
+    def geometry_filter_kwargs(self) -> dict[str, Any]:
+        """The `GeometryFilter` arguments this preset fixes (all but `num_classes`)."""
+        names = ("backbone", "seg_head", "embed_channels", "hidden_channels", "gru_kernel", "skip_names")
+        names += ("decoder_widths", "decoder_reduce_kernel", "seg_inter_channels", "decoder_convs_per_stage")
+        return {n: getattr(self, n) for n in names}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (tuples become lists)."""
         return dataclasses.asdict(self)
@@ -126,19 +132,7 @@ def build_geometry_filter(
     """The preset's `GeometryFilter` alone."""
     c = get_preset(preset, **overrides)
     with _on(device):
-        return GeometryFilter(
-            c.backbone,
-            num_classes,
-            c.seg_head,
-            c.embed_channels,
-            c.hidden_channels,
-            c.gru_kernel,
-            c.skip_names,
-            c.decoder_widths,
-            c.decoder_reduce_kernel,
-            c.seg_inter_channels,
-            c.decoder_convs_per_stage,
-        )
+        return GeometryFilter(num_classes=num_classes, **c.geometry_filter_kwargs())
 
 
 def build_ego_motion_filter(
