@@ -111,7 +111,7 @@ def plot_curves(
     if title:
         axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend()
+    axes.legend(loc="lower right", fontsize="small")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
