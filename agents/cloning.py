@@ -5,8 +5,6 @@ Shared by `agents.imitation` (DAgger) and `agents.guided_ppo` (PPO with an imita
 
 from __future__ import annotations
 
-from typing import cast
-
 import numpy as np
 import torch
 from stable_baselines3 import PPO
@@ -44,7 +42,7 @@ def fit(
     """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
 
     Returns the mean action and value losses of the last epoch (value 0 without returns)."""
-    policy = cast(ActorCriticPolicy, model.policy)
+    policy = model.policy
     policy.set_training_mode(True)
     n = len(labels)
     rng = np.random.default_rng(0)

@@ -54,8 +54,18 @@ class PresetConfig:
 
     def geometry_filter_kwargs(self) -> dict[str, Any]:
         """The `GeometryFilter` arguments this preset fixes (all but `num_classes`)."""
-        names = ("backbone", "seg_head", "embed_channels", "hidden_channels", "gru_kernel", "skip_names")
-        names += ("decoder_widths", "decoder_reduce_kernel", "seg_inter_channels", "decoder_convs_per_stage")
+        names = (
+            "backbone",
+            "seg_head",
+            "embed_channels",
+            "hidden_channels",
+            "gru_kernel",
+            "skip_names",
+            "decoder_widths",
+            "decoder_reduce_kernel",
+            "seg_inter_channels",
+            "decoder_convs_per_stage",
+        )
         return {n: getattr(self, n) for n in names}
 
     def to_dict(self) -> dict[str, Any]:
