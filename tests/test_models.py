@@ -80,6 +80,17 @@ def test_geometry_filter_window_shapes_and_depth_scale(lite):
     assert (out["depth"] >= MIN_DEPTH_M).all() and (out["depth"] <= MAX_DEPTH_M).all()
 
 
+def test_channels_last_encoding_keeps_the_values(lite):
+    """`encode` runs the backbone channels-last for speed; the embedding equals the one from contiguous frames."""
+    gf = lite.geometry_filter.eval()
+    x = torch.randn(2, 3, H, W)
+    with torch.no_grad():
+        emb, feats = gf.encode(x)
+        plain = gf.proj(gf.backbone(x.contiguous())["out"])
+    assert feats["out"].is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(emb, plain, rtol=1e-4, atol=1e-5)
+
+
 def test_log_depth_has_no_final_relu_and_clamps():
     assert isinstance(build_depth_model("lite").depth_decoder.head, torch.nn.Conv2d)
     d = log_depth_to_metres(torch.tensor([-10.0, 0.0, math.log(20.0), 50.0]))
