@@ -109,6 +109,7 @@ def test_stage_stops_after_its_epoch_budget_and_resumes(smoke_data: Path, tmp_pa
         expected = [StageResult(2, True)] if budgets == [None] else [StageResult(1, False), StageResult(1, True)]
         assert results == expected
         assert (ckpt["epoch"], ckpt["step"], ckpt["completed"]) == (2, 4, ["seg"])  # 2 batches per epoch
+        assert 0.0 < ckpt["seconds"] < 3600.0  # the run's wall time, counted from the context's creation
         folder = tmp_path / name / "checkpoints"
         assert (folder / stage_checkpoint_file("seg")).is_file()
         best[name] = torch.load(folder / BEST_FILE, weights_only=True)["epoch"]

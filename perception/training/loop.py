@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -237,7 +237,7 @@ class RunContext:
     weights: torch.Tensor | None
     log: Callable[[str], None]
     identity: dict[str, Any]
-    started: float = 0.0
+    started: float = field(default_factory=time.time)
     seconds_before: float = 0.0
 
     def seconds(self) -> float:
