@@ -35,7 +35,15 @@ from carla_gym.cli import HelpFormatter, deprecated_alias
 from .cloning import expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
 from .policy_files import save_policy
-from .training import add_world_arguments, env_config, init_from_error, init_policy, new_model, policy_metadata
+from .training import (
+    add_init_from_arguments,
+    add_world_arguments,
+    env_config,
+    init_from_error,
+    init_policy_or_exit,
+    new_model,
+    policy_metadata,
+)
 
 
 def drive(
@@ -89,15 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=256)
     add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
-    parser.add_argument(
-        "--init-from", type=Path, default=None, help="continue from this policy folder (its student drives every round)"
-    )
-    parser.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow --init-from to be an SB3 .zip, which is unpickled and runs any code it holds: "
-        "only for files you made or trust",
-    )
+    add_init_from_arguments(parser, "continue from this policy folder (its student drives every round)")
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     return parser
 
@@ -122,11 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     vec.seed(args.seed)
     model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
     if args.init_from is not None:
-        try:
-            init_policy(model, args.init_from, args.device, args.trust_pickle)
-        except (FileNotFoundError, ValueError) as err:
-            vec.close()
-            parser.exit(2, f"error: --init-from: {err}\n")
+        init_policy_or_exit(model, args, vec, parser)
     writer = SummaryWriter(str(args.out / "tb"))
     data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
     started, env_steps = time.perf_counter(), 0

@@ -51,11 +51,12 @@ from .training import (
     DumpTrainLogsCallback,
     SavePolicyCallback,
     TqdmCallback,
+    add_init_from_arguments,
     add_world_arguments,
     env_config,
     has_rich_progress_bar,
     init_from_error,
-    init_policy,
+    init_policy_or_exit,
     latest_checkpoint,
     make_vec_env,
     new_model,
@@ -83,17 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the newest checkpoint in OUT/checkpoints; these SB3 .zip files are "
         "unpickled, which runs any code they hold: resume only from an OUT folder you trust",
     )
-    parser.add_argument(
-        "--init-from",
-        type=Path,
-        default=None,
-        help="start from this policy folder's weights (e.g. one trained on ground-truth perception)",
-    )
-    parser.add_argument(
-        "--trust-pickle",
-        action="store_true",
-        help="allow --init-from to be an SB3 .zip, which is unpickled and runs any code it holds: "
-        "only for files you made or trust",
+    add_init_from_arguments(
+        parser, "start from this policy folder's weights (e.g. one trained on ground-truth perception)"
     )
     parser.add_argument(
         "--log-std-init",
@@ -137,11 +129,7 @@ def build_model(
         env, args.seed, args.device, str(args.out / "tb"), log_std_init=log_std, bc_epochs=args.bc_epochs, **ppo_kwargs
     )
     if args.init_from is not None:
-        try:
-            init_policy(model, args.init_from, args.device, args.trust_pickle)
-        except (FileNotFoundError, ValueError) as err:
-            env.close()
-            parser.exit(2, f"error: --init-from: {err}\n")
+        init_policy_or_exit(model, args, env, parser)
         if args.log_std_init is not None:
             model.policy.log_std.data.fill_(args.log_std_init)
         print(f"policy initialised from {args.init_from}")

@@ -218,6 +218,26 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
+def add_init_from_arguments(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--init-from POLICY` (a policy folder) and `--trust-pickle`, which also lets it be an SB3 .zip."""
+    parser.add_argument("--init-from", type=Path, default=None, help=help)
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow --init-from to be an SB3 .zip, which is unpickled and runs any code it holds: "
+        "only for files you made or trust",
+    )
+
+
+def init_policy_or_exit(model: PPO, args: argparse.Namespace, env: VecEnv, parser: argparse.ArgumentParser) -> None:
+    """`init_policy` from `args.init_from`; one that cannot be loaded closes `env` and exits naming the problem."""
+    try:
+        init_policy(model, args.init_from, args.device, args.trust_pickle)
+    except (FileNotFoundError, ValueError) as err:
+        env.close()
+        parser.exit(2, f"error: --init-from: {err}\n")
+
+
 def init_from_error(source: Path | None, trust_pickle: bool) -> str | None:
     """Why `--init-from source` cannot be used (no such path; an SB3 .zip without `--trust-pickle`), or None."""
     if source is None:
