@@ -85,6 +85,8 @@ def make_env(env_context: Mapping[str, Any], worker_index: int | None = None) ->
 class IndexedEnvRunner(SingleAgentEnvRunner):
     """RLlib's single-agent env runner, building its worlds with `make_env` and its own `worker_index`."""
 
+    config: Any  # RLlib's AlgorithmConfig, set by the base class
+
     def make_env(self) -> None:
         if not getattr(self, "_indexed", False):  # once: the config is RLlib's frozen copy
             self.config = self.config.copy(copy_frozen=False).environment(

@@ -1,13 +1,13 @@
-"""Train the perception pipeline with the four-stage curriculum and evaluate it on the test town.
+"""Train the perception pipeline through its curriculum of stages and evaluate it on the test town.
 
     python -m carla_gym.train_perception                          # lite preset, records its data first
     python -m carla_gym.train_perception --profile smoke --out /tmp/smoke
-    python -m carla_gym.train_perception --data ~/clips --preset full --stages seq --epochs 0,0,0,5
+    python -m carla_gym.train_perception --data ~/clips --preset full --stages seq --epochs seq=5
     python -m carla_gym.train_perception --config runs/perception/weights --seed 1 --out runs/seed1  # a run again
     torchrun --nproc_per_node 2 -m carla_gym.train_perception --data ~/clips
 
 Every field of the training, stage, episode and long-drive configs is a flag (`--help` lists them in groups);
-per-stage flags take one value per stage (`--epochs 10,14,4,8`), stage=value pairs (`--bptt seq=20`) or one value.
+per-stage flags take one value per stage (`--epochs 10,14,4,8,8`), stage=value pairs (`--bptt drive=20`) or one value.
 
 Without --data, clips are recorded with `carla_gym.collect` (train, val and test towns of the
 backend, plus --extra-towns random embedded towns as training data) into a cache folder named after
@@ -15,8 +15,8 @@ the backend, its world version, size, clip length, clip counts and seed, and reu
 train and val towns also get episode-style recordings (`collect --drive episode`: from the first tick,
 stopping at red lights and behind vehicles, starting again): --episode-clips short clips and
 --train-drives long drives of --train-drive-frames frames per town; these are part of the folder's name.
-The per-frame stages read the short clips; the ego stage reads everything; the seq stage trains the
-memory through whole long drives.
+The per-frame stages read the warm-up clips; the ego stage reads everything; the seq stage trains the
+memory on the 20-frame clips and the drive stage through whole long drives.
 The report adds long drives on the test town (--eval-drives of --drive-frames frames, scored per
 --drive-block frames; `perception.training.long_drives`), cached in the `drives` folder beside the clips.
 Outputs in --out: weights/ (model.safetensors + config.json), report.json, pictures/, tb/
@@ -87,7 +87,7 @@ STAGE_FLAGS = PerStageFlags(
     STAGE_NAMES,
     rename={"clutter_p": "--clutter"},
     skip=("name",),
-    single={"window": "the multi-frame stages (ego, seq)", "bptt": "the seq stage"},
+    single={"window": "the multi-frame stages (ego, seq, drive)", "bptt": "the memory stages (seq, drive)"},
     defaults=LITE.stages,
     default_label=PRESET_DEFAULT,
 )
@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     EPISODE_FLAGS.add_to(data)
     stages = p.add_argument_group(
         "stages",
-        f"per-stage settings: one value per stage ({','.join(STAGE_NAMES)}), e.g. --epochs 10,14,4,8; "
-        "stage=value pairs, e.g. --bptt seq=20 --lr ego=1e-4,seq=3e-5; or a single value for every stage "
-        "(--window: the multi-frame stages; --bptt: the seq stage)",
+        f"per-stage settings: one value per stage ({','.join(STAGE_NAMES)}), e.g. --epochs 10,14,4,8,8; "
+        "stage=value pairs, e.g. --bptt drive=20 --lr ego=1e-4,seq=3e-5; or a single value for every stage "
+        "(--window: the multi-frame stages; --bptt: the memory stages)",
     )
     stages.add_argument(
         "--stages", help=f"comma-separated stages to run (default: all of them, {','.join(STAGE_NAMES)})"
@@ -230,7 +230,7 @@ def apply_stage_flags(cfg: TrainConfig, args: argparse.Namespace, parser: argpar
     changed = set()
     for field, given in STAGE_FLAGS.given(args).items():
         for stage in cfg.stages:
-            takes_single = {"window": stage.window > 1, "bptt": stage.name == "seq"}.get(field, True)
+            takes_single = {"window": stage.window > 1, "bptt": stage.memory}.get(field, True)
             sets, value = given.value_for(stage.name, takes_single)
             if not sets:
                 continue
@@ -275,11 +275,16 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
         cfg.episodes = dataclasses.replace(cfg.episodes, **episodes)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
-    seq = next((s for s in cfg.stages if s.name == "seq"), None)
-    if seq is not None and "drive_frames" in episodes and ("seq", "window") not in changed and seq.long_recordings:
-        seq.window = episodes["drive_frames"]
-        if ("seq", "stride") not in changed:
-            seq.stride = seq.window
+    drive = next((s for s in cfg.stages if s.name == "drive"), None)
+    if (
+        drive is not None
+        and "drive_frames" in episodes
+        and ("drive", "window") not in changed
+        and drive.long_recordings
+    ):
+        drive.window = episodes["drive_frames"]
+        if ("drive", "stride") not in changed:
+            drive.stride = drive.window
     problems = cfg.window_problems()
     if problems:
         parser.exit(2, "error: " + "; ".join(problems) + " (see --frames, --train-drive-frames, --window)\n")

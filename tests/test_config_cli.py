@@ -188,29 +188,30 @@ def test_help_groups_and_defaults():
     text = " ".join(train_perception.build_parser().format_help().split())
     for group in ("data:", "stages:", "training:", "report:", "output:"):
         assert group in text
-    assert "(default: the preset's; lite 10,14,4,8)" in text  # --epochs
-    assert "(default: the preset's; lite none,none,none,20)" in text  # --bptt
+    assert "(default: the preset's; lite 10,14,4,8,8)" in text  # --epochs
+    assert "(default: the preset's; lite none,none,none,none,20)" in text  # --bptt
 
 
 def test_stage_flags_by_name_and_any_field():
     cfg = _config("--profile", "smoke", "--bptt", "seq=3", "--keep-best", "seq=true", "--patience", "5")
     seq = cfg.stage("seq")
     assert (seq.bptt, seq.keep_best) == (3, True)
-    assert [s.patience for s in cfg.stages] == [5, 5, 5, 5]
+    assert [s.patience for s in cfg.stages] == [5, 5, 5, 5, 5]
     assert cfg.stage("seg").keep_best is True and cfg.stage("seg").bptt is None
 
 
-def test_train_drive_frames_sets_the_seq_window_unless_window_sets_it():
-    assert _config("--train-drive-frames", "200").stage("seq").window == 200
-    cfg = _config("--train-drive-frames", "200", "--window", "ego=8")  # --window leaves the seq stage alone
-    assert (cfg.stage("seq").window, cfg.stage("seq").stride, cfg.stage("ego").window) == (200, 200, 8)
-    assert _config("--train-drive-frames", "200", "--window", "seq=50").stage("seq").window == 50
+def test_train_drive_frames_sets_the_drive_window_unless_window_sets_it():
+    assert _config("--train-drive-frames", "200").stage("drive").window == 200
+    cfg = _config("--train-drive-frames", "200", "--window", "ego=8")  # --window leaves the drive stage alone
+    assert (cfg.stage("drive").window, cfg.stage("drive").stride, cfg.stage("ego").window) == (200, 200, 8)
+    assert cfg.stage("seq").window == 20  # the seq stage keeps its clip-length window
+    assert _config("--train-drive-frames", "200", "--window", "drive=50").stage("drive").window == 50
 
 
 @pytest.mark.parametrize(
     "argv, needle",
     [
-        (["--epochs=-1,0,0,0"], "--epochs -1,0,0,0: must not be negative"),
+        (["--epochs=-1,0,0,0,0"], "--epochs -1,0,0,0,0: must not be negative"),
         (["--batch-size", "0"], "--batch-size 0: a batch needs at least 1 item"),
         (["--clutter", "seq=1.5"], "--clutter seq=1.5: probabilities must be at most 1"),
         (["--bptt", "seq=1"], "--bptt seq=1: a chunk needs at least 2 frames"),

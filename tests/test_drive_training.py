@@ -1,4 +1,4 @@
-"""Training on long episode drives: which recordings each stage reads, the seq stage's memory-only training,
+"""Training on episode-style recordings: which recordings each stage reads, the drive stage's memory-only training,
 window checks, and the recipe's settings."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 from perception import build_model
 from perception.data import ClipStore, ClipWindows, EqualLengthBatches, mixed_windows
 from perception.training import EpisodeData, StageConfig, default_config, train
+from perception.training.loop import stage_clips
 from perception.training.stages import trainable_parts
 
 
@@ -22,12 +23,13 @@ from perception.training.stages import trainable_parts
 def test_a_part_whose_loss_is_off_stays_frozen(
     pose_weight: float, depth_weight: float, ego_trains: bool, depth_trains: bool
 ) -> None:
-    stage = StageConfig("seq", 1, 1, window=6, pose_weight=pose_weight, depth_weight=depth_weight)
-    parts = trainable_parts(stage)
-    assert ("ego_motion_filter" in parts) is ego_trains
-    assert ("geometry_filter.depth_decoder" in parts) is depth_trains
-    assert "geometry_filter.convgru" in parts  # the memory always trains in the seq stage
-    assert trainable_parts("seq") == trainable_parts(StageConfig("seq", 1, 1, depth_weight=1, pose_weight=1))
+    for name in ("seq", "drive"):
+        stage = StageConfig(name, 1, 1, window=6, pose_weight=pose_weight, depth_weight=depth_weight)
+        parts = trainable_parts(stage)
+        assert ("ego_motion_filter" in parts) is ego_trains
+        assert ("geometry_filter.depth_decoder" in parts) is depth_trains
+        assert "geometry_filter.convgru" in parts  # the memory always trains in the memory stages
+        assert trainable_parts(name) == trainable_parts(StageConfig(name, 1, 1, depth_weight=1, pose_weight=1))
 
 
 def test_longest_keeps_the_short_clips_and_long_windows_come_from_drives(smoke_data: Path) -> None:
@@ -41,6 +43,24 @@ def test_longest_keeps_the_short_clips_and_long_windows_come_from_drives(smoke_d
     assert len(drives) == len(train_clips) - len(short)  # one window per drive, none from the short clips
     with pytest.raises(ValueError, match="of at most 3 frames"):
         ClipWindows(store, window=1, split="train", longest=3)
+
+
+@pytest.mark.parametrize(
+    "stage, episode_style, drives",
+    [("seg", False, False), ("depth", False, False), ("ego", True, True), ("seq", True, False), ("drive", True, True)],
+)
+def test_stages_read_the_recordings_of_their_recipe(
+    stage: str, episode_style: bool, drives: bool, smoke_data: Path
+) -> None:
+    """The per-frame stages read the warm-up clips alone, the seq stage the short clips of both kinds, the ego and
+    drive stages everything."""
+    cfg = default_config("lite", "smoke")
+    s = cfg.stage(stage)
+    clips = stage_clips(ClipStore(smoke_data), s, "train", None if s.long_recordings else cfg.frames)
+    kinds = {(c.meta.extra.get("drive") == "episode", len(c) > cfg.frames) for c in clips}
+    assert (False, False) in kinds  # the warm-up clips, always
+    assert ((True, False) in kinds) is episode_style
+    assert ((True, True) in kinds) is drives
 
 
 def test_mixed_windows_cut_short_windows_from_the_short_clips(smoke_data: Path) -> None:
@@ -77,36 +97,38 @@ def test_window_problems_name_the_stage_and_lengths() -> None:
     cfg = default_config("lite", "smoke")
     assert cfg.window_problems() == []
     cfg.episodes = EpisodeData(drives=0)
-    assert cfg.window_problems() == ["stage 'seq': its 10-frame window is longer than its recordings (7 frames)"]
-    cfg.stage("seq").epochs = 0  # a stage that does not run is not checked
+    assert cfg.window_problems() == ["stage 'drive': its 10-frame window is longer than its recordings (7 frames)"]
+    cfg.stage("drive").epochs = 0  # a stage that does not run is not checked
     assert cfg.window_problems() == []
     cfg = default_config("lite", "smoke")
-    cfg.stage("seq").short_window = 10
+    cfg.stage("drive").short_window = 10
     assert cfg.window_problems() == [
-        "stage 'seq': its short window (10 frames) must be at least 1 and shorter than its window (10 frames)"
+        "stage 'drive': its short window (10 frames) must be at least 1 and shorter than its window (10 frames)"
     ]
 
 
 @pytest.mark.parametrize("preset, profile", [("lite", "default"), ("lite", "smoke")])
-def test_recipes_train_the_memory_through_whole_drives(preset: str, profile: str) -> None:
+def test_recipes_train_the_memory_on_clips_then_through_whole_drives(preset: str, profile: str) -> None:
     cfg = default_config(preset, profile)
-    seq = cfg.stage("seq")
-    assert cfg.episodes.drives > 0 and seq.window == seq.stride == cfg.episodes.drive_frames
-    assert seq.bptt is not None and seq.bptt < seq.window and seq.pose_weight == 0
-    assert [s.long_recordings for s in cfg.stages] == [False, False, True, True]
+    seq, drive = cfg.stage("seq"), cfg.stage("drive")
+    assert seq.window <= cfg.frames and seq.pose_weight > 0 and seq.bptt is None
+    assert cfg.episodes.drives > 0 and drive.window == drive.stride == cfg.episodes.drive_frames
+    assert drive.bptt is not None and drive.bptt < drive.window and drive.pose_weight == 0
+    assert [s.long_recordings for s in cfg.stages] == [False, False, True, False, True]
+    assert [s.episode_recordings for s in cfg.stages] == [False, False, True, True, True]
     assert cfg.window_problems() == []
 
 
 @pytest.mark.parametrize("profile", ["default", "smoke"])
-def test_lite_recipe_ends_only_its_seq_stage_between_start_and_training(profile: str) -> None:
+def test_lite_recipe_ends_only_its_drive_stage_between_start_and_training(profile: str) -> None:
     stages = default_config("lite", profile).stages
-    assert [s.interpolate < 1 for s in stages] == [False, False, False, True]
+    assert [s.interpolate < 1 for s in stages] == [False, False, False, False, True]
     assert 0 < stages[-1].interpolate
 
 
-def test_seq_stage_without_pose_loss_keeps_the_ego_filter(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+def test_drive_stage_without_pose_loss_keeps_the_ego_filter(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     cfg = default_config("lite", "smoke")
-    cfg.stages = [dataclasses.replace(cfg.stage("seq"), max_batches=1)]
+    cfg.stages = [dataclasses.replace(cfg.stage("drive"), max_batches=1)]
     torch.manual_seed(cfg.seed)  # `train` builds its model after seeding the same way
     before = build_model(cfg.preset).state_dict()
     after = train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lambda _: None).state_dict()
@@ -116,28 +138,28 @@ def test_seq_stage_without_pose_loss_keeps_the_ego_filter(smoke_data: Path, tmp_
     assert any(not torch.equal(before[k], after[k]) for k in memory)
 
 
-def test_seq_stage_trains_on_drives_and_short_clips(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+def test_drive_stage_trains_on_drives_and_short_clips(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     cfg = default_config("lite", "smoke")
-    seq = dataclasses.replace(cfg.stage("seq"), short_window=cfg.frames, max_batches=None, val_batches=None)
-    seq.batch_size = 1
-    cfg.stages = [seq]
+    drive = dataclasses.replace(cfg.stage("drive"), short_window=cfg.frames, max_batches=None, val_batches=None)
+    drive.batch_size = 1
+    cfg.stages = [drive]
     lines: list[str] = []
     train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lines.append)
     store = ClipStore(smoke_data)
     # every training recording is one window (the drive whole, each clip whole) and one batch of 1
     n_train = len(store.clips(split="train"))
-    chunks = sum(len(range(0, len(c), seq.bptt or len(c))) for c in store.clips(split="train"))
+    chunks = sum(len(range(0, len(c), drive.bptt or len(c))) for c in store.clips(split="train"))
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(tmp_path / "run" / "tb")).Reload()
-    assert len(events.Scalars("seq/train_total")) == chunks > n_train  # one step per bptt chunk, drives included
+    assert len(events.Scalars("drive/train_total")) == chunks > n_train  # one step per bptt chunk, drives included
 
 
 def test_init_from_starts_the_first_stage_from_a_weights_folder(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     from perception.weights import save_weights
 
     cfg = default_config("lite", "smoke")
-    cfg.stages = [dataclasses.replace(cfg.stage("seq"), max_batches=1)]
+    cfg.stages = [dataclasses.replace(cfg.stage("drive"), max_batches=1)]
     torch.manual_seed(123)  # other weights than the run's own seeded initialisation
     start = build_model(cfg.preset)
     save_weights(start, tmp_path / "start", input_size=cfg.size)

@@ -230,7 +230,7 @@ def test_collect_names_a_clip_folder_without_meta(tmp_path: Path) -> None:
 
 # --- train_perception --resume: damaged checkpoints and other settings ----------------------------------------
 
-SEG_ONLY = ["--profile", "smoke", "--device", "cpu", "--no-eval", "--stages", "seg", "--epochs", "1,0,0,0"]
+SEG_ONLY = ["--profile", "smoke", "--device", "cpu", "--no-eval", "--stages", "seg", "--epochs", "seg=1"]
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,17 @@ def test_resume_with_other_settings_is_refused(
     kept = _snapshot(seg_run)
     base = [*SEG_ONLY, "--out", str(seg_run)]
     err = _resume_error(
-        [*base, "--data", str(smoke_data), "--lr", "1e-3,3e-4,3e-4,3e-4", "--batch-size", "3,2,2,1", "--seed", "4"],
+        [
+            *base,
+            "--data",
+            str(smoke_data),
+            "--lr",
+            "1e-3,3e-4,3e-4,3e-4,3e-4",
+            "--batch-size",
+            "3,2,2,1,1",
+            "--seed",
+            "4",
+        ],
         capsys,
     )
     for needle in [

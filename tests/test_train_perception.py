@@ -59,7 +59,7 @@ def test_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_t
 
 
 def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread) -> None:
-    """A run stopped after 5 epochs (inside the seq stage) and resumed ends with the uninterrupted run's weights,
+    """A run stopped after 6 epochs (inside the drive stage) and resumed ends with the uninterrupted run's weights,
     and its weights' `train_seconds` counts the time before the stop too."""
     common = [
         "--profile",
@@ -67,7 +67,7 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
         "--data",
         str(smoke_data),
         "--epochs",
-        "2,1,1,2",
+        "2,1,1,1,2",
         "--device",
         "cpu",
         "--no-eval",
@@ -76,9 +76,9 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
         "1.5",
     ]  # seeded mirroring (the default) and zooming included
     assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
-    assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "5"]) == 0
+    assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "6"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
-    assert (ckpt["stage"], ckpt["epoch"]) == ("seq", 1)
+    assert (ckpt["stage"], ckpt["epoch"]) == ("drive", 1)
     assert 0 < ckpt["seconds"] < 600
     ckpt["seconds"] = 10_000.0  # as if the calls before had taken that long
     torch.save(ckpt, tmp_path / "b" / "checkpoints" / "last.pt")
@@ -93,15 +93,15 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
 
 
 def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Path, one_thread) -> None:
-    """Each stage's end is kept; `--stages seq` on a finished run starts from the ego stage's end, not from the
-    seq-trained weights, so with the same seed it gives the full run's weights again."""
+    """Each stage's end is kept; `--stages drive` on a finished run starts from the seq stage's end, not from the
+    drive-trained weights, so with the same seed it gives the full run's weights again."""
     common = ["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval", "--out", str(tmp_path)]
     assert train_perception.main(common) == 0
     kept = sorted(p.name for p in (tmp_path / "checkpoints").glob("after_*.pt"))
-    assert kept == ["after_depth.pt", "after_ego.pt", "after_seg.pt", "after_seq.pt"]
-    assert torch.load(tmp_path / "checkpoints" / "after_ego.pt", weights_only=True)["stage"] == "ego"
+    assert kept == ["after_depth.pt", "after_drive.pt", "after_ego.pt", "after_seg.pt", "after_seq.pt"]
+    assert torch.load(tmp_path / "checkpoints" / "after_seq.pt", weights_only=True)["stage"] == "seq"
     full = load_file(str(tmp_path / "weights" / "model.safetensors"))
-    assert train_perception.main([*common, "--stages", "seq"]) == 0
+    assert train_perception.main([*common, "--stages", "drive"]) == 0
     again = load_file(str(tmp_path / "weights" / "model.safetensors"))
     for k in full:
         torch.testing.assert_close(again[k], full[k], rtol=1e-4, atol=1e-5, msg=k)
@@ -124,9 +124,9 @@ def test_stage_ends_with_its_best_validation_epoch(
         "--stages",
         "seg",
         "--epochs",
-        "4,0,0,0",
+        "seg=4",
         "--lr",
-        "1e-2,3e-4,3e-4,3e-4",
+        "seg=1e-2",
     ]
     assert train_perception.main(args) == 0
     logged = [
@@ -146,7 +146,7 @@ def test_stage_ends_with_its_best_validation_epoch(
 
 def test_stage_without_keep_best_ends_with_its_last_epoch(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """Two identical seg runs whose best epoch is not the last: with `keep_best` the run goes back to the best
-    epoch, without it (the seq stage's setting) the run keeps what its last epoch trained."""
+    epoch, without it (the memory stages' setting) the run keeps what its last epoch trained."""
     final = {}
     for keep_best in (True, False):
         cfg = default_config("lite", "smoke")
@@ -160,8 +160,8 @@ def test_stage_without_keep_best_ends_with_its_last_epoch(smoke_data: Path, tmp_
     best = torch.load(tmp_path / "True" / "checkpoints" / "best.pt", weights_only=True)
     assert best["epoch"] < 4  # the setting this test needs: the best epoch is not the last
     assert any(not torch.equal(final[True][k], final[False][k]) for k in final[True])
-    assert default_config("lite").stage("seq").keep_best is False
-    assert all(s.keep_best for s in default_config("full").stages if s.name != "seq")
+    assert [s.name for s in default_config("lite").stages if not s.keep_best] == ["seq", "drive"]
+    assert all(s.keep_best for s in default_config("full").stages if not s.memory)
 
 
 @pytest.mark.parametrize(
@@ -209,11 +209,11 @@ def test_broken_clip_is_named(
         (["--stages", "seg,flow"], "unknown stage 'flow'"),
         (["--data", "/nonexistent/clips"], "/nonexistent/clips"),
         (["--epochs", "1,2"], "--epochs"),
-        (["--lr", "1e-3,x,1,1"], "--lr"),
+        (["--lr", "1e-3,x,1,1,1"], "--lr"),
         (["--window", "1"], "--window 1"),
         (["--bptt", "1"], "--bptt 1"),
         (["--zoom", "0.5"], "--zoom 0.5"),
-        (["--clutter", "0.25,0.25,0.25,1.5"], "at most 1"),
+        (["--clutter", "0.25,0.25,0.25,0.25,1.5"], "at most 1"),
         (["--interpolate", "seq=0"], "--interpolate seq=0: the fraction must be above 0"),
         (["--frames", "7", "--window", "12"], "12-frame window is longer"),
     ],
@@ -229,12 +229,21 @@ def test_stage_overrides_from_the_command_line() -> None:
     """--lr, --clutter and --window reach the stages they name; the per-frame stages keep one-frame windows."""
     parser = train_perception.build_parser()
     args = parser.parse_args(
-        ["--lr", "1e-3,2e-3,3e-4,3e-5", "--clutter", "0.1,0.2,0.3,0.5", "--window", "10", "--stages", "seg,seq"]
+        [
+            "--lr",
+            "1e-3,2e-3,3e-4,3e-5,1e-5",
+            "--clutter",
+            "0.1,0.2,0.3,0.5,0.6",
+            "--window",
+            "10",
+            "--stages",
+            "seg,drive",
+        ]
     )
     cfg = train_perception.make_config(args, parser)
     assert [(s.name, s.lr, s.clutter_p, s.window) for s in cfg.stages] == [
         ("seg", 1e-3, 0.1, 1),
-        ("seq", 3e-5, 0.5, 10),
+        ("drive", 1e-5, 0.6, 10),
     ]
 
 
@@ -262,7 +271,7 @@ def test_bptt_chunks_carry_the_state_not_the_graph(smoke_data: Path, one_thread)
     assert parts["pose"] == pytest.approx(float(expected_pose), rel=1e-3)  # pairs (3, 4) and (4, 5)
     loss.backward()
     assert x.grad[:, :4].abs().sum() == 0 and x.grad[:, 4:].abs().sum() > 0
-    assert [s.bptt for s in default_config("lite").stages][:3] == [None] * 3  # the seq stage's alone
+    assert [s.name for s in default_config("lite").stages if s.bptt] == ["drive"]
 
 
 def test_bptt_run_takes_a_step_per_chunk(smoke_data: Path, tmp_path: Path, one_thread) -> None:
@@ -282,9 +291,9 @@ def test_bptt_run_takes_a_step_per_chunk(smoke_data: Path, tmp_path: Path, one_t
                     "cpu",
                     "--no-eval",
                     "--stages",
-                    "seq",
+                    "drive",
                     "--epochs",
-                    "0,0,0,1",
+                    "drive=1",
                     "--out",
                     str(out),
                     *extra,
@@ -323,7 +332,7 @@ def _fixed_batch_losses(
     return losses
 
 
-@pytest.mark.parametrize("stage", ["seg", "depth", "ego", "seq"])
+@pytest.mark.parametrize("stage", ["seg", "depth", "ego", "seq", "drive"])
 def test_loss_decreases_on_fixed_batch(stage: str, smoke_data: Path, one_thread) -> None:
     losses = _fixed_batch_losses("lite", smoke_data, stage, 8)
     assert min(losses[-3:]) < losses[0], losses

@@ -52,6 +52,7 @@ def _state(stage: str, epoch: int) -> dict:
         (["seq"], False, ["last.pt"], "last.pt"),  # ...else the newest weights
         (["seq"], False, [], None),
         (["seq"], True, ["after_ego.pt", "last.pt"], "last.pt"),  # resuming always continues last.pt
+        (["drive"], False, ["after_ego.pt", "after_seq.pt", "last.pt"], "after_seq.pt"),
     ],
 )
 def test_starting_checkpoint(

@@ -224,7 +224,7 @@ class CarlaPerceptionVectorEnv(VectorEnv):
     def _dead(self, i: int) -> RuntimeError:
         """The error for world `i` whose worker process has exited: exit code and last traceback."""
         proc = self._procs[i]
-        proc.join(timeout=1.0)  # reap it, so that its exit code is known
+        proc.join(timeout=5.0)  # reap it, so that its exit code is known (its teardown is slow on busy cores)
         code = proc.exitcode
         how = "no exit code yet" if code is None else f"exit code {code}"
         if code is not None and code < 0:

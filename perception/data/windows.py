@@ -74,7 +74,7 @@ class ClipWindows(Dataset):
 
 
 def mixed_windows(
-    source: str | Path | ClipStore,
+    source: str | Path | ClipStore | list[Clip],
     window: int,
     stride: int,
     short_window: int,
@@ -83,10 +83,12 @@ def mixed_windows(
 ) -> tuple[ConcatDataset, list[int]]:
     """Windows of `window` frames (every `stride`) from the recordings at least that long, and windows of
     `short_window` frames (every `short_window`) from the shorter ones: e.g. whole long drives beside the 20-frame
-    clips. Returns the dataset and each item's window length, for `EqualLengthBatches`."""
+    clips. `source`: a clip folder or store (of `split`, all splits when None) or a list of clips. Returns the
+    dataset and each item's window length, for `EqualLengthBatches`."""
     if isinstance(source, (str, Path)):
         source = ClipStore(source)
-    clips = [c for c in source.clips(split=split) if longest is None or len(c) <= longest]
+    found = source.clips(split=split) if isinstance(source, ClipStore) else source
+    clips = [c for c in found if longest is None or len(c) <= longest]
     parts = [
         ClipWindows(group, window=w, stride=s)
         for group, w, s in (
@@ -96,7 +98,8 @@ def mixed_windows(
         if any(len(c) >= w for c in group)
     ]
     if not parts:
-        raise ValueError(f"no recorded clips of at least {short_window} frames for split={split!r} in {source.root}")
+        where = source.root if isinstance(source, ClipStore) else "the given clips"
+        raise ValueError(f"no recorded clips of at least {short_window} frames for split={split!r} in {where}")
     return ConcatDataset(parts), [part.window for part in parts for _ in range(len(part))]
 
 

@@ -3,10 +3,10 @@
 The `lite` defaults are sized for a run of a few hours on 2 CPU cores at 128x256: named train towns plus
 random towns for variety (with the named towns alone the model overfits their look), episode-style
 recordings (standing and starting for the ego stage, long drives for the memory), per-stage epochs where
-validation stops improving, and a sequence stage that trains the memory through whole drives. How each
-default was chosen, with the throughput and the measurements behind it, is in the docs' training
-guide and experiment log. `full` keeps the original design's epochs (20, 20, 20, 10) and batch sizes
-(8, 8, 4, 2).
+validation stops improving, a sequence stage that trains the memory on the 20-frame clips and a drive
+stage that trains it through whole drives. How each default was chosen, with the throughput and the
+measurements behind it, is in the docs' training guide and experiment log. `full` keeps the original
+design's four stages, epochs (20, 20, 20, 10) and batch sizes (8, 8, 4, 2), and no drive stage.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-STAGE_NAMES: tuple[str, ...] = ("seg", "depth", "ego", "seq")
+STAGE_NAMES: tuple[str, ...] = ("seg", "depth", "ego", "seq", "drive")
+# The stages that run the whole pipeline through time, its recurrent state carried from frame to frame: `seq` on the
+# short clips, `drive` through whole long drives.
+MEMORY_STAGES: tuple[str, ...] = ("seq", "drive")
 
 
 def _opt(default: Any, help: str) -> Any:
@@ -45,11 +48,14 @@ class StageConfig:
     bptt: int | None = _opt(
         None,
         "truncated back-propagation through each window in chunks of N frames, the state carried between them "
-        "(seq stage; none: the whole window)",
+        "(seq and drive stages; none: the whole window)",
     )
     # The per-frame stages leave the long drives out: their frames are near-duplicates at 20 per second and would
     # double the epoch.
     long_recordings: bool = _opt(True, "read the long episode drives as well as the clips")
+    episode_recordings: bool = _opt(
+        True, "read the episode-style recordings (driven from the first tick: standing and starting) as well"
+    )
     short_window: int | None = _opt(
         None,
         "also train on windows of N frames cut from the recordings shorter than the stage's window, e.g. the "
@@ -65,6 +71,11 @@ class StageConfig:
     max_batches: int | None = _opt(None, "cap on training batches per epoch (none: all)")
     val_batches: int | None = _opt(None, "cap on validation batches per epoch (none: all)")
 
+    @property
+    def memory(self) -> bool:
+        """Whether the stage runs the whole pipeline through time (`MEMORY_STAGES`)."""
+        return self.name in MEMORY_STAGES
+
 
 @dataclass(frozen=True)
 class EpisodeData:
@@ -75,7 +86,9 @@ class EpisodeData:
 
     clips: int = _opt(0, "episode-style clips per train and val town")
     drives: int = _opt(0, "episode-style long drives per train and val town")
-    drive_frames: int = _opt(300, "frames per long training drive, also the seq stage's window unless --window sets it")
+    drive_frames: int = _opt(
+        300, "frames per long training drive, also the drive stage's window unless --window sets it"
+    )
 
     def __post_init__(self) -> None:
         if self.clips < 0 or self.drives < 0 or self.drive_frames < 2:
@@ -167,23 +180,25 @@ RESUME_MAY_CHANGE: tuple[str, ...] = ("workers",)
 SEQ_DEPTH_WEIGHT = 1.0
 SEQ_POSE_WEIGHT = 1.0
 DEPTH_STAGE_SEG_WEIGHT = 0.1
-# lite's sequence stage fine-tunes at a tenth of the other stages' learning rate, through whole long drives in
-# chunks of LITE_SEQ_BPTT frames (the experiment log has the runs behind both).
+# lite's memory stages fine-tune at a tenth of the other stages' learning rate, the seq stage on whole 20-frame
+# clips and the drive stage through whole long drives in chunks of LITE_DRIVE_BPTT frames (the experiment log has
+# the runs behind these).
 LITE_SEQ_LR = 3e-5
-LITE_SEQ_BPTT = 20
-# lite's seq stage ends halfway between the weights it starts from and those it trains: the drives keep most of
-# its gain, and the short clips lose none of the per-frame stages' (chosen on the validation town; experiment log).
-LITE_SEQ_INTERPOLATE = 0.5
+LITE_DRIVE_BPTT = 20
+# lite's drive stage ends halfway between the weights it starts from and those it trains: the drives keep most of
+# its gain, and the short clips lose none of the earlier stages' (chosen on the validation town; experiment log).
+LITE_DRIVE_INTERPOLATE = 0.5
 # lite's episode-style recordings per named train and val town: short clips with standing and starting for the
-# ego stage, and long drives for the seq stage.
+# ego and seq stages, and long drives for the drive stage.
 LITE_EPISODE_CLIPS = 4
 LITE_DRIVES = 2
 LITE_DRIVE_FRAMES = 300
 
 
 def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
-    # The seq stage ends with its last epoch: it fine-tunes three tasks at once, so its "best" validation epoch
-    # is mostly noise, and stopping early can leave the ego-motion GRU unfinished.
+    # The memory stages end with their last epoch: they fine-tune several tasks at once, so their "best" validation
+    # epoch is mostly noise, and stopping early can leave the ego-motion GRU unfinished. The drive stage is set up
+    # by `drive_stages`; until then it is a copy of the seq stage that does not run.
     return [
         StageConfig("seg", epochs[0], batches[0]),
         StageConfig("depth", epochs[1], batches[1], seg_weight=DEPTH_STAGE_SEG_WEIGHT, depth_weight=1.0),
@@ -199,29 +214,43 @@ def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> l
             pose_weight=SEQ_POSE_WEIGHT,
             keep_best=False,
         ),
+        StageConfig(
+            "drive",
+            epochs[4] if len(epochs) > 4 else 0,
+            batches[3],
+            window=6,
+            stride=stride,
+            depth_weight=SEQ_DEPTH_WEIGHT,
+            pose_weight=SEQ_POSE_WEIGHT,
+            keep_best=False,
+        ),
     ]
 
 
 def drive_stages(stages: list[StageConfig], drive_frames: int, bptt: int) -> list[StageConfig]:
-    """`stages` made to use long episode drives: the per-frame stages leave them out, and the seq stage trains the
-    segmentation and depth memory through whole drives (one window per drive, truncated back-propagation in chunks
-    of `bptt` frames, the state carried from chunk to chunk) without the pose loss, so the ego-motion filter keeps
-    what the ego stage taught it (long windows with the pose loss degrade it)."""
+    """`stages` made to use episode-style recordings. The per-frame stages read neither the long drives (near-duplicate
+    frames at 20 per second) nor the episode clips (the frames of a standing car, and a car's first ticks, again and
+    again); the seq stage trains the memory on the 20-frame clips (episode clips included) and the drive stage then
+    through whole drives (one window per drive, truncated back-propagation in chunks of `bptt` frames, the state
+    carried from chunk to chunk) without the pose loss, so the ego-motion filter keeps what the earlier stages taught
+    it (long windows with the pose loss degrade it)."""
     for s in stages:
         if s.window == 1:
-            s.long_recordings = False
+            s.long_recordings = s.episode_recordings = False
     seq = next(s for s in stages if s.name == "seq")
-    seq.window, seq.stride, seq.bptt, seq.pose_weight = drive_frames, drive_frames, bptt, 0.0
+    seq.long_recordings = False
+    drive = next(s for s in stages if s.name == "drive")
+    drive.window, drive.stride, drive.bptt, drive.pose_weight = drive_frames, drive_frames, bptt, 0.0
     return stages
 
 
 def default_config(preset: str = "lite", profile: str = "default") -> TrainConfig:
     """The defaults of a preset (`lite` | `full`), or the smoke profile (every stage for seconds on tiny data)."""
     if profile == "smoke":
-        stages = _stages((1, 1, 1, 1), (2, 2, 2, 1), stride=1)
+        stages = _stages((1, 1, 1, 1, 1), (2, 2, 2, 1), stride=1)
         for s in stages:
             s.max_batches, s.val_batches = 2, 1
-        stages[3].interpolate = LITE_SEQ_INTERPOLATE
+        stages[4].interpolate = LITE_DRIVE_INTERPOLATE
         episodes = EpisodeData(clips=1, drives=1, drive_frames=10)
         return TrainConfig(
             preset=preset,
@@ -245,10 +274,12 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
             stages=_stages((20, 20, 20, 10), (8, 8, 4, 2), stride=1),
         )
     if preset == "lite":
-        stages = _stages((10, 14, 4, 8), (8, 8, 4, 2), stride=5)
-        seq = stages[3]
-        seq.lr, seq.interpolate = LITE_SEQ_LR, LITE_SEQ_INTERPOLATE
+        frames = 20
+        stages = _stages((10, 14, 4, 8, 8), (8, 8, 4, 2), stride=5)
+        seq, drive = stages[3], stages[4]
+        seq.window, seq.lr = frames, LITE_SEQ_LR
+        drive.lr, drive.interpolate = LITE_SEQ_LR, LITE_DRIVE_INTERPOLATE
         episodes = EpisodeData(clips=LITE_EPISODE_CLIPS, drives=LITE_DRIVES, drive_frames=LITE_DRIVE_FRAMES)
-        stages = drive_stages(stages, episodes.drive_frames, bptt=LITE_SEQ_BPTT)
-        return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=20, episodes=episodes, stages=stages)
+        stages = drive_stages(stages, episodes.drive_frames, bptt=LITE_DRIVE_BPTT)
+        return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=frames, episodes=episodes, stages=stages)
     raise ValueError(f"unknown preset {preset!r}; known: full, lite")

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from perception.conventions import NUM_CLASSES, colorize, matrix_to_pose6
 from perception.data import (
     AugmentConfig,
+    Clip,
     ClipStore,
     ClipWindows,
     EqualLengthBatches,
@@ -156,7 +157,7 @@ def stage_loss(
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
     """The stage's loss on one batch: the total, its parts (for logging) and the outputs (for metrics).
 
-    `state` (seq stage) is the pipeline state the window continues from, the earlier chunk's under truncated
+    `state` (memory stages) is the pipeline state the window continues from, the earlier chunk's under truncated
     back-propagation; the window's first pose pair is then scored too."""
     sem, depth_m = batch["semantic"], batch["depth"]
     parts: dict[str, torch.Tensor] = {}
@@ -182,11 +183,11 @@ def stage_loss(
 
 def bptt_chunks(stage: StageConfig, frames: int | None = None) -> list[slice]:
     """The frame ranges of a training window of `frames` frames (default: the stage's window) that each get their
-    own backward pass and optimizer step: the whole window, or with `stage.bptt` (seq stage) consecutive chunks of
+    own backward pass and optimizer step: the whole window, or with `stage.bptt` (memory stages) consecutive chunks of
     that many frames (truncated back-propagation through time: the state runs through the window, gradients stop
     at chunk borders)."""
     frames = stage.window if frames is None else frames
-    size = stage.bptt if stage.bptt and stage.name == "seq" else frames
+    size = stage.bptt if stage.bptt and stage.memory else frames
     return [slice(s, min(s + size, frames)) for s in range(0, frames, size)]
 
 
@@ -292,23 +293,39 @@ def interpolate_weights(
     return {k: torch.lerp(start[k], v, fraction) if v.is_floating_point() else v for k, v in end.items()}
 
 
+def stage_clips(store: ClipStore, stage: StageConfig, split: str, longest: int | None) -> list[Clip]:
+    """The recordings of `split` that `stage` reads: those of at most `longest` frames (when given), and the
+    episode-style ones (`collect --drive episode`) only with `stage.episode_recordings`."""
+    return [
+        c
+        for c in store.clips(split=split)
+        if (longest is None or len(c) <= longest)
+        and (stage.episode_recordings or c.meta.extra.get("drive") != "episode")
+    ]
+
+
 def stage_loaders(
     data: Path | ClipStore, stage: StageConfig, workers: int, longest: int | None, seed: int, d: Dist
 ) -> tuple[DistributedSampler[Any] | EqualLengthBatches, DataLoader, DataLoader]:
     """A stage's training sampler (its `set_epoch` reshuffles) and its training and validation loaders: windows of
-    the stage's length from the recordings (of at most `longest` frames, when given), plus, with
-    `stage.short_window`, shorter windows from the recordings too short for the stage's, each batch of one length."""
+    the stage's length from the recordings it reads (`stage_clips`), plus, with `stage.short_window`, shorter
+    windows from the recordings too short for the stage's, each batch of one length."""
+    store = data if isinstance(data, ClipStore) else ClipStore(data)
+    train_clips, val_clips = (stage_clips(store, stage, split, longest) for split in ("train", "val"))
+    for split, clips in (("train", train_clips), ("val", val_clips)):
+        if not clips:
+            raise ValueError(f"stage {stage.name!r} reads no recorded clips of the {split} split in {store.root}")
     if stage.short_window:
-        train, lengths = mixed_windows(data, stage.window, stage.stride, stage.short_window, "train", longest)
-        val, val_lengths = mixed_windows(data, stage.window, stage.stride, stage.short_window, "val", longest)
+        train, lengths = mixed_windows(train_clips, stage.window, stage.stride, stage.short_window)
+        val, val_lengths = mixed_windows(val_clips, stage.window, stage.stride, stage.short_window)
         batches = EqualLengthBatches(lengths, stage.batch_size, seed, d.rank, d.world)
         return (
             batches,
             DataLoader(train, batch_sampler=batches, num_workers=workers),
             DataLoader(val, batch_sampler=EqualLengthBatches(val_lengths, stage.batch_size), num_workers=workers),
         )
-    windows = ClipWindows(data, window=stage.window, stride=stage.stride, split="train", longest=longest)
-    val_windows = ClipWindows(data, window=stage.window, stride=stage.stride, split="val", longest=longest)
+    windows = ClipWindows(train_clips, window=stage.window, stride=stage.stride)
+    val_windows = ClipWindows(val_clips, window=stage.window, stride=stage.stride)
     sampler: DistributedSampler[Any] = DistributedSampler(
         windows, num_replicas=d.world, rank=d.rank, shuffle=True, seed=seed
     )
@@ -417,7 +434,7 @@ class StageRun:
             loss.backward()
             average_gradients(self.params, ctx.d)
             self.optimizer.step()
-            state = out["state"].detach() if stage.name == "seq" else None
+            state = out["state"].detach() if stage.memory else None
             self.step += 1
             losses.append({"total": float(loss.detach()), **parts})
             if ctx.writer is not None:

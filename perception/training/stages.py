@@ -24,6 +24,7 @@ TRAINABLE: dict[str, tuple[str, ...]] = {
         "ego_motion_filter",
     ),
 }
+TRAINABLE["drive"] = TRAINABLE["seq"]
 ALL_PARTS = (
     "geometry_filter.backbone",
     "geometry_filter.proj",
