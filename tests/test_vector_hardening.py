@@ -15,7 +15,7 @@ import pytest
 
 import carla_gym
 from carla_gym.env.threads import cap_threads_in_worker
-from carla_gym.env.vector import CLOSE_GRACE_SECONDS
+from carla_gym.env.vector import CLOSE_GRACE_SECONDS, KILL_WAIT_SECONDS
 from carla_gym.sim import make_backend
 from carla_gym.sim.embedded.renderer import RenderError
 
@@ -77,7 +77,7 @@ def test_killed_and_unresponsive_workers():
     finally:
         start = time.monotonic()
         vec.close()
-    assert time.monotonic() - start < CLOSE_GRACE_SECONDS + 2 * 1.0 + 2.0  # grace, then terminate, then kill
+    assert time.monotonic() - start < CLOSE_GRACE_SECONDS + 1.0 + KILL_WAIT_SECONDS + 2.0  # grace, terminate, kill
     assert workers._procs[1].exitcode == -signal.SIGKILL
 
 

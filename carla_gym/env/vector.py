@@ -50,6 +50,7 @@ from .task import DrivingTask, StepResult, check_action
 __all__ = ["CARLA_PORT_SPACING", "BatchedPerceptionVecEnv", "CarlaPerceptionVectorEnv", "make_vec", "world_options"]
 
 CLOSE_GRACE_SECONDS = 5.0  # close() waits this long for workers to exit, then terminates (and kills) them
+KILL_WAIT_SECONDS = 5.0  # after SIGKILL, close() waits at most this long for the kernel to reap a worker
 
 
 class _WorkerWorld:
@@ -417,12 +418,13 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         deadline = time.monotonic() + CLOSE_GRACE_SECONDS
         for proc in self._procs:
             proc.join(timeout=max(0.0, deadline - time.monotonic()))
-        for stop in ("terminate", "kill"):
+        # A killed process cannot refuse to die, but on busy cores the kernel may take a few seconds to reap it.
+        for stop, wait_s in (("terminate", 1.0), ("kill", KILL_WAIT_SECONDS)):
             stragglers = [proc for proc in self._procs if proc.is_alive()]
             for proc in stragglers:
                 getattr(proc, stop)()
             for proc in stragglers:
-                proc.join(timeout=1.0)
+                proc.join(timeout=wait_s)
         for conn in self._conns:
             conn.close()
 
