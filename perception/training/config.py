@@ -198,7 +198,7 @@ LITE_DRIVE_FRAMES = 300
 def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
     # The memory stages end with their last epoch: they fine-tune several tasks at once, so their "best" validation
     # epoch is mostly noise, and stopping early can leave the ego-motion GRU unfinished. The drive stage is set up
-    # by `drive_stages`; until then it is a copy of the seq stage that does not run.
+    # by `drive_stages` (until then it is a 6-frame memory stage like seq).
     return [
         StageConfig("seg", epochs[0], batches[0]),
         StageConfig("depth", epochs[1], batches[1], seg_weight=DEPTH_STAGE_SEG_WEIGHT, depth_weight=1.0),
@@ -216,7 +216,7 @@ def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> l
         ),
         StageConfig(
             "drive",
-            epochs[4] if len(epochs) > 4 else 0,
+            epochs[4],
             batches[3],
             window=6,
             stride=stride,
@@ -271,7 +271,7 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
             size=(256, 512),
             clips=12,
             frames=20,
-            stages=_stages((20, 20, 20, 10), (8, 8, 4, 2), stride=1),
+            stages=_stages((20, 20, 20, 10, 0), (8, 8, 4, 2), stride=1),
         )
     if preset == "lite":
         frames = 20
