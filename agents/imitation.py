@@ -11,7 +11,9 @@ Ross et al. 2011). After each round the policy's mean action is fitted to all la
 and its value head to the discounted returns that were observed. The result, `OUT/bc_policy`, is a
 policy folder (JSON + safetensors, no pickle) of `train_ppo`'s architecture, so reinforcement learning
 can go on from it with `--init-from`. `--init-from` here continues imitation from such a folder:
-more DAgger rounds, the student driving.
+more DAgger rounds, the student driving. Every round is checkpointed in `OUT/checkpoints`, and `--resume`
+goes on from the last one (world i of round r is seeded `seed + r * n_envs + i`, so a resumed run drives
+the same episodes as an uninterrupted one).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from stable_baselines3 import PPO
@@ -34,7 +36,16 @@ from carla_gym.cli import HelpFormatter, deprecated_alias
 
 from .cloning import expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
-from .policy_files import save_policy
+from .imitation_checkpoint import (
+    ImitationCheckpointError,
+    ImitationState,
+    RoundData,
+    has_checkpoint,
+    read_state,
+    restore,
+    save_round,
+)
+from .policy_files import perception_weights_sha256, save_policy
 from .training import (
     add_init_from_arguments,
     add_world_arguments,
@@ -85,6 +96,13 @@ def drive(
     return flat, np.concatenate(labels), returns.reshape(-1).astype(np.float32), stats
 
 
+def fit_all(model: PPO, data: list[RoundData], epochs: int, batch_size: int) -> tuple[float, float]:
+    """Fit the policy to every round's labels so far (see `cloning.fit`); returns the action and value losses."""
+    observations = {k: np.concatenate([d[0][k] for d in data]) for k in data[0][0]}
+    labels, returns = np.concatenate([d[1] for d in data]), np.concatenate([d[2] for d in data])
+    return fit(model, observations, labels, returns, epochs, batch_size)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line of this program."""
     parser = argparse.ArgumentParser(
@@ -98,14 +116,75 @@ def build_parser() -> argparse.ArgumentParser:
     add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
     add_init_from_arguments(parser, "continue from this policy folder (its student drives every round)")
+    parser.add_argument(
+        "--resume", action="store_true", help="go on from the last round checkpointed in OUT (the same settings)"
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     return parser
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a resumed run must share with the run it goes on from: every option but --resume and --device, and the
+    hash of the perception weights the worlds run."""
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("resume", "device")}
+    return {**settings, "perception_weights_sha256": perception_weights_sha256(args.perception, args.weights)}
+
+
+def starting_state(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ImitationState:
+    """Round 0, or with --resume the state of OUT's checkpoint (refused when its settings differ); a new run into
+    an OUT that holds a checkpoint is refused too, so nothing written is lost. Exits naming the problem."""
+    settings = run_settings(args)
+    try:
+        if args.resume:
+            return read_state(args.out, settings)
+        if has_checkpoint(args.out):
+            raise ImitationCheckpointError(
+                f"{args.out} holds a run's checkpoints: pass --resume to go on from them, or choose another --out"
+            )
+    except ImitationCheckpointError as err:
+        parser.exit(2, f"error: {err}\n")
+    return ImitationState(rounds_done=0, env_steps=0, seconds=0.0, settings=settings)
+
+
+def train_rounds(
+    args: argparse.Namespace,
+    vec: VecEnv,
+    model: PPO,
+    state: ImitationState,
+    data: list[RoundData],
+    writer: SummaryWriter,
+    started: float,
+) -> None:
+    """The DAgger rounds after `state.rounds_done`: drive, label, fit on all labels so far, checkpoint, log."""
+    with tqdm(total=args.timesteps, initial=state.env_steps, desc="imitation", unit="step") as progress:
+        for r in range(state.rounds_done, args.rounds):
+            student_drives = r > 0 or args.init_from is not None
+            vec.seed(args.seed + r * args.n_envs)
+            obs, labels, returns, stats = drive(
+                vec, model, args.timesteps // args.rounds, student_drives, PPO_DEFAULTS["gamma"], progress
+            )
+            data.append((obs, labels, returns))
+            action_loss, value_loss = fit_all(model, data, args.epochs, args.batch_size)
+            state.rounds_done, state.env_steps = r + 1, state.env_steps + len(labels)
+            state.seconds = round(time.perf_counter() - started, 1)
+            save_round(args.out, data[-1], model.policy, state)
+            driver = "student" if student_drives else "autopilot"
+            # against env steps, like train_ppo's logs, so agents.learning_curves draws both runs on one axis
+            writer.add_scalar("driving/route_completion", stats["route_completion"], state.env_steps)
+            writer.add_scalar("imitation/action_mse", action_loss, state.env_steps)
+            writer.add_scalar("imitation/value_mse", value_loss, state.env_steps)
+            progress.write(
+                f"round {r + 1}/{args.rounds} ({driver} drove; {stats['episodes']} episodes finished, "
+                f"mean route completion {stats['route_completion']:.0%}): action MSE {action_loss:.4f}, "
+                f"value MSE {value_loss:.3f} over {sum(len(d[1]) for d in data)} labels"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "-m", "agents.imitation", *(sys.argv[1:] if argv is None else argv)])
+    given = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "-m", "agents.imitation", *(a for a in given if a != "--resume")])
     if (problem := init_from_error(args.init_from, args.trust_pickle)) is not None:
         parser.exit(2, f"error: {problem}\n")
     if args.rounds < 1 or args.timesteps < args.n_envs * args.rounds:
@@ -118,49 +197,25 @@ def main(argv: list[str] | None = None) -> int:
         config = env_config(args, "train")
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
+    state = starting_state(args, parser)
     vec = carla_gym.make_vec(args.n_envs, config, max_episode_steps=args.max_steps)
-    vec.seed(args.seed)
     model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
-    if args.init_from is not None:
+    data: list[RoundData] = []
+    if args.resume:
+        try:
+            data = restore(args.out, state, model.policy)
+        except ImitationCheckpointError as err:
+            vec.close()
+            parser.exit(2, f"error: {err}\n")
+        print(f"resuming after round {state.rounds_done}/{args.rounds} ({state.env_steps} env steps)")
+    elif args.init_from is not None:
         init_policy_or_exit(model, args, vec, parser)
     writer = SummaryWriter(str(args.out / "tb"))
-    data: list[tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = []
-    started, env_steps = time.perf_counter(), 0
+    started = time.perf_counter() - state.seconds
     try:
-        with tqdm(total=args.timesteps, desc="imitation", unit="step") as progress:
-            for r in range(args.rounds):
-                student_drives = r > 0 or args.init_from is not None
-                obs, labels, returns, stats = drive(
-                    vec,
-                    model,
-                    args.timesteps // args.rounds,
-                    student_drives,
-                    gamma=PPO_DEFAULTS["gamma"],
-                    progress=progress,
-                )
-                data.append((obs, labels, returns))
-                env_steps += len(labels)
-                all_obs = {k: np.concatenate([d[0][k] for d in data]) for k in obs}
-                action_loss, value_loss = fit(
-                    model,
-                    all_obs,
-                    np.concatenate([d[1] for d in data]),
-                    np.concatenate([d[2] for d in data]),
-                    args.epochs,
-                    args.batch_size,
-                )
-                driver = "student" if student_drives else "autopilot"
-                # against env steps, like train_ppo's logs, so agents.learning_curves draws both runs on one axis
-                writer.add_scalar("driving/route_completion", stats["route_completion"], env_steps)
-                writer.add_scalar("imitation/action_mse", action_loss, env_steps)
-                writer.add_scalar("imitation/value_mse", value_loss, env_steps)
-                progress.write(
-                    f"round {r + 1}/{args.rounds} ({driver} drove; {stats['episodes']} episodes finished, "
-                    f"mean route completion {stats['route_completion']:.0%}): action MSE {action_loss:.4f}, "
-                    f"value MSE {value_loss:.3f} over {len(all_obs['state'])} labels"
-                )
+        train_rounds(args, vec, model, state, data, writer, started)
         metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
-        metadata.update(num_timesteps=env_steps, train_seconds=round(time.perf_counter() - started, 1))
+        metadata.update(num_timesteps=state.env_steps, train_seconds=round(time.perf_counter() - started, 1))
         save_policy(model, args.out / "bc_policy", metadata)
         print(f"saved {args.out / 'bc_policy'}")
     finally:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .atomic_files import write_atomic
 from .models import PerceptionPipeline, PipelineState
 
 CACHE_ENV = "CARLA_PERCEPTION_GYM_CACHE"
@@ -174,21 +174,6 @@ def export_step(
     return proto.SerializeToString()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _prune(folder: Path, keep: int = KEEP_FILES) -> None:
     """Remove the least recently used exports beyond the newest `keep`."""
     files = sorted(folder.glob("step-*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -227,7 +212,7 @@ class OnnxStep:
         if self.session is None:
             data = export_step(model, input_size, mean, std, key=self.key)
             try:
-                _write_atomic(self.path, data)
+                write_atomic(self.path, lambda p: p.write_bytes(data))
                 _prune(self.cache_dir)
             except OSError as e:
                 warnings.warn(

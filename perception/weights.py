@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import safetensors
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic_files import write_atomic
 from .conventions import CLASS_NAMES
 from .models import IMAGENET_MEAN, IMAGENET_STD, MAX_DEPTH_M, MIN_DEPTH_M, PerceptionPipeline, PresetConfig, build_model
 
@@ -42,21 +42,11 @@ def software_version() -> str:
         return "0.0.0+unknown"
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    # safetensors creates its file 0600; give every file the mode a plain open() would (0666 less the umask)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-
-
 def _write_folder(folder: Path, tensors: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
     """Write model.safetensors and config.json into `folder`, each replaced atomically."""
     folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
-    _write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
+    write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": FORMAT_NAME}))
+    write_atomic(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(config, indent=2) + "\n"))
 
 
 def save_weights(

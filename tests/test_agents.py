@@ -261,6 +261,59 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     )
 
 
+IMITATION_TINY = [
+    "--timesteps",
+    "96",
+    "--rounds",
+    "3",
+    "--epochs",
+    "1",
+    "--n-envs",
+    "2",
+    "--perception",
+    "ground_truth",
+    "--camera-size",
+    "64",
+    "128",
+    "--max-steps",
+    "30",
+]
+
+
+def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch, capsys):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert imitation.main([*IMITATION_TINY, "--out", str(whole)]) == 0
+    drive, calls = imitation.drive, []
+
+    def killed_in_round_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return drive(*args, **kwargs)
+
+    monkeypatch.setattr(imitation, "drive", killed_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        imitation.main([*IMITATION_TINY, "--out", str(killed)])
+    monkeypatch.undo()
+    state = json.loads((killed / "checkpoints" / "state.json").read_text())
+    assert (state["rounds_done"], state["env_steps"]) == (1, 32)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # a new run would overwrite it
+        imitation.main([*IMITATION_TINY, "--out", str(killed)])
+    assert "pass --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        imitation.main([*IMITATION_TINY, "--out", str(killed), "--resume", "--epochs", "2"])
+    assert "epochs: 1 in the checkpoint, 2 now" in capsys.readouterr().err
+
+    assert imitation.main([*IMITATION_TINY, "--out", str(killed), "--resume"]) == 0
+    assert "resuming after round 1/3 (32 env steps)" in capsys.readouterr().out
+    resumed, uninterrupted = (agents.load_policy(d / "bc_policy") for d in (killed, whole))
+    assert resumed.metadata["num_timesteps"] == 96 and "--resume" not in resumed.metadata["command"]
+    a, b = resumed.policy.state_dict(), uninterrupted.policy.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # the same episodes, labels and fits
+    assert sorted(p.name for p in (killed / "checkpoints").glob("policy_*.pt")) == ["policy_3.pt"]
+
+
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     space = observation_space((40, 80))
     space.seed(0)

@@ -145,16 +145,6 @@ def test_a_damaged_or_foreign_cache_file_is_never_used(trained, tmp_path, conten
     assert np.allclose(out["depth"], ref.step(x).depth.numpy(), rtol=1e-3)
 
 
-def test_cache_writes_are_atomic(tmp_path):
-    path = tmp_path / "step-x.onnx"
-    path.write_bytes(b"old")
-    with pytest.raises(TypeError):
-        onnx_engine._write_atomic(path, object())  # fails while writing
-    assert path.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["step-x.onnx"]
-    onnx_engine._write_atomic(path, b"new")
-    assert path.read_bytes() == b"new"
-
-
 def test_cache_location_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(onnx_engine.CACHE_ENV, str(tmp_path / "here"))
     assert onnx_engine.default_cache_dir() == tmp_path / "here"

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from perception.atomic_files import write_atomic
 from perception.data import ClipStore
 from perception.weights import WeightsError, check_state_dict
 
@@ -47,14 +47,9 @@ def damaged(path: Path, problem: str) -> CheckpointError:
 def save_checkpoint(folder: str | Path, state: dict[str, Any], names: tuple[str, ...] = (CHECKPOINT_FILE,)) -> Path:
     """Write `state` (tensors, dicts, numbers, strings) to each of folder/`names` atomically; a kill never
     leaves half a file. Returns the first path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     for name in names:
-        path = folder / name
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    return folder / names[0]
+        write_atomic(Path(folder) / name, lambda p: torch.save(state, p))
+    return Path(folder) / names[0]
 
 
 def load_checkpoint(folder: str | Path, name: str = CHECKPOINT_FILE) -> dict[str, Any] | None:

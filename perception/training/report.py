@@ -8,12 +8,12 @@ OUT/report.json atomically; `report_text` is the report's tables for a terminal.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from perception.atomic_files import write_atomic
 from perception.data import CORRUPTIONS, Clip
 
 from .evaluation import evaluate, summary_table
@@ -78,10 +78,7 @@ def write_report(
             standing_m=dc.standing_m,
             starting_frames=dc.starting_frames,
         )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "report.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, out / "report.json")
+    write_atomic(out / "report.json", lambda p: p.write_text(json.dumps(report, indent=2) + "\n"))
     return report
 
 
