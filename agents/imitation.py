@@ -124,9 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What a resumed run must share with the run it goes on from: every option but --resume and --device, and the
-    hash of the perception weights the worlds run."""
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("resume", "device")}
+    """What a resumed run must share with the run it goes on from: every option but --resume, --device and --out, and the
+    perception weights by the hash of their content (they may have moved, e.g. into the package to be bundled)."""
+    ignored = ("resume", "device", "weights", "out")
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ignored}
     return {**settings, "perception_weights_sha256": perception_weights_sha256(args.perception, args.weights)}
 
 
