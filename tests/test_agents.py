@@ -263,9 +263,9 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
 
 IMITATION_TINY = [
     "--timesteps",
-    "96",
+    "64",
     "--rounds",
-    "3",
+    "2",
     "--epochs",
     "1",
     "--n-envs",
@@ -306,12 +306,12 @@ def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch
     assert "epochs: 1 in the checkpoint, 2 now" in capsys.readouterr().err
 
     assert imitation.main([*IMITATION_TINY, "--out", str(killed), "--resume"]) == 0
-    assert "resuming after round 1/3 (32 env steps)" in capsys.readouterr().out
+    assert "resuming after round 1/2 (32 env steps)" in capsys.readouterr().out
     resumed, uninterrupted = (agents.load_policy(d / "bc_policy") for d in (killed, whole))
-    assert resumed.metadata["num_timesteps"] == 96 and "--resume" not in resumed.metadata["command"]
+    assert resumed.metadata["num_timesteps"] == 64 and "--resume" not in resumed.metadata["command"]
     a, b = resumed.policy.state_dict(), uninterrupted.policy.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # the same episodes, labels and fits
-    assert sorted(p.name for p in (killed / "checkpoints").glob("policy_*.pt")) == ["policy_3.pt"]
+    assert sorted(p.name for p in (killed / "checkpoints").glob("policy_*.pt")) == ["policy_2.pt"]
 
 
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
