@@ -189,32 +189,28 @@ def test_init_from_copies_the_policy_weights(tmp_path):
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 
+IMITATION_TINY = [
+    "--timesteps",
+    "64",
+    "--rounds",
+    "2",
+    "--epochs",
+    "1",
+    "--n-envs",
+    "2",
+    "--perception",
+    "ground_truth",
+    "--camera-size",
+    "64",
+    "128",
+    "--max-steps",
+    "30",
+]
+
+
 def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     out = tmp_path / "bc"
-    assert (
-        imitation.main(
-            [
-                "--timesteps",
-                "96",
-                "--rounds",
-                "2",
-                "--epochs",
-                "1",
-                "--n-envs",
-                "2",
-                "--perception",
-                "ground_truth",
-                "--camera-size",
-                "64",
-                "128",
-                "--max-steps",
-                "30",
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
+    assert imitation.main([*IMITATION_TINY, "--timesteps", "96", "--out", str(out)]) == 0
     assert (
         imitation.main(
             [
@@ -259,25 +255,6 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
         )
         == 0
     )
-
-
-IMITATION_TINY = [
-    "--timesteps",
-    "64",
-    "--rounds",
-    "2",
-    "--epochs",
-    "1",
-    "--n-envs",
-    "2",
-    "--perception",
-    "ground_truth",
-    "--camera-size",
-    "64",
-    "128",
-    "--max-steps",
-    "30",
-]
 
 
 def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch, capsys):
