@@ -3,7 +3,8 @@
     python -m agents.learning_curves runs/ppo_gt runs/ppo_lite --labels "ground truth" "lite" --out curves.png
 
 Each RUN is a training output folder (or its `tb` folder): every TensorBoard event file under it is
-read, so a run resumed into the same folder gives one curve. `agents.train_ppo` logs
+read, so a run resumed into the same folder gives one curve. A RUN can also be one curve of a JSON that
+`--json` wrote, `FILE.json#LABEL`, so a figure can be drawn again after the run's logs are gone. `agents.train_ppo` logs
 `driving/route_completion` (the mean over the episodes that ended in each rollout) at its env step
 count; without `--tag` the first of `DEFAULT_TAGS` that a run logged is plotted. Needs matplotlib.
 """
@@ -15,6 +16,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -26,6 +28,30 @@ DEFAULT_TAGS = ("driving/route_completion", "rollout/ep_rew_mean")
 
 # Saved with `--json` beside the plotted curve: how episodes went, per rollout.
 SAVED_PREFIXES = ("driving/", "rollout/")
+
+
+def _saved(run: str | Path) -> dict[str, Any] | None:
+    """The curve that `run` names in a JSON written by `--json` (`FILE.json#LABEL`), or None for a log folder."""
+    file, _, label = str(run).partition("#")
+    if not file.endswith(".json"):
+        return None
+    path = Path(file)
+    try:
+        curves = json.loads(path.read_text())["curves"]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file of saved curves") from None
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path}: not a JSON of curves written by --json") from None
+    labels = [curve.get("label") for curve in curves]
+    if label not in labels:
+        raise ValueError(f"{path}: no curve labelled {label!r}; name one as {file}#LABEL, LABEL one of {labels}")
+    return curves[labels.index(label)]
+
+
+def _origin(run: str | Path) -> str:
+    """The folder a curve was logged in, also when it is drawn again from a saved JSON."""
+    saved = _saved(run)
+    return str(run) if saved is None else str(saved.get("run", run))
 
 
 def _logs(run: Path) -> list[EventAccumulator]:
@@ -48,20 +74,26 @@ def _points(logs: list[EventAccumulator], tag: str) -> tuple[list[int], list[flo
 def read_scalars(run: str | Path, tags: Sequence[str] = DEFAULT_TAGS) -> tuple[str, list[int], list[float]]:
     """The first of `tags` logged under `run`, as (tag, steps, values) sorted by step.
 
-    Reads every event file under `run`; a step logged twice (a resumed run) keeps its last value.
-    Raises FileNotFoundError when `run` holds no event file, ValueError naming the tags it does hold
-    when none of `tags` is among them."""
-    run = Path(run)
-    logs = _logs(run)
-    logged = sorted({tag for log in logs for tag in log.Tags()["scalars"]})
+    Reads every event file under `run` (or the saved curve `FILE.json#LABEL`); a step logged twice (a resumed run)
+    keeps its last value. Raises FileNotFoundError when `run` holds no event file, ValueError naming the tags it
+    does hold when none of `tags` is among them."""
+    saved = _saved(run)
+    logs = [] if saved is not None else _logs(Path(run))
+    scalars = saved["scalars"] if saved is not None else {}
+    logged = sorted(scalars) if saved is not None else sorted({tag for log in logs for tag in log.Tags()["scalars"]})
     tag = next((t for t in tags if t in logged), None)
     if tag is None:
         raise ValueError(f"{run}: logs none of {', '.join(tags)}; it logs {', '.join(logged) or 'no scalars'}")
+    if saved is not None:
+        return tag, list(scalars[tag]["steps"]), list(scalars[tag]["values"])
     return (tag, *_points(logs, tag))
 
 
 def read_all(run: str | Path, prefixes: Sequence[str] = SAVED_PREFIXES) -> dict[str, dict[str, list]]:
     """Every scalar logged under `run` whose tag starts with one of `prefixes`: {tag: {"steps", "values"}}."""
+    saved = _saved(run)
+    if saved is not None:
+        return {tag: points for tag, points in saved["scalars"].items() if tag.startswith(tuple(prefixes))}
     logs = _logs(Path(run))
     tags = sorted({t for log in logs for t in log.Tags()["scalars"] if t.startswith(tuple(prefixes))})
     return {tag: dict(zip(("steps", "values"), _points(logs, tag), strict=True)) for tag in tags}
@@ -119,7 +151,14 @@ def plot_curves(
     plt.close(figure)
     if json_out is not None:
         rows = [
-            {"label": label, "run": str(run), "tag": tag, "steps": steps, "values": values, "scalars": read_all(run)}
+            {
+                "label": label,
+                "run": _origin(run),
+                "tag": tag,
+                "steps": steps,
+                "values": values,
+                "scalars": read_all(run),
+            }
             for run, label, (tag, steps, values) in zip(runs, names, raw, strict=True)
         ]
         Path(json_out).write_text(json.dumps({"smoothing_window": window, "curves": rows}, indent=1) + "\n")
@@ -130,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m agents.learning_curves", description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("runs", nargs="+", type=Path, help="training output folders holding TensorBoard logs")
+    parser.add_argument(
+        "runs", nargs="+", help="training output folders holding TensorBoard logs, or FILE.json#LABEL saved by --json"
+    )
     parser.add_argument("--labels", nargs="+", default=None, help="one legend label per run (default: the paths)")
     parser.add_argument(
         "--tag", nargs="+", default=list(DEFAULT_TAGS), help="scalar(s) to plot, the first logged one per run"

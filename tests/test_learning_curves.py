@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import pytest
 from torch.utils.tensorboard import SummaryWriter
@@ -67,8 +69,6 @@ def test_smooth_is_a_trailing_mean(window, expected):
 
 def test_cli_writes_the_raw_points_as_json(tmp_path):
     pytest.importorskip("matplotlib")
-    import json
-
     _log(
         tmp_path / "a",
         {
@@ -94,3 +94,25 @@ def test_cli_writes_the_raw_points_as_json(tmp_path):
     assert "train/loss" not in curve["scalars"]
     with pytest.raises(SystemExit):
         learning_curves.main([str(tmp_path / "a"), "--smooth", "0", "--out", str(out)])
+
+
+def test_a_curve_saved_with_json_is_drawn_again_without_its_logs(tmp_path):
+    pytest.importorskip("matplotlib")
+    _log(tmp_path / "a", {"driving/route_completion": [(0, 0.2), (1000, 0.6)], "rollout/ep_len_mean": [(1000, 9.0)]})
+    saved = tmp_path / "saved.json"
+    learning_curves.main(
+        [str(tmp_path / "a"), "--labels", "old run", "--out", str(tmp_path / "1.png"), "--json", str(saved)]
+    )
+    (tmp_path / "a").rename(tmp_path / "gone")  # the run's logs are lost; its saved curve remains
+    again = tmp_path / "again.json"
+    run = f"{saved}#old run"
+    assert learning_curves.main([run, "--out", str(tmp_path / "2.png"), "--json", str(again)]) == 0
+    curve = json.loads(again.read_text())["curves"][0]
+    assert (curve["tag"], curve["steps"]) == ("driving/route_completion", [0, 1000])
+    assert curve["values"] == pytest.approx([0.2, 0.6])
+    assert curve["run"] == str(tmp_path / "a")  # where the points were logged, not the JSON they came from
+    assert curve["scalars"]["rollout/ep_len_mean"]["values"] == pytest.approx([9.0])
+    with pytest.raises(ValueError, match=r"no curve labelled 'new run'.*\['old run'\]"):
+        learning_curves.read_scalars(f"{saved}#new run")
+    with pytest.raises(FileNotFoundError, match="no such file of saved curves"):
+        learning_curves.read_scalars(tmp_path / "missing.json")
