@@ -45,9 +45,11 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Tiny clips of every split, recorded once per module with the smoke profile's settings."""
+    """Tiny clips of every split, recorded once per test run with the smoke profile's settings.
+
+    Shared by every test that reads clips: a test that damages or extends the recordings works on a copy."""
     from carla_gym import training_data
     from perception.training import default_config
 
