@@ -71,7 +71,7 @@ TRAIN_FLAGS = ConfigFlags(
     TrainConfig,
     rename={"size": "--camera-size"},
     skip=("preset", "profile", "stages", "episodes"),
-    metavars={"size": ("H", "W"), "zoom": "MAX"},
+    metavars={"size": ("H", "W"), "crop": ("H", "W"), "zoom": "MAX"},
     defaults=LITE,
     default_label=PRESET_DEFAULT,
 )
@@ -104,6 +104,7 @@ REPORT_FIELDS = ("eval_corruptions",)
 CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "zoom": (lambda v: v >= 1.0, "the largest zoom must be at least 1 (1: off)"),
     "size": (lambda v: min(v) >= 1, "an image needs at least 1 pixel each way"),
+    "crop": (lambda v: v is None or min(v) >= 1, "a crop needs at least 1 pixel each way"),
     "depth_loss": (lambda v: v in ("silog", "l1"), "known depth losses: silog, l1"),
     "batch_size": (lambda v: v >= 1, "a batch needs at least 1 item"),
     "window": (lambda v: v >= 1, "a window needs at least 1 frame"),
@@ -287,7 +288,12 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
             drive.stride = drive.window
     problems = cfg.window_problems()
     if problems:
-        parser.exit(2, "error: " + "; ".join(problems) + " (see --frames, --train-drive-frames, --window)\n")
+        parser.exit(
+            2,
+            "error: "
+            + "; ".join(problems)
+            + " (see --camera-size, --crop, --frames, --train-drive-frames, --window)\n",
+        )
     return cfg
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames, zoom_frames
-from perception.data.augment import clutter, color_jitter, crop_and_resize, lighting_drift
+from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames, random_crops, zoom_frames
+from perception.data.augment import clutter, color_jitter, crop_and_resize, crop_box, lighting_drift
 
 
 def window(t=4, h=16, w=24, seed=0):
@@ -98,6 +98,49 @@ def test_crop_and_resize_doubles_a_corner_and_halves_its_depth() -> None:
     # the principal point (2, 2) is the box's bottom-right corner, so it moves to the new image's corner (4, 4)
     assert out["intrinsics"].tolist() == [[8.0, 0.0, 4.0], [0.0, 8.0, 4.0], [0.0, 0.0, 1.0]]
     assert item["depth"].unique().tolist() == [10.0]  # the input is not modified
+
+
+def test_crop_box_keeps_the_scale_and_moves_the_principal_point() -> None:
+    """Rows 1-2, columns 2-4 of a 4x6 frame: the same pixels and depths, the focal length kept, the principal
+    point (3, 2) moved by the box's corner (2, 1); poses pass through."""
+    k = torch.tensor([[3.0, 0.0, 3.0], [0.0, 3.0, 2.0], [0.0, 0.0, 1.0]])
+    item = {
+        "rgb": torch.arange(2 * 3 * 24, dtype=torch.uint8).view(2, 3, 4, 6),
+        "semantic": torch.arange(24).view(1, 4, 6).repeat(2, 1, 1),
+        "depth": torch.arange(24, dtype=torch.float32).view(1, 4, 6).repeat(2, 1, 1),
+        "rel_pose": torch.eye(4).repeat(2, 1, 1),
+        "intrinsics": k,
+    }
+    out = crop_box(item, top=1, left=2, height=2, width=3)
+    assert out["semantic"][1].tolist() == [[8, 9, 10], [14, 15, 16]]
+    assert out["depth"][0].tolist() == [[8.0, 9.0, 10.0], [14.0, 15.0, 16.0]]
+    assert torch.equal(out["rgb"], item["rgb"][..., 1:3, 2:5])
+    assert out["intrinsics"].tolist() == [[3.0, 0.0, 1.0], [0.0, 3.0, 1.0], [0.0, 0.0, 1.0]]
+    assert out["rel_pose"] is item["rel_pose"] and item["intrinsics"][0, 2] == 3.0  # the input is not modified
+
+
+def test_random_crops_cut_one_box_per_window() -> None:
+    """Every item gets a box of the asked size inside the frame, the same box on each of its frames."""
+    h, w = 8, 16
+    pixel = torch.arange(h * w).view(h, w)  # each pixel's own index, so a crop shows where it was cut
+    batch = {
+        "rgb": torch.zeros((5, 3, 3, h, w), dtype=torch.uint8),
+        "semantic": pixel.expand(5, 3, h, w).clone(),
+        "depth": torch.ones((5, 3, h, w)),
+        "intrinsics": torch.tensor([[8.0, 0.0, 8.0], [0.0, 8.0, 4.0], [0.0, 0.0, 1.0]]).expand(5, 3, 3).clone(),
+    }
+    out = random_crops(batch, torch.Generator().manual_seed(0), (4, 6))
+    assert out["semantic"].shape == (5, 3, 4, 6) and out["rgb"].shape == (5, 3, 3, 4, 6)
+    corners = out["semantic"][:, :, 0, 0]
+    assert (corners == corners[:, :1]).all()  # one box per window
+    top, left = corners[:, 0] // w, corners[:, 0] % w
+    assert (top <= h - 4).all() and (left <= w - 6).all() and len(set(corners[:, 0].tolist())) > 1
+    for i in range(5):  # a whole box, and intrinsics that follow it
+        assert torch.equal(out["semantic"][i, 0], pixel[top[i] : top[i] + 4, left[i] : left[i] + 6])
+        assert out["intrinsics"][i, :2, 2].tolist() == [8.0 - left[i].item(), 4.0 - top[i].item()]
+    assert random_crops(batch, torch.Generator(), (h, w)) is batch
+    with pytest.raises(ValueError, match="crop 4x32 is larger than the recorded frames"):
+        random_crops(batch, torch.Generator(), (4, 32))
 
 
 def test_zoom_frames_keeps_shapes_and_label_set() -> None:

@@ -164,6 +164,27 @@ def test_stage_without_keep_best_ends_with_its_last_epoch(smoke_data: Path, tmp_
     assert all(s.keep_best for s in default_config("full").stages if not s.memory)
 
 
+def test_crop_trains_on_boxes_and_validates_on_whole_frames(
+    smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread
+) -> None:
+    """With `crop` the training batches are boxes of the crop's size, validation sees whole frames."""
+    from perception.training import loop
+
+    seen: list[tuple[int, ...]] = []
+
+    def recording_loss(model, stage, x, batch, *args, **kwargs):
+        seen.append(tuple(x.shape[-2:]))
+        return stage_loss(model, stage, x, batch, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "stage_loss", recording_loss)
+    cfg = default_config("lite", "smoke")
+    cfg.stages = [cfg.stage("seg")]
+    cfg.stages[0].epochs, cfg.stages[0].max_batches, cfg.stages[0].val_batches = 1, 2, 1
+    cfg.crop = (32, 48)
+    train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lambda _: None)
+    assert seen == [(32, 48), (32, 48), tuple(cfg.size)]  # two training batches, then one validation batch
+
+
 @pytest.mark.parametrize(
     "score, best, higher, expected",
     [
@@ -216,6 +237,8 @@ def test_broken_clip_is_named(
         (["--clutter", "0.25,0.25,0.25,0.25,1.5"], "at most 1"),
         (["--interpolate", "seq=0"], "--interpolate seq=0: the fraction must be above 0"),
         (["--frames", "7", "--window", "12"], "12-frame window is longer"),
+        (["--crop", "64", "512"], "crop 64x512 is larger than the recorded frames"),
+        (["--crop", "0", "64"], "--crop 0 64: a crop needs at least 1 pixel"),
     ],
 )
 def test_bad_arguments_one_line(argv: list[str], needle: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

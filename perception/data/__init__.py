@@ -1,6 +1,6 @@
 """Loading recorded clips for training and evaluation, and temporal augmentations."""
 
-from .augment import CORRUPTIONS, AugmentConfig, TemporalAugment, corrupt, mirror_frames, zoom_frames
+from .augment import CORRUPTIONS, AugmentConfig, TemporalAugment, corrupt, mirror_frames, random_crops, zoom_frames
 from .clips import FORMAT_VERSION, MODALITIES, Clip, ClipFormatError, ClipMeta, ClipStore, frame_filename
 from .windows import ClipWindows, EqualLengthBatches, mixed_windows
 
@@ -20,5 +20,6 @@ __all__ = [
     "frame_filename",
     "mixed_windows",
     "mirror_frames",
+    "random_crops",
     "zoom_frames",
 ]

@@ -162,6 +162,41 @@ def crop_and_resize(
     return out
 
 
+def crop_box(item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int) -> dict[str, torch.Tensor]:
+    """Cut the box (top, left, height, width) out of every frame of one item, at the recording's pixel scale.
+
+    Unlike `crop_and_resize` nothing is rescaled: the focal length in pixels stays, so depth stays metric and
+    only the principal point moves by the box's corner. Keys without image axes (poses) pass through."""
+    rows, cols = slice(top, top + height), slice(left, left + width)
+    out = {k: v[..., rows, cols] if k in ("rgb", "semantic", "depth") else v for k, v in item.items()}
+    if "intrinsics" in item:
+        k = item["intrinsics"].clone()
+        k[0, 2] -= left
+        k[1, 2] -= top
+        out["intrinsics"] = k
+    return out
+
+
+def random_crops(
+    batch: dict[str, torch.Tensor], generator: torch.Generator, size: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """One box of `size` (height, width) at a random place per item, the same box on every frame of its window:
+    a network trained on crops of large frames sees objects at the large frames' pixel scale, at the cost per
+    sample of the crop. Frames of exactly `size` pass unchanged; a box larger than the frames is a ValueError."""
+    full_h, full_w = batch["semantic"].shape[-2:]
+    height, width = size
+    if (height, width) == (full_h, full_w):
+        return batch
+    if height > full_h or width > full_w:
+        raise ValueError(f"crop {height}x{width} is larger than the recorded frames ({full_h}x{full_w})")
+    items = []
+    for i in range(batch["rgb"].shape[0]):
+        top = int(torch.randint(0, full_h - height + 1, (), generator=generator))
+        left = int(torch.randint(0, full_w - width + 1, (), generator=generator))
+        items.append(crop_box({k: v[i] for k, v in batch.items()}, top, left, height, width))
+    return {k: torch.stack([it[k] for it in items]) for k in batch}
+
+
 def zoom_frames(
     batch: dict[str, torch.Tensor], generator: torch.Generator, max_zoom: float = 1.5, p: float = 0.5
 ) -> dict[str, torch.Tensor]:

@@ -110,6 +110,12 @@ class TrainConfig:
     size: tuple[int, int] = _opt(
         (128, 256), "camera image height and width of the recording, also the training input size"
     )
+    crop: tuple[int, int] | None = _opt(
+        None,
+        "train on random boxes of this height and width cut from the recorded frames (same cost per sample as "
+        "recording at that size, objects at the recording's pixel scale); validate, report and run on whole frames "
+        "(none: train on whole frames)",
+    )
     clips: int = _opt(16, "clips per town to record")
     extra_towns: int = _opt(
         16, "random embedded towns recorded as extra training data: variety for held-out towns (0: none)"
@@ -133,11 +139,15 @@ class TrainConfig:
         return next(s for s in self.stages if s.name == name)
 
     def window_problems(self) -> list[str]:
-        """Stages (with epochs to run) whose window is longer than every recording they read (the clips of `frames`
+        """A crop larger than the recorded frames, and stages (with epochs to run) whose window is longer than every recording they read (the clips of `frames`
         frames, and with `long_recordings` the episode drives too), or whose `short_window` is not shorter than the
         window. One line per problem; empty when all fit."""
         drives = self.episodes.drive_frames if self.episodes.drives else 0
         problems = []
+        if self.crop is not None and (self.crop[0] > self.size[0] or self.crop[1] > self.size[1]):
+            problems.append(
+                f"crop {self.crop[0]}x{self.crop[1]} is larger than the recorded frames ({self.size[0]}x{self.size[1]})"
+            )
         for s in self.stages:
             longest = max(self.frames, drives) if s.long_recordings else self.frames
             if s.epochs and s.window > longest:

@@ -46,6 +46,7 @@ from perception.data import (
     TemporalAugment,
     mirror_frames,
     mixed_windows,
+    random_crops,
     zoom_frames,
 )
 from perception.losses import depth_loss, pose_loss, segmentation_loss
@@ -447,6 +448,10 @@ class StageRun:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Batch `b` of `epoch` with its seeded augmentation, on the device: the network input and the batch."""
         cfg, stage, rank = self.ctx.cfg, self.stage, self.ctx.d.rank
+        if cfg.crop is not None:
+            batch = random_crops(
+                batch, torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 5)), cfg.crop
+            )
         if stage.window == 1:
             g = torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 7))
             batch = mirror_frames(batch, g) if cfg.mirror else batch
