@@ -55,6 +55,8 @@ from stable_baselines3.common.torch_layers import (
 from stable_baselines3.common.utils import get_device
 from torch import nn
 
+from perception.atomic_files import plain_mode
+
 from .features import PerceptionExtractor, check_image_extractor
 
 FORMAT = "carla-perception-gym.policy"
@@ -383,11 +385,14 @@ def save_policy(
 def _write_folder(folder: Path, write: Any) -> Path:
     """Fill a fresh folder next to `folder` with `write(staging)`, then rename it into place.
 
-    A failure while writing leaves whatever was at `folder` untouched."""
+    A failure while writing leaves whatever was at `folder` untouched. The folder and its files get plain modes
+    (`plain_mode`), not the private ones of a temporary folder."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         write(staging)
+        for path in (staging, *staging.iterdir()):
+            plain_mode(path)
         old = None
         if folder.exists():
             old = folder.with_name(f"{staging.name}.old")

@@ -21,11 +21,19 @@ def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     tmp = Path(name)
     try:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        plain_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def plain_mode(path: str | Path) -> None:
+    """Give `path` the mode a plain `open()` or `mkdir()` would (0666 or 0777 less the umask).
+
+    Temporary files and folders are made private (0600, 0700), and some writers (safetensors) make their files
+    0600; renamed into place they would stay unreadable to anyone else sharing the results."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import pickle
 import shutil
+import stat
 import zipfile
 
 import gymnasium as gym
@@ -86,6 +88,21 @@ def test_saved_policy_reloads_with_identical_actions(tmp_path, case):
         expected = model.predict(obs, deterministic=True)[0]
         np.testing.assert_array_equal(loaded.predict(obs)[0], expected)
         np.testing.assert_array_equal(loaded(obs, None), expected)
+
+
+def test_a_policy_folder_gets_plain_modes(saved, tmp_path):
+    """Not the 0700 of a temporary folder nor the 0600 safetensors writes: others may read a shared policy."""
+    model, _ = saved
+    old = os.umask(0o022)
+    try:
+        folder = save_policy(model, tmp_path / "shared", {"perception": "model"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {
+        CONFIG_FILE: 0o644,
+        WEIGHTS_FILE: 0o644,
+    }
 
 
 def test_saving_over_a_policy_replaces_it_but_never_another_folder(saved, tmp_path):
