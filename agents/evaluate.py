@@ -47,8 +47,6 @@ from .policies import ModelDriver, Policy, load_policy
 from .policy_files import perception_weights_sha256
 from .scoring import ROUTE_SETS, EpisodeResult, summarize
 
-CAMERA_SIZE = EnvConfig.camera_size  # the env's and agents.train_ppo's default
-
 
 def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None = None) -> EpisodeResult:
     """Drive one episode from `reset(seed=seed)` to its end; optionally write the dashboard as an MP4.
@@ -109,7 +107,7 @@ def evaluate(
     video_dir: Path | None = None,
     env_kwargs: dict[str, Any] | None = None,
     trust_pickle: bool = False,
-    camera_size: tuple[int, int] = CAMERA_SIZE,
+    camera_size: tuple[int, int] | None = None,
     allow_mismatch: bool = False,
     frame_stack: int | None = None,
     vecnormalize: Path | None = None,
@@ -129,9 +127,7 @@ def evaluate(
         if routes not in ROUTE_SETS:
             raise ValueError(f"unknown route set {routes!r} (known: {', '.join(ROUTE_SETS)})")
         split, seeds = ROUTE_SETS[routes].split, ROUTE_SETS[routes].seeds
-    config = EnvConfig.from_kwargs(
-        perception=perception, split=split, camera_size=tuple(camera_size), **(env_kwargs or {})
-    )
+    config = EnvConfig.from_kwargs(perception=perception, split=split, camera_size=camera_size, **(env_kwargs or {}))
     policy = load_policy(
         policy_name,
         trust_pickle=trust_pickle,
@@ -147,7 +143,7 @@ def evaluate(
         if isinstance(policy, ModelDriver):
             facts = {
                 "perception": perception,
-                "camera_size": tuple(camera_size),
+                "camera_size": config.camera_size,
                 "obs_size": tuple(env.observation_space["semantic"].shape[-2:]),  # type: ignore[index]  # a Dict space
                 "perception_weights_sha256": weights_sha256,
             }
@@ -177,7 +173,7 @@ def evaluate(
         seed=seeds[0],
         seeds=list(seeds),
         max_steps=max_steps,
-        camera_size=list(camera_size),
+        camera_size=list(cast(tuple[int, int], config.camera_size)),  # resolved by EnvConfig
         policy_metadata={k: v for k, v in getattr(policy, "metadata", {}).items() if k != "scores"},
     )
     if routes is not None:
@@ -213,7 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default=None, choices=("train", "val", "test"), help="town split (default: test)")
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
-    add_camera_size(parser, CAMERA_SIZE, "camera image height and width, as agents.train_ppo's --camera-size")
+    add_camera_size(
+        parser, None, "camera image height and width, as agents.train_ppo's --camera-size (default: the env's)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the first episode (default: 0)")
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument(
@@ -267,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             args.video,
             {"weights": args.weights},
             args.trust_pickle,
-            tuple(args.camera_size),
+            args.camera_size,
             args.allow_mismatch,
             args.frame_stack,
             args.vecnormalize,

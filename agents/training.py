@@ -9,7 +9,7 @@ import importlib.util
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 from stable_baselines3 import PPO
@@ -93,7 +93,8 @@ def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command
         "perception": args.perception,
         "perception_weights": args.weights,
         "perception_weights_sha256": weights_sha256,
-        "camera_size": list(args.camera_size),
+        # EnvConfig resolves the default (None): the perception weights' input size
+        "camera_size": list(cast(tuple[int, int], env_config(args, "train").camera_size)),
         "obs_size": list(obs_size),
         "reward": reward_config(args).as_dict(),
         "command": command,
@@ -131,7 +132,7 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> Env
         weights=args.weights,
         split=split,
         town_index=town_index,
-        camera_size=tuple(args.camera_size),
+        camera_size=args.camera_size,
     )
 
 
@@ -185,7 +186,9 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
-    add_camera_size(parser, EnvConfig.camera_size, "camera image height and width")
+    add_camera_size(
+        parser, None, "camera image height and width (default: the env's, the perception weights' input size)"
+    )
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
     parser.add_argument("--seed", type=int, default=0)
     REWARD_FLAGS.add_to(parser.add_argument_group("reward (carla_gym.env.RewardConfig)"))

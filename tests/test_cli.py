@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -86,7 +87,9 @@ def test_help_formatter_does_not_repeat_a_default_the_help_names():
 def test_evaluate_and_train_ppo_spell_camera_size_the_same():
     for parser in (train_ppo.build_parser(), imitation.build_parser()):
         assert parser.parse_args(["--camera-size", "64", "128"]).camera_size == (64, 128)
-    assert evaluate.CAMERA_SIZE == train_ppo.build_parser().parse_args([]).camera_size
+    # no default of their own: both leave it to the env (the perception weights' input size)
+    assert inspect.signature(evaluate.evaluate).parameters["camera_size"].default is None
+    assert train_ppo.build_parser().parse_args([]).camera_size is None
 
 
 def test_train_ppo_logs_train_losses_from_the_first_update(tmp_path):

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from perception.streaming import ENGINES
+from perception.weights import WeightsError, read_weights_config
 
 from ..sim import backend_class
 from ..sim.contract import DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_route_length
 from .observation import check_sizes
-from .perception_source import GroundTruthPerception, ModelPerception, make_perception
+from .perception_source import BUNDLED_WEIGHTS, GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
 
 PERCEPTION_MODES = ("model", "ground_truth")
@@ -53,6 +54,21 @@ def world_options(
     return options
 
 
+def default_camera_size(perception: str, weights: str | Path | None) -> tuple[int, int]:
+    """The camera size an env gets unless told: the input size in the perception weights' config.json (the
+    bundled weights when `weights` is None), so a network trained for larger frames is fed them; 128x256 for
+    ground truth, and for weights without a readable size (their loader names what is wrong with them)."""
+    if perception != "model":
+        return DEFAULT_CAMERA_SIZE
+    try:
+        size = read_weights_config(weights if weights is not None else BUNDLED_WEIGHTS).get("input_size")
+    except (OSError, WeightsError):
+        return DEFAULT_CAMERA_SIZE
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return (size[0], size[1])
+    return DEFAULT_CAMERA_SIZE
+
+
 def _positive(name: str, value: Any) -> float:
     try:
         number = float(value)
@@ -75,7 +91,8 @@ class EnvConfig:
         device: "auto", "cpu" or "cuda" for the model.
         engine: the model's inference engine: "auto" (ONNX Runtime on the CPU, PyTorch on CUDA),
             "torch" or "onnxruntime".
-        camera_size: (H, W) of the camera.
+        camera_size: (H, W) of the camera; default (None) the input size of the perception weights (the bundled
+            `lite` weights: 128x256), so a network trained for larger frames gets them, and 128x256 for ground truth.
         obs_size: (h, w) of the image observations, no larger than the camera.
         route_length: metres of random route per episode (the autopilot drives 200 m in well under
             the default 1000-step time limit, red lights included).
@@ -95,7 +112,7 @@ class EnvConfig:
     weights: str | Path | None = None
     device: str = "auto"
     engine: str = "auto"
-    camera_size: tuple[int, int] = DEFAULT_CAMERA_SIZE
+    camera_size: tuple[int, int] | None = None
     obs_size: tuple[int, int] = (40, 80)
     route_length: float = DEFAULT_ROUTE_LENGTH
     split: str | None = None
@@ -106,12 +123,16 @@ class EnvConfig:
     max_route_offset: float = 6.0
     terminate_off_road: bool = True
     backend_options: dict[str, Any] = field(default_factory=dict)
+    camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.perception not in PERCEPTION_MODES:
             raise ValueError(f"EnvConfig.perception must be 'model' or 'ground_truth', got {self.perception!r}")
         if self.engine not in ENGINES:
             raise ValueError(f"EnvConfig.engine must be one of {', '.join(map(repr, ENGINES))}, got {self.engine!r}")
+        self.camera_from_weights = self.camera_size is None
+        if self.camera_size is None:
+            self.camera_size = default_camera_size(self.perception, self.weights)
         self.camera_size, self.obs_size = check_sizes(self.camera_size, self.obs_size)
         self.route_length = check_route_length(self.route_length)
         self.blocked_seconds = _positive("blocked_seconds", self.blocked_seconds)
@@ -147,10 +168,12 @@ class EnvConfig:
         """
         if config is not None and not isinstance(config, EnvConfig):
             raise ValueError(f"config must be an EnvConfig, got {type(config).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
         fields = {k: v for k, v in kwargs.items() if k in names}
         extra = {k: v for k, v in kwargs.items() if k not in names}
         base = {} if config is None else config.backend_options
+        if config is not None and config.camera_from_weights and "camera_size" not in fields:
+            fields["camera_size"] = None  # follows the (maybe other) weights again
         fields["backend_options"] = {**base, **fields.get("backend_options", {}), **extra}
         return cls(**fields) if config is None else dataclasses.replace(config, **fields)
 
