@@ -14,7 +14,6 @@ from typing import Any, cast
 import gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 from tqdm import tqdm
 
@@ -136,20 +135,16 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> Env
     )
 
 
-def make_env(config: EnvConfig, max_steps: int):
-    """A thunk building one monitored env."""
-
-    def thunk() -> gym.Env:
-        return Monitor(gym.make("CarlaPerception-v0", config=config, max_episode_steps=max_steps))
-
-    return thunk
-
-
 def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
-    """One env in this process, or `carla_gym.make_vec` worlds (one process each) with batched perception."""
+    """One env in this process, or `carla_gym.make_vec` worlds (one process each) with batched perception; either
+    behind a `VecMonitor`, so a training env and its one-world evaluation env are of the same type (SB3's
+    EvalCallback warns otherwise)."""
+    config = env_config(args, split)
     if n_envs == 1:
-        return DummyVecEnv([make_env(env_config(args, split), args.max_steps)])
-    return VecMonitor(carla_gym.make_vec(n_envs, env_config(args, split), max_episode_steps=args.max_steps))
+        return VecMonitor(
+            DummyVecEnv([lambda: gym.make("CarlaPerception-v0", config=config, max_episode_steps=args.max_steps)])
+        )
+    return VecMonitor(carla_gym.make_vec(n_envs, config, max_episode_steps=args.max_steps))
 
 
 def new_model(

@@ -102,12 +102,18 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
     assert err.value.code == 2
 
 
-def test_two_worlds_train_through_make_vec(tmp_path):
+def test_two_worlds_train_through_make_vec_and_evaluate_on_one(tmp_path, recwarn):
     out = tmp_path / "ppo2"
     args = list(TINY)
     args[args.index("--n-envs") + 1] = "2"
-    assert train_ppo.main(["--timesteps", "128", "--out", str(out), *args]) == 0
+    args[args.index("--eval-freq") + 1] = "64"
+    assert (
+        train_ppo.main(["--timesteps", "128", "--eval-episodes", "1", "--max-steps", "30", "--out", str(out), *args])
+        == 0
+    )
     assert agents.load_policy(out / "final_policy").metadata["num_timesteps"] == 128
+    assert (out / "best_policy").is_dir()  # the evaluation ran
+    assert not [w for w in recwarn if "not of the same type" in str(w.message)]  # SB3's EvalCallback check
 
 
 def test_driving_callback_logs_how_episodes_ended():
