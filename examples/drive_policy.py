@@ -36,7 +36,7 @@ def main() -> None:
         help="drive 'bundled' even if the package's perception weights are not the ones it was trained on",
     )
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
-    add_camera_size(parser, (128, 256), "camera image height and width; the one the policy was trained with")
+    add_camera_size(parser, None, "camera image height and width (default: the one the policy records, else the env's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("drive.mp4"))
     args = parser.parse_args()
@@ -45,11 +45,12 @@ def main() -> None:
         policy = load_policy(args.policy, trust_pickle=args.trust_pickle, allow_mismatch=args.allow_mismatch)
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
+    camera_size = args.camera_size or getattr(policy, "metadata", {}).get("camera_size")
     env = gym.make(
         "CarlaPerception-v0",
         perception=args.perception,
         split="test",
-        camera_size=tuple(args.camera_size),
+        camera_size=tuple(camera_size) if camera_size else None,
         render_mode="rgb_array",
     )
     result = run_episode(env, policy, seed=args.seed, video_path=args.out)
