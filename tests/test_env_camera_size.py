@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,12 @@ def test_camera_follows_other_weights_unless_given(weights_64x128: Path) -> None
     assert EnvConfig.from_kwargs(given, weights=weights_64x128).camera_size == (96, 192)
 
 
-def test_unreadable_weights_leave_the_error_to_their_loader(tmp_path: Path) -> None:
-    """The camera default does not fail on a missing folder: the perception loader names it when the env starts."""
+def test_unreadable_weights_leave_the_error_to_their_loader(tmp_path: Path, weights_64x128: Path) -> None:
+    """The camera default does not fail on a missing folder or a bad input size: the perception loader names
+    the problem when the env starts."""
     assert EnvConfig(weights=tmp_path / "missing").camera_size == DEFAULT_CAMERA_SIZE
+    bad = tmp_path / "bad"
+    shutil.copytree(weights_64x128, bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "input_size": [0, 128]}))
+    assert EnvConfig(weights=bad).camera_size == DEFAULT_CAMERA_SIZE

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from perception.streaming import ENGINES
-from perception.weights import WeightsError, read_weights_config
+from perception.weights import WeightsError, check_config_values, read_weights_config
 
 from ..sim import backend_class
 from ..sim.contract import DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_route_length
@@ -60,13 +60,14 @@ def default_camera_size(perception: str, weights: str | Path | None) -> tuple[in
     ground truth, and for weights without a readable size (their loader names what is wrong with them)."""
     if perception != "model":
         return DEFAULT_CAMERA_SIZE
+    folder = weights if weights is not None else BUNDLED_WEIGHTS
     try:
-        size = read_weights_config(weights if weights is not None else BUNDLED_WEIGHTS).get("input_size")
+        config = read_weights_config(folder)
+        check_config_values(config, str(folder))
     except (OSError, WeightsError):
         return DEFAULT_CAMERA_SIZE
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
-        return (size[0], size[1])
-    return DEFAULT_CAMERA_SIZE
+    size = config.get("input_size")
+    return DEFAULT_CAMERA_SIZE if size is None else (size[0], size[1])
 
 
 def _positive(name: str, value: Any) -> float:
