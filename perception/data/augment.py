@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
 CORRUPTIONS = ("noise", "lighting_drift", "clutter")
@@ -132,36 +133,6 @@ def mirror_frames(
     return out
 
 
-def crop_and_resize(
-    item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int
-) -> dict[str, torch.Tensor]:
-    """Cut the box (top, left, height, width) out of one item's frames (T, ...) and scale it back to full size:
-    RGB bilinear, labels and depth nearest. Depth is divided by the zoom, because an object seen `s` times
-    larger through the same lens is `s` times closer."""
-    full_h, full_w = item["semantic"].shape[-2:]
-    rows, cols = slice(top, top + height), slice(left, left + width)
-    rgb = item["rgb"][..., rows, cols].float()
-    rgb = torch.nn.functional.interpolate(rgb, size=(full_h, full_w), mode="bilinear", align_corners=False)
-    labels = item["semantic"][..., rows, cols][:, None].float()
-    depth = item["depth"][..., rows, cols][:, None]
-    out = dict(item)
-    out["rgb"] = rgb.round().clamp(0, 255).to(item["rgb"].dtype) if not item["rgb"].is_floating_point() else rgb
-    out["semantic"] = torch.nn.functional.interpolate(labels, size=(full_h, full_w), mode="nearest-exact")[:, 0].to(
-        item["semantic"].dtype
-    )
-    out["depth"] = torch.nn.functional.interpolate(depth, size=(full_h, full_w), mode="nearest-exact")[:, 0] * (
-        width / full_w
-    )
-    if "intrinsics" in item:  # the same lens with a longer focal length, centred on the box
-        k = item["intrinsics"].clone()
-        k[0, :] *= full_w / width
-        k[1, :] *= full_h / height
-        k[0, 2] -= left * full_w / width
-        k[1, 2] -= top * full_h / height
-        out["intrinsics"] = k
-    return out
-
-
 def crop_box(item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int) -> dict[str, torch.Tensor]:
     """Cut the box (top, left, height, width) out of every frame of one item, at the recording's pixel scale.
 
@@ -174,6 +145,27 @@ def crop_box(item: dict[str, torch.Tensor], top: int, left: int, height: int, wi
         k[0, 2] -= left
         k[1, 2] -= top
         out["intrinsics"] = k
+    return out
+
+
+def crop_and_resize(
+    item: dict[str, torch.Tensor], top: int, left: int, height: int, width: int
+) -> dict[str, torch.Tensor]:
+    """Cut the box (top, left, height, width) out of one item's frames (T, ...) and scale it back to full size:
+    RGB bilinear, labels and depth nearest. Depth is divided by the zoom, because an object seen `s` times
+    larger through the same lens is `s` times closer."""
+    full_h, full_w = item["semantic"].shape[-2:]
+    out = crop_box(item, top, left, height, width)
+    rgb = F.interpolate(out["rgb"].float(), size=(full_h, full_w), mode="bilinear", align_corners=False)
+    out["rgb"] = rgb.round().clamp(0, 255).to(item["rgb"].dtype) if not item["rgb"].is_floating_point() else rgb
+    labels = F.interpolate(out["semantic"][:, None].float(), size=(full_h, full_w), mode="nearest-exact")
+    out["semantic"] = labels[:, 0].to(item["semantic"].dtype)
+    depth = F.interpolate(out["depth"][:, None], size=(full_h, full_w), mode="nearest-exact")
+    out["depth"] = depth[:, 0] * (width / full_w)
+    if "intrinsics" in out:  # the same lens with a longer focal length, centred on the box
+        k = out["intrinsics"]
+        k[0, :] *= full_w / width
+        k[1, :] *= full_h / height
     return out
 
 

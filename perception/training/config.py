@@ -139,9 +139,9 @@ class TrainConfig:
         return next(s for s in self.stages if s.name == name)
 
     def window_problems(self) -> list[str]:
-        """A crop larger than the recorded frames, and stages (with epochs to run) whose window is longer than every recording they read (the clips of `frames`
-        frames, and with `long_recordings` the episode drives too), or whose `short_window` is not shorter than the
-        window. One line per problem; empty when all fit."""
+        """A crop larger than the recorded frames, and stages (with epochs to run) whose window is longer than every
+        recording they read (the clips of `frames` frames, and with `long_recordings` the episode drives too), or whose
+        `short_window` is not shorter than the window. One line per problem; empty when all fit."""
         drives = self.episodes.drive_frames if self.episodes.drives else 0
         problems = []
         if self.crop is not None and (self.crop[0] > self.size[0] or self.crop[1] > self.size[1]):
