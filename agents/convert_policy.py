@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from carla_gym.cli import HelpFormatter
+from carla_gym.cli import HelpFormatter, add_frame_stack
 
 from .policy_files import save_policy
 
@@ -40,9 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the perception the policy was trained on (recorded in the folder's metadata)",
     )
-    parser.add_argument(
-        "--frame-stack", type=int, default=None, help="frames the policy stacks (default: its Zoo run's)"
-    )
+    add_frame_stack(parser, None, "frames the policy stacks (default: its Zoo run's)")
     parser.add_argument(
         "--vecnormalize",
         type=Path,
@@ -54,8 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {args.checkpoint}: no such file\n")
     from .policies import load_zoo_run
 
-    if args.frame_stack is not None and args.frame_stack < 1:
-        parser.exit(2, f"error: --frame-stack must be >= 1, got {args.frame_stack}\n")
     try:
         driver = load_zoo_run(args.checkpoint, "cpu", args.frame_stack, args.vecnormalize)
         metadata = {"converted_from": str(args.checkpoint), "num_timesteps": driver.model.num_timesteps}

@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 import carla_gym  # noqa: F401  (registers the envs)
-from carla_gym.cli import HelpFormatter, add_camera_size
+from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
 
@@ -220,12 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         help="evaluate even if the policy was trained with another perception mode, perception "
         "weights, camera size or observation size (for 'bundled': other than the package's perception weights)",
     )
-    parser.add_argument(
-        "--frame-stack",
-        type=int,
-        default=None,
-        help="frames the policy stacks (default: what the policy folder or its Zoo run records)",
-    )
+    add_frame_stack(parser, None, "frames the policy stacks (default: what the policy folder or its Zoo run records)")
     parser.add_argument(
         "--vecnormalize",
         type=Path,
@@ -252,8 +247,6 @@ def main(argv: list[str] | None = None) -> int:
     args.split = args.split or "test"
     if args.episodes < 1:
         parser.exit(2, f"error: --episodes must be >= 1, got {args.episodes}\n")
-    if args.frame_stack is not None and args.frame_stack < 1:
-        parser.exit(2, f"error: --frame-stack must be >= 1, got {args.frame_stack}\n")
     try:
         summary = evaluate(
             args.policy,

@@ -31,7 +31,6 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-import carla_gym
 from carla_gym.cli import HelpFormatter, deprecated_alias
 
 from .cloning import expert_actions, fit
@@ -52,6 +51,7 @@ from .training import (
     env_config,
     init_from_error,
     init_policy_or_exit,
+    make_vec_env,
     new_model,
     policy_metadata,
 )
@@ -195,11 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     try:
-        config = env_config(args, "train")
+        env_config(args, "train")  # a bad camera size fails here, before any world starts
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
     state = starting_state(args, parser)
-    vec = carla_gym.make_vec(args.n_envs, config, max_episode_steps=args.max_steps)
+    vec = make_vec_env(args, "train", args.n_envs)
     model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
     data: list[RoundData] = []
     if args.resume:
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         train_rounds(args, vec, model, state, data, writer, started)
         metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
         metadata.update(num_timesteps=state.env_steps, train_seconds=round(time.perf_counter() - started, 1))
-        save_policy(model, args.out / "bc_policy", metadata)
+        save_policy(model, args.out / "bc_policy", metadata, frame_stack=args.frame_stack)
         print(f"saved {args.out / 'bc_policy'}")
     finally:
         writer.close()

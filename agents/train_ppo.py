@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 eval_env,
                 n_eval_episodes=args.eval_episodes,
                 eval_freq=max(args.eval_freq // args.n_envs, 1),
-                callback_on_new_best=SavePolicyCallback(args.out / "best_policy", metadata, started),
+                callback_on_new_best=SavePolicyCallback(args.out / "best_policy", metadata, started, args.frame_stack),
                 log_path=str(args.out / "eval"),
                 deterministic=True,
             )
@@ -189,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
             progress_bar=args.progress_bar and has_rich_progress_bar(),
         )
         model.save(checkpoints / f"ppo_{model.num_timesteps}_steps")  # for --resume
-        save_policy(model, args.out / "final_policy", progress_metadata(model, metadata, started))
+        save_policy(
+            model, args.out / "final_policy", progress_metadata(model, metadata, started), frame_stack=args.frame_stack
+        )
         print(f"saved {args.out / 'final_policy'} after {model.num_timesteps} steps")
     finally:
         env.close()

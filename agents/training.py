@@ -14,11 +14,11 @@ from typing import Any, cast
 import gymnasium as gym
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecMonitor
 from tqdm import tqdm
 
 import carla_gym
-from carla_gym.cli import add_camera_size
+from carla_gym.cli import add_camera_size, add_frame_stack
 from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import ENDINGS, Truncation
@@ -76,12 +76,13 @@ def progress_metadata(model: Any, metadata: dict[str, Any], started: float) -> d
 class SavePolicyCallback(BaseCallback):
     """Writes the model's policy as a policy folder each time it is called (EvalCallback's `callback_on_new_best`)."""
 
-    def __init__(self, folder: Path, metadata: dict[str, Any], started: float) -> None:
+    def __init__(self, folder: Path, metadata: dict[str, Any], started: float, frame_stack: int = 1) -> None:
         super().__init__()
-        self.folder, self.metadata, self.started = folder, metadata, started
+        self.folder, self.metadata, self.started, self.frame_stack = folder, metadata, started, frame_stack
 
     def _on_step(self) -> bool:
-        save_policy(self.model, self.folder, progress_metadata(self.model, self.metadata, self.started))
+        metadata = progress_metadata(self.model, self.metadata, self.started)
+        save_policy(self.model, self.folder, metadata, frame_stack=self.frame_stack)
         return True
 
 
@@ -138,13 +139,16 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> Env
 def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
     """One env in this process, or `carla_gym.make_vec` worlds (one process each) with batched perception; either
     behind a `VecMonitor`, so a training env and its one-world evaluation env are of the same type (SB3's
-    EvalCallback warns otherwise)."""
+    EvalCallback warns otherwise), and behind a `VecFrameStack` of `args.frame_stack` steps when that is over 1."""
     config = env_config(args, split)
     if n_envs == 1:
-        return VecMonitor(
-            DummyVecEnv([lambda: gym.make("CarlaPerception-v0", config=config, max_episode_steps=args.max_steps)])
+        vec: VecEnv = DummyVecEnv(
+            [lambda: gym.make("CarlaPerception-v0", config=config, max_episode_steps=args.max_steps)]
         )
-    return VecMonitor(carla_gym.make_vec(n_envs, config, max_episode_steps=args.max_steps))
+    else:
+        vec = carla_gym.make_vec(n_envs, config, max_episode_steps=args.max_steps)
+    vec = VecMonitor(vec)
+    return VecFrameStack(vec, args.frame_stack) if args.frame_stack > 1 else vec
 
 
 def new_model(
@@ -185,6 +189,12 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
         parser, None, "camera image height and width (default: the env's, the perception weights' input size)"
     )
     parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    add_frame_stack(
+        parser,
+        1,
+        "the policy sees the last N observations (SB3's VecFrameStack: images stacked along their channels, "
+        "vectors end to end); recorded in the saved policy, which agents.evaluate reads",
+    )
     parser.add_argument("--seed", type=int, default=0)
     REWARD_FLAGS.add_to(parser.add_argument_group("reward (carla_gym.env.RewardConfig)"))
 

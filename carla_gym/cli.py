@@ -54,6 +54,22 @@ def add_camera_size(parser: argparse.ArgumentParser, default: tuple[int, int] | 
     )
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (the usage error names the value otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_frame_stack(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:
+    """`--frame-stack N`: how many of the last observations a policy sees at once (SB3's VecFrameStack)."""
+    parser.add_argument("--frame-stack", type=positive_int, default=default, metavar="N", help=help)
+
+
 def deprecated_alias(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     old: str,

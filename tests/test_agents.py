@@ -263,6 +263,34 @@ def test_imitation_fits_the_autopilot_and_hands_over_to_ppo(tmp_path):
     )
 
 
+def test_frame_stack_runs_through_imitation_ppo_and_evaluation(tmp_path, capsys):
+    out = tmp_path / "bc"
+    assert imitation.main([*IMITATION_TINY, "--frame-stack", "3", "--out", str(out)]) == 0
+    policy = agents.load_policy(out / "bc_policy")
+    assert policy.frame_stack == 3
+    # three observations end to end: 6 semantic groups + 1 depth channel each, 7 state values each
+    assert policy.observation_space["semantic"].shape == (18, 40, 80)
+    assert policy.observation_space["state"].shape == (21,)
+    ppo_args = ["--timesteps", "64", "--out", str(tmp_path / "ppo"), "--init-from", str(out / "bc_policy"), *TINY]
+    assert train_ppo.main([*ppo_args, "--frame-stack", "3"]) == 0
+    assert agents.load_policy(tmp_path / "ppo" / "final_policy").frame_stack == 3
+    with pytest.raises(SystemExit) as err:  # the policy takes three frames: a run with one is refused
+        train_ppo.main([*ppo_args[:3], str(tmp_path / "ppo1"), *ppo_args[4:]])
+    assert err.value.code == 2 and "spaces differ" in capsys.readouterr().err
+    report = tmp_path / "eval.json"
+    eval_args = ["--episodes", "1", "--perception", "ground_truth", "--camera-size", "64", "128", "--max-steps", "10"]
+    assert evaluate.main([str(tmp_path / "ppo" / "final_policy"), *eval_args, "--out", str(report)]) == 0
+    assert json.loads(report.read_text())["episodes"] == 1
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_frame_stack_must_be_a_positive_whole_number(value, capsys):
+    with pytest.raises(SystemExit) as err:
+        imitation.build_parser().parse_args(["--frame-stack", value])
+    assert err.value.code == 2
+    assert "--frame-stack" in capsys.readouterr().err
+
+
 def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch, capsys):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     assert imitation.main([*IMITATION_TINY, "--out", str(whole)]) == 0
