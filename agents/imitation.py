@@ -214,7 +214,15 @@ def main(argv: list[str] | None = None) -> int:
     writer = SummaryWriter(str(args.out / "tb"))
     started = time.perf_counter() - state.seconds
     try:
-        train_rounds(args, vec, model, state, data, writer, started)
+        try:
+            train_rounds(args, vec, model, state, data, writer, started)
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted in round {state.rounds_done + 1}/{args.rounds}: {state.rounds_done} rounds are "
+                f"checkpointed in {args.out}; the same command with --resume goes on after them",
+                file=sys.stderr,
+            )
+            return 130
         metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
         metadata.update(num_timesteps=state.env_steps, train_seconds=round(time.perf_counter() - started, 1))
         save_policy(model, args.out / "bc_policy", metadata, frame_stack=args.frame_stack)

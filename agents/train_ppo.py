@@ -54,7 +54,6 @@ from .training import (
     add_init_from_arguments,
     add_world_arguments,
     env_config,
-    has_rich_progress_bar,
     init_from_error,
     init_policy_or_exit,
     latest_checkpoint,
@@ -163,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         DumpTrainLogsCallback(),
         CheckpointCallback(max(args.save_freq // args.n_envs, 1), str(checkpoints), name_prefix="ppo"),
     ]
-    if args.progress_bar and not has_rich_progress_bar():
-        callbacks.append(TqdmCallback())
+    progress = TqdmCallback() if args.progress_bar else None
+    if progress is not None:
+        callbacks.append(progress)
     eval_env = None
     if args.eval_freq > 0:
         eval_env = make_vec_env(args, "val", 1)
@@ -180,14 +180,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     try:
         remaining = max(args.timesteps - model.num_timesteps, 0)
-        model.learn(
-            remaining,
-            callback=callbacks,
-            log_interval=1,  # rollout and time statistics after every rollout
-            reset_num_timesteps=resume_from is None,
-            tb_log_name="ppo",
-            progress_bar=args.progress_bar and has_rich_progress_bar(),
-        )
+        try:
+            model.learn(
+                remaining,
+                callback=callbacks,
+                log_interval=1,  # rollout and time statistics after every rollout
+                reset_num_timesteps=resume_from is None,
+                tb_log_name="ppo",
+            )
+        except KeyboardInterrupt:
+            if progress is not None:
+                progress.close()
+            saved = checkpoints / f"ppo_{model.num_timesteps}_steps.zip"
+            model.save(saved)
+            print(
+                f"\ninterrupted at step {model.num_timesteps}: saved {saved}; the same command with --resume goes on",
+                file=sys.stderr,
+            )
+            return 130
         model.save(checkpoints / f"ppo_{model.num_timesteps}_steps")  # for --resume
         save_policy(
             model, args.out / "final_policy", progress_metadata(model, metadata, started), frame_stack=args.frame_stack

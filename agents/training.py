@@ -5,7 +5,6 @@ driving figures, write losses and policies, and show progress."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import re
 import time
 from pathlib import Path
@@ -199,23 +198,27 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     REWARD_FLAGS.add_to(parser.add_argument_group("reward (carla_gym.env.RewardConfig)"))
 
 
-def has_rich_progress_bar() -> bool:
-    """Whether SB3's own progress bar can be shown: it needs both `tqdm` and `rich`."""
-    return all(importlib.util.find_spec(name) is not None for name in ("tqdm", "rich"))
-
-
 class TqdmCallback(BaseCallback):
-    """A plain tqdm progress bar over a run's env steps, for when `rich` (SB3's progress bar) is missing."""
+    """A tqdm progress bar over a run's env steps (plain tqdm: SB3's own bar needs `rich`)."""
+
+    bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
         self.bar = tqdm(total=self.locals["total_timesteps"] - self.model.num_timesteps, unit="step")
 
     def _on_step(self) -> bool:
-        self.bar.update(self.training_env.num_envs)
+        if self.bar is not None:
+            self.bar.update(self.training_env.num_envs)
         return True
 
     def _on_training_end(self) -> None:
-        self.bar.close()
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar (also for a run that ended without `_on_training_end`, e.g. on Ctrl-C)."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def latest_checkpoint(folder: Path) -> Path | None:

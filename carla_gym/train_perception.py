@@ -351,6 +351,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (ClipFormatError, TrainingError, ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the finished epochs are checkpointed in {args.out / 'checkpoints'}; "
+            "the same command with --resume goes on from the last one",
+            file=sys.stderr,
+        )
+        return 130
     if rank != 0:
         return 0
     total = run_seconds(args.out / "checkpoints")  # over every call of a resumed run

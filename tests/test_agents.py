@@ -90,6 +90,25 @@ def test_tiny_ppo_trains_resumes_reloads_and_evaluates(tmp_path, capsys):
     assert summary["camera_size"] == [64, 128]
 
 
+def test_ctrl_c_saves_a_checkpoint_that_resume_goes_on_from(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ppo"
+
+    def ctrl_c_at_step_96(self):
+        if self.num_timesteps >= 96:
+            raise KeyboardInterrupt
+        return True
+
+    monkeypatch.setattr(training.DrivingInfoCallback, "_on_step", ctrl_c_at_step_96)
+    assert train_ppo.main(["--timesteps", "192", "--out", str(out), *TINY]) == 130
+    monkeypatch.undo()
+    assert "interrupted at step 96" in capsys.readouterr().err
+    assert latest_checkpoint(out / "checkpoints").name == "ppo_96_steps.zip"  # --save-freq 64 wrote ppo_64 only
+    assert not (out / "final_policy").exists()
+    assert train_ppo.main(["--timesteps", "192", "--out", str(out), "--resume", *TINY]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert agents.load_policy(out / "final_policy").metadata["num_timesteps"] >= 192  # whole 64-step rollouts from 96
+
+
 def test_evaluate_names_a_missing_policy(tmp_path):
     with pytest.raises(SystemExit) as err:
         evaluate.main([str(tmp_path / "nope.zip"), "--episodes", "1"])
@@ -302,13 +321,12 @@ def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch
             raise KeyboardInterrupt
         return drive(*args, **kwargs)
 
-    monkeypatch.setattr(imitation, "drive", killed_in_round_2)
-    with pytest.raises(KeyboardInterrupt):
-        imitation.main([*IMITATION_TINY, "--out", str(killed)])
+    monkeypatch.setattr(imitation, "drive", killed_in_round_2)  # Ctrl-C in round 2
+    assert imitation.main([*IMITATION_TINY, "--out", str(killed)]) == 130
     monkeypatch.undo()
+    assert "interrupted in round 2/2: 1 rounds are checkpointed" in capsys.readouterr().err
     state = json.loads((killed / "checkpoints" / "state.json").read_text())
     assert (state["rounds_done"], state["env_steps"]) == (1, 32)
-    capsys.readouterr()
     with pytest.raises(SystemExit):  # a new run would overwrite it
         imitation.main([*IMITATION_TINY, "--out", str(killed)])
     assert "pass --resume" in capsys.readouterr().err

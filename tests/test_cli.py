@@ -101,8 +101,7 @@ def test_train_ppo_logs_train_losses_from_the_first_update(tmp_path):
     assert {"train/value_loss", "train/policy_gradient_loss", "train/entropy_loss"} <= set(scalars)
 
 
-def test_train_ppo_falls_back_to_a_tqdm_bar_without_rich(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(train_ppo, "has_rich_progress_bar", lambda: False)
+def test_train_ppo_shows_a_progress_bar_over_the_steps(tmp_path, capsys):
     argv = ["--timesteps", "64", "--n-steps", "64", "--batch-size", "32", "--n-epochs", "1", "--save-freq", "64"]
     assert train_ppo.main([*argv, "--out", str(tmp_path / "ppo"), *TINY_PPO]) == 0
     assert "64/64" in capsys.readouterr().err

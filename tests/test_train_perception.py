@@ -92,6 +92,29 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def test_ctrl_c_names_the_checkpoint_that_resume_goes_on_from(
+    smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, one_thread
+) -> None:
+    common = ["--profile", "smoke", "--data", str(smoke_data), "--epochs", "1,1,1,1,1", "--device", "cpu"]
+    common += ["--no-eval", "--out", str(tmp_path)]
+    log_line = train_perception.log_line
+
+    def ctrl_c_in_depth(message: str) -> None:
+        if message.startswith("depth epoch 1/"):
+            raise KeyboardInterrupt
+        log_line(message)
+
+    monkeypatch.setattr(train_perception, "log_line", ctrl_c_in_depth)
+    assert train_perception.main(common) == 130
+    monkeypatch.undo()
+    assert f"checkpointed in {tmp_path / 'checkpoints'}" in capsys.readouterr().err
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["stage"] == "seg"
+    assert not (tmp_path / "weights").exists()
+    assert train_perception.main([*common, "--resume"]) == 0
+    assert "loaded checkpoint: stage 'seg'" in capsys.readouterr().out
+    assert (tmp_path / "weights" / "model.safetensors").is_file()
+
+
 def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """Each stage's end is kept; `--stages drive` on a finished run starts from the seq stage's end, not from the
     drive-trained weights, so with the same seed it gives the full run's weights again."""
