@@ -5,6 +5,8 @@ Shared by `agents.imitation` (DAgger) and `agents.guided_ppo` (PPO with an imita
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from stable_baselines3 import PPO
@@ -30,9 +32,27 @@ def mean_action_and_value(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple[t
     return mean, value.flatten()
 
 
+class ObservationChunks:
+    """Dict observations kept in the chunks they were collected in (DAgger's rounds) and indexed as one
+    array, without concatenating them (which would hold every observation twice while fitting)."""
+
+    def __init__(self, chunks: Sequence[dict[str, np.ndarray]]) -> None:
+        self.chunks = list(chunks)
+        self.starts = np.cumsum([0, *(len(next(iter(chunk.values()))) for chunk in self.chunks)])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def take(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The observations at the ascending indices `idx` (into all chunks end to end), in that order."""
+        chunk_of = np.searchsorted(self.starts, idx, side="right") - 1
+        parts = [(chunk, idx[chunk_of == j] - self.starts[j]) for j, chunk in enumerate(self.chunks)]
+        return {k: np.concatenate([chunk[k][local] for chunk, local in parts]) for k in self.chunks[0]}
+
+
 def fit(
     model: PPO,
-    observations: dict[str, np.ndarray],
+    observations: dict[str, np.ndarray] | ObservationChunks,
     labels: np.ndarray,
     returns: np.ndarray | None,
     epochs: int,
@@ -42,6 +62,8 @@ def fit(
     """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
 
     Returns the mean action and value losses of the last epoch (value 0 without returns)."""
+    if not isinstance(observations, ObservationChunks):
+        observations = ObservationChunks([observations])
     policy = model.policy
     policy.set_training_mode(True)
     n = len(labels)
@@ -51,8 +73,8 @@ def fit(
         order = rng.permutation(n)
         totals = np.zeros(2)
         for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            obs = policy.obs_to_tensor({k: v[idx] for k, v in observations.items()})[0]
+            idx = np.sort(order[start : start + batch_size])
+            obs = policy.obs_to_tensor(observations.take(idx))[0]
             mean, value = mean_action_and_value(policy, obs)
             a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
             v_loss = torch.zeros((), device=policy.device)

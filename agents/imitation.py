@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from carla_gym.cli import HelpFormatter, deprecated_alias
 
-from .cloning import expert_actions, fit
+from .cloning import ObservationChunks, expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
 from .imitation_checkpoint import (
     ImitationCheckpointError,
@@ -98,7 +98,7 @@ def drive(
 
 def fit_all(model: PPO, data: list[RoundData], epochs: int, batch_size: int) -> tuple[float, float]:
     """Fit the policy to every round's labels so far (see `cloning.fit`); returns the action and value losses."""
-    observations = {k: np.concatenate([d[0][k] for d in data]) for k in data[0][0]}
+    observations = ObservationChunks([d[0] for d in data])
     labels, returns = np.concatenate([d[1] for d in data]), np.concatenate([d[2] for d in data])
     return fit(model, observations, labels, returns, epochs, batch_size)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, cast
 
 import gymnasium as gym
+import numpy as np
 from stable_baselines3 import PPO
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecMonitor
 from tqdm import tqdm
 
@@ -24,8 +25,16 @@ from carla_gym.env.contracts import ENDINGS, Truncation
 from carla_gym.env.reward import RewardConfig
 
 from .guided_ppo import GuidedPPO
-from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, policy_kwargs
-from .policy_files import copy_weights, is_policy_folder, load_policy, perception_weights_sha256, save_policy
+from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, learning_rate_schedule, policy_kwargs
+from .policy_files import (
+    CONFIG_FILE,
+    copy_weights,
+    is_policy_folder,
+    load_policy,
+    perception_weights_sha256,
+    read_config,
+    save_policy,
+)
 
 
 class DrivingInfoCallback(BaseCallback):
@@ -66,23 +75,49 @@ class DumpTrainLogsCallback(BaseCallback):
         return True
 
 
-def progress_metadata(model: Any, metadata: dict[str, Any], started: float) -> dict[str, Any]:
-    """`metadata` plus how far training got: env steps so far and wall-clock seconds since `started`
-    (a `time.perf_counter()` reading), for the leaderboard rows' training cost."""
-    return {**metadata, "num_timesteps": model.num_timesteps, "train_seconds": round(time.perf_counter() - started, 1)}
+class TrainClockCallback(BaseCallback):
+    """Keeps `model.train_seconds`, the wall-clock seconds spent training, across resumes.
+
+    SB3 saves a model's attributes with each checkpoint and `PPO.load` restores them, so a resumed run
+    goes on counting from where its checkpoint stopped. Put it before the callbacks that save."""
+
+    def _on_training_start(self) -> None:
+        self._since = time.perf_counter() - getattr(self.model, "train_seconds", 0.0)
+
+    def _on_step(self) -> bool:
+        self.model.train_seconds = time.perf_counter() - self._since  # type: ignore[attr-defined]  # saved with the model
+        return True
+
+
+def progress_metadata(model: Any, metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` plus how far training got: env steps and wall-clock seconds so far (`TrainClockCallback`),
+    for the leaderboard rows' training cost."""
+    seconds = round(getattr(model, "train_seconds", 0.0), 1)
+    return {**metadata, "num_timesteps": model.num_timesteps, "train_seconds": seconds}
 
 
 class SavePolicyCallback(BaseCallback):
-    """Writes the model's policy as a policy folder each time it is called (EvalCallback's `callback_on_new_best`)."""
+    """Writes the model's policy as a policy folder each time it is called (EvalCallback's `callback_on_new_best`),
+    with the validation reward that made it the best (`val_mean_reward`, which a resumed run has to beat)."""
 
-    def __init__(self, folder: Path, metadata: dict[str, Any], started: float, frame_stack: int = 1) -> None:
+    def __init__(self, folder: Path, metadata: dict[str, Any], frame_stack: int = 1) -> None:
         super().__init__()
-        self.folder, self.metadata, self.started, self.frame_stack = folder, metadata, started, frame_stack
+        self.folder, self.metadata, self.frame_stack = folder, metadata, frame_stack
 
     def _on_step(self) -> bool:
-        metadata = progress_metadata(self.model, self.metadata, self.started)
+        metadata = progress_metadata(self.model, self.metadata)
+        if isinstance(self.parent, EvalCallback):
+            metadata["val_mean_reward"] = float(self.parent.best_mean_reward)
         save_policy(self.model, self.folder, metadata, frame_stack=self.frame_stack)
         return True
+
+
+def best_val_reward(folder: Path) -> float:
+    """The validation reward of the best policy a run saved in `folder` so far (-inf when none is recorded)."""
+    if not is_policy_folder(folder):
+        return -np.inf
+    metadata = read_config(folder / CONFIG_FILE).get("metadata") or {}
+    return float(metadata.get("val_mean_reward", -np.inf))
 
 
 def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command: str) -> dict[str, Any]:
@@ -167,6 +202,8 @@ def new_model(
     algorithm = GuidedPPO if bc_epochs > 0 else PPO
     if bc_epochs > 0:
         ppo_kwargs["bc_epochs"] = bc_epochs
+    hyperparameters = {**PPO_DEFAULTS, **ppo_kwargs}
+    hyperparameters["learning_rate"] = learning_rate_schedule(hyperparameters["learning_rate"])
     return algorithm(
         "MultiInputPolicy",
         env,
@@ -175,7 +212,7 @@ def new_model(
         verbose=verbose,
         tensorboard_log=tensorboard_log,
         policy_kwargs=policy_kwargs(log_std_init),
-        **{**PPO_DEFAULTS, **ppo_kwargs},
+        **hyperparameters,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -11,11 +12,15 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import agents
 from agents import cloning, evaluate, imitation, train_ppo, training
+from agents.cloning import ObservationChunks
 from agents.features import PerceptionExtractor
+from agents.hyperparams.ppo import learning_rate_schedule
+from agents.learning_curves import read_scalars
 from agents.training import latest_checkpoint
 from carla_gym.env import observation_space
 
@@ -55,12 +60,13 @@ def test_tiny_ppo_trains_resumes_reloads_and_evaluates(tmp_path, capsys):
     assert train_ppo.main(["--timesteps", "128", "--out", str(out), *TINY]) == 0
     assert latest_checkpoint(out / "checkpoints").name == "ppo_128_steps.zip"
     assert any((out / "tb").rglob("events.out.tfevents.*"))
+    first_seconds = agents.load_policy(out / "final_policy").metadata["train_seconds"]
     assert train_ppo.main(["--timesteps", "192", "--out", str(out), "--resume", *TINY]) == 0
     assert "resuming from" in capsys.readouterr().out
     assert latest_checkpoint(out / "checkpoints").name == "ppo_192_steps.zip"  # the end of a run can be resumed
     metadata = agents.load_policy(out / "final_policy").metadata
     assert metadata["num_timesteps"] == 192 and metadata["perception"] == "ground_truth"
-    assert metadata["train_seconds"] > 0  # the leaderboard rows' training cost
+    assert metadata["train_seconds"] > first_seconds > 0  # the leaderboard rows' training cost, over both runs
     assert metadata["camera_size"] == [64, 128] and metadata["obs_size"] == [40, 80]
     assert metadata["command"].startswith("python -m agents.train_ppo --timesteps 192")
     assert not list(out.glob("*.zip"))  # nothing outside checkpoints/ needs unpickling
@@ -107,6 +113,11 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_goes_on_from(tmp_path, monkeypatc
     assert train_ppo.main(["--timesteps", "192", "--out", str(out), "--resume", *TINY]) == 0
     assert "resuming from" in capsys.readouterr().out
     assert agents.load_policy(out / "final_policy").metadata["num_timesteps"] >= 192  # whole 64-step rollouts from 96
+    # the default learning rate falls linearly from 3e-4 over the whole run, across the resume:
+    # updates at steps 64 (before Ctrl-C), 160 and 224 (past the end: 0) of 192
+    _, steps, rates = read_scalars(out, ["train/learning_rate"])
+    assert steps == [64, 160, 224]
+    assert rates == pytest.approx([3e-4 * (1 - 64 / 192), 3e-4 * (1 - 160 / 192), 0.0])
 
 
 def test_evaluate_names_a_missing_policy(tmp_path):
@@ -131,7 +142,15 @@ def test_two_worlds_train_through_make_vec_and_evaluate_on_one(tmp_path, recwarn
         == 0
     )
     assert agents.load_policy(out / "final_policy").metadata["num_timesteps"] == 128
-    assert (out / "best_policy").is_dir()  # the evaluation ran
+    best = agents.load_policy(out / "best_policy").metadata  # the evaluation ran
+    evaluations = np.load(out / "eval" / "evaluations.npz")
+    assert best["val_mean_reward"] == pytest.approx(evaluations["results"].mean(axis=1).max())
+    # resumed, the run keeps that best policy until an evaluation beats its reward
+    evaluation, eval_env = train_ppo.evaluation_callback(
+        train_ppo.build_parser().parse_args([*args, "--out", str(out), "--resume"]), {}, resumed=True
+    )
+    eval_env.close()
+    assert evaluation.best_mean_reward == best["val_mean_reward"]
     assert not [w for w in recwarn if "not of the same type" in str(w.message)]  # SB3's EvalCallback check
 
 
@@ -302,6 +321,25 @@ def test_frame_stack_runs_through_imitation_ppo_and_evaluation(tmp_path, capsys)
     assert json.loads(report.read_text())["episodes"] == 1
 
 
+@pytest.mark.parametrize(
+    "value, at_start, halfway", [(3e-4, 3e-4, 3e-4), ("1e-3", 1e-3, 1e-3), ("lin_3e-4", 3e-4, 1.5e-4)]
+)
+def test_learning_rate_is_a_constant_or_a_linear_schedule_as_the_zoo_writes_it(value, at_start, halfway):
+    schedule = FloatSchedule(learning_rate_schedule(value))  # SB3's progress_remaining: 1 at the start
+    assert schedule(1.0) == pytest.approx(at_start)
+    assert schedule(0.5) == pytest.approx(halfway)
+
+
+@pytest.mark.parametrize("value", ["fast", "-3e-4", "lin_", "lin_-1", "lin_x", "nan"])
+def test_a_bad_learning_rate_is_refused_by_name(value, capsys):
+    with pytest.raises(ValueError, match=f"learning rate '{value}'"):
+        learning_rate_schedule(value)
+    with pytest.raises(SystemExit) as err:
+        train_ppo.build_parser().parse_args([f"--learning-rate={value}"])
+    assert err.value.code == 2
+    assert f"--learning-rate: learning rate '{value}'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
 def test_frame_stack_must_be_a_positive_whole_number(value, capsys):
     with pytest.raises(SystemExit) as err:
@@ -341,6 +379,33 @@ def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch
     a, b = resumed.policy.state_dict(), uninterrupted.policy.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # the same episodes, labels and fits
     assert sorted(p.name for p in (killed / "checkpoints").glob("policy_*.pt")) == ["policy_2.pt"]
+
+
+def test_observation_chunks_index_like_their_concatenation():
+    rounds = [
+        {"speed": np.array([0, 10, 20]), "xy": np.arange(6).reshape(3, 2)},
+        {"speed": np.array([30, 40]), "xy": np.arange(6, 10).reshape(2, 2)},
+    ]
+    joined = ObservationChunks(rounds)
+    assert len(joined) == 5
+    taken = joined.take(np.array([1, 2, 4]))  # across the seam between the two rounds
+    np.testing.assert_array_equal(taken["speed"], [10, 20, 40])
+    np.testing.assert_array_equal(taken["xy"], [[2, 3], [4, 5], [8, 9]])
+    np.testing.assert_array_equal(joined.take(np.array([3]))["speed"], [30])
+
+
+def test_dagger_fits_all_rounds_without_copying_them():
+    space = observation_space((40, 80))
+    space.seed(0)
+    rounds = [({k: np.stack([v.sample() for _ in range(256)]) for k, v in space.spaces.items()},) for _ in range(4)]
+    data = [(obs, np.zeros((256, 2), np.float32), np.zeros(256, np.float32)) for (obs,) in rounds]
+    held = sum(a.nbytes for obs, _, _ in data for a in obs.values())
+    model = training.new_model(DummyVecEnv([lambda: _SpaceOnlyEnv(space)]), seed=0, verbose=0)
+    tracemalloc.start()
+    imitation.fit_all(model, data, epochs=1, batch_size=64)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < held / 4  # minibatches only; concatenating the rounds would allocate `held` again
 
 
 def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
