@@ -34,6 +34,7 @@ import shlex
 import sys
 from pathlib import Path
 
+import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import (
     BaseCallback,
@@ -154,6 +155,20 @@ def build_model(
     return model
 
 
+def keep_evaluations(evaluation: EvalCallback, log: Path, episodes: int) -> None:
+    """Start `evaluation`'s history from the evaluations a run already logged, so that the resumed run's
+    `evaluations.npz` holds them all (SB3 rewrites the file from its own lists). A log with another number
+    of episodes per evaluation is started anew: SB3 cannot write evaluations of two sizes to one file."""
+    if not log.is_file():
+        return
+    with np.load(log) as logged:
+        if logged["results"].ndim != 2 or logged["results"].shape[1] != episodes:
+            return
+        evaluation.evaluations_timesteps = [int(t) for t in logged["timesteps"]]
+        evaluation.evaluations_results = [list(r) for r in logged["results"]]
+        evaluation.evaluations_length = [list(n) for n in logged["ep_lengths"]]
+
+
 def evaluation_callback(args: argparse.Namespace, metadata: dict, resumed: bool) -> tuple[EvalCallback, VecEnv]:
     """Validation-town evaluation every --eval-freq steps, saving each new best policy in OUT/best_policy,
     and its world. A resumed run keeps the best policy it saved until a better one comes."""
@@ -168,6 +183,7 @@ def evaluation_callback(args: argparse.Namespace, metadata: dict, resumed: bool)
     )
     if resumed:
         evaluation.best_mean_reward = best_val_reward(args.out / "best_policy")
+        keep_evaluations(evaluation, args.out / "eval" / "evaluations.npz", args.eval_episodes)
     return evaluation, eval_env
 
 

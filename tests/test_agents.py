@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -146,11 +147,14 @@ def test_two_worlds_train_through_make_vec_and_evaluate_on_one(tmp_path, recwarn
     evaluations = np.load(out / "eval" / "evaluations.npz")
     assert best["val_mean_reward"] == pytest.approx(evaluations["results"].mean(axis=1).max())
     # resumed, the run keeps that best policy until an evaluation beats its reward
-    evaluation, eval_env = train_ppo.evaluation_callback(
-        train_ppo.build_parser().parse_args([*args, "--out", str(out), "--resume"]), {}, resumed=True
-    )
+    resumed = train_ppo.build_parser().parse_args([*args, "--out", str(out), "--resume", "--eval-episodes", "1"])
+    evaluation, eval_env = train_ppo.evaluation_callback(resumed, {}, resumed=True)
     eval_env.close()
     assert evaluation.best_mean_reward == best["val_mean_reward"]
+    assert evaluation.evaluations_timesteps == [64, 128]  # so that evaluations.npz keeps them
+    other = EvalCallback(eval_env)
+    train_ppo.keep_evaluations(other, out / "eval" / "evaluations.npz", episodes=3)
+    assert other.evaluations_timesteps == []  # 3 episodes each: a new file (SB3 cannot mix sizes)
     assert not [w for w in recwarn if "not of the same type" in str(w.message)]  # SB3's EvalCallback check
 
 
