@@ -12,12 +12,13 @@ from an OUT folder you trust, one this program wrote.
 
 PPO hyperparameters (`agents.hyperparams.ppo`, also RL Baselines3 Zoo's configuration for this
 env) follow rl-baselines3-zoo's tuned CarRacing-v2 settings (a continuous-control driving task
-from pixels: gSDE exploration, no entropy bonus, a learning rate falling linearly to 0 over the run,
-4 rollouts of 512 steps, gamma 0.99, GAE 0.95, clip 0.2). Two changes for CPU machines: 5 epochs per
-update instead of the Zoo's 10 (the update is a large share of the wall time on a few cores), with a
-learning rate starting at 3e-4 instead of 1e-4 to make up for them, and 4 worlds by default, whose
-perception runs as one batch (`carla_gym.make_vec`), which steps faster than one world.
-`--learning-rate` takes a number (constant) or `lin_<start>` (linear to 0), as the Zoo writes it.
+from pixels: gSDE exploration, 4 rollouts of 512 steps,
+gamma 0.99, GAE 0.95, clip 0.2) with Roach's (Zhang et al., ICCV 2021) entropy bonus of 0.01
+for driving; rollouts are shorter than Roach's because episodes here are 1000 steps long.
+Two changes for CPU machines: 5 epochs per update instead of the zoo's 10 (the update is a large
+share of the wall time on a few cores) and 4 worlds by default, whose perception runs as one batch
+(`carla_gym.make_vec`), which steps faster than one world. `--learning-rate` takes a number (a
+constant rate) or `lin_<start>` (falling linearly to 0 over the run), as the Zoo writes it.
 `--resume` goes on with the same schedule, counts the training time across the runs, and keeps the
 best policy until a validation evaluation beats the reward it was saved with.
 

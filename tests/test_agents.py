@@ -106,7 +106,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_goes_on_from(tmp_path, monkeypatc
         return True
 
     monkeypatch.setattr(training.DrivingInfoCallback, "_on_step", ctrl_c_at_step_96)
-    assert train_ppo.main(["--timesteps", "192", "--out", str(out), *TINY]) == 130
+    assert train_ppo.main(["--timesteps", "192", "--learning-rate", "lin_3e-4", "--out", str(out), *TINY]) == 130
     monkeypatch.undo()
     assert "interrupted at step 96" in capsys.readouterr().err
     assert latest_checkpoint(out / "checkpoints").name == "ppo_96_steps.zip"  # --save-freq 64 wrote ppo_64 only
@@ -114,7 +114,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_goes_on_from(tmp_path, monkeypatc
     assert train_ppo.main(["--timesteps", "192", "--out", str(out), "--resume", *TINY]) == 0
     assert "resuming from" in capsys.readouterr().out
     assert agents.load_policy(out / "final_policy").metadata["num_timesteps"] >= 192  # whole 64-step rollouts from 96
-    # the default learning rate falls linearly from 3e-4 over the whole run, across the resume:
+    # a linear learning rate falls from 3e-4 over the whole run, across the resume:
     # updates at steps 64 (before Ctrl-C), 160 and 224 (past the end: 0) of 192
     _, steps, rates = read_scalars(out, ["train/learning_rate"])
     assert steps == [64, 160, 224]
