@@ -34,6 +34,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from stable_baselines3 import PPO
@@ -170,7 +171,9 @@ def keep_evaluations(evaluation: EvalCallback, log: Path, episodes: int) -> None
         evaluation.evaluations_length = [list(n) for n in logged["ep_lengths"]]
 
 
-def evaluation_callback(args: argparse.Namespace, metadata: dict, resumed: bool) -> tuple[EvalCallback, VecEnv]:
+def evaluation_callback(
+    args: argparse.Namespace, metadata: dict[str, Any], resumed: bool
+) -> tuple[EvalCallback, VecEnv]:
     """Validation-town evaluation every --eval-freq steps, saving each new best policy in OUT/best_policy,
     and its world. A resumed run keeps the best policy it saved until a better one comes."""
     eval_env = make_vec_env(args, "val", 1)
