@@ -137,7 +137,7 @@ def starting_state(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     settings = run_settings(args)
     try:
         if args.resume:
-            return read_state(args.out, settings)
+            return read_state(args.out, settings, {k: parser.get_default(k) for k in settings})
         if has_checkpoint(args.out):
             raise ImitationCheckpointError(
                 f"{args.out} holds a run's checkpoints: pass --resume to go on from them, or choose another --out"

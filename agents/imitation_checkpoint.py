@@ -68,19 +68,22 @@ def save_round(out: Path, data: RoundData, policy: BasePolicy, state: ImitationS
     (folder / f"policy_{r - 1}.pt").unlink(missing_ok=True)
 
 
-def settings_differences(stored: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """One line per setting that differs between a checkpoint's run and this one."""
-    now = json.loads(json.dumps(now))  # tuples and paths as the stored JSON holds them
+def settings_differences(
+    stored: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any] | None = None
+) -> list[str]:
+    """One line per setting that differs between a checkpoint's run and this one. A setting the checkpoint
+    does not record (an option added since it was written) matches when it is at its value in `defaults`."""
+    now, defaults = (json.loads(json.dumps(d or {}, default=str)) for d in (now, defaults))  # as stored JSON holds them
     return [
         f"{k}: {stored.get(k)!r} in the checkpoint, {now.get(k)!r} now"
         for k in sorted({*stored, *now})
-        if stored.get(k) != now.get(k)
+        if stored.get(k) != now.get(k) and not (k not in stored and k in defaults and now.get(k) == defaults[k])
     ]
 
 
-def read_state(out: Path, settings: dict[str, Any]) -> ImitationState:
+def read_state(out: Path, settings: dict[str, Any], defaults: dict[str, Any] | None = None) -> ImitationState:
     """The state of the run in `out`; raises `ImitationCheckpointError` when it is unreadable or the run had
-    other settings (one line per difference)."""
+    other settings (one line per difference; see `settings_differences` for `defaults`)."""
     path = out / CHECKPOINT_DIR / STATE_FILE
     if not path.is_file():
         raise ImitationCheckpointError(f"no DAgger checkpoint to resume in {out} ({path} does not exist)")
@@ -88,7 +91,7 @@ def read_state(out: Path, settings: dict[str, Any]) -> ImitationState:
         state = ImitationState(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError) as err:
         raise ImitationCheckpointError(f"{path}: not a DAgger checkpoint's state ({err})") from None
-    if diffs := settings_differences(state.settings, settings):
+    if diffs := settings_differences(state.settings, settings, defaults):
         raise ImitationCheckpointError(
             f"{out} was trained with other settings; resume with the same ones or train into a new --out:\n  "
             + "\n  ".join(diffs)

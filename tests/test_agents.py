@@ -21,6 +21,7 @@ from agents import cloning, evaluate, imitation, train_ppo, training
 from agents.cloning import ObservationChunks
 from agents.features import PerceptionExtractor
 from agents.hyperparams.ppo import learning_rate_schedule
+from agents.imitation_checkpoint import settings_differences
 from agents.learning_curves import read_scalars
 from agents.training import latest_checkpoint
 from carla_gym.env import observation_space
@@ -383,6 +384,18 @@ def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch
     a, b = resumed.policy.state_dict(), uninterrupted.policy.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # the same episodes, labels and fits
     assert sorted(p.name for p in (killed / "checkpoints").glob("policy_*.pt")) == ["policy_2.pt"]
+
+
+@pytest.mark.parametrize(
+    "now, differences",
+    [
+        ({"epochs": 1, "frame_stack": 1}, []),  # an option added since the checkpoint, at its default
+        ({"epochs": 1, "frame_stack": 3}, ["frame_stack: None in the checkpoint, 3 now"]),
+        ({"epochs": 2, "frame_stack": 1}, ["epochs: 1 in the checkpoint, 2 now"]),
+    ],
+)
+def test_a_dagger_checkpoint_from_before_an_option_resumes_at_its_default(now, differences):
+    assert settings_differences({"epochs": 1}, now, defaults={"epochs": 1, "frame_stack": 1}) == differences
 
 
 def test_observation_chunks_index_like_their_concatenation():
