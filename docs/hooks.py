@@ -235,9 +235,18 @@ def _training(meta: dict[str, Any]) -> str:
     return f"{minutes}, {steps}"
 
 
+def _commands(summary: dict[str, Any]) -> str:
+    """The row's training command (or recipe), as its policy records it, and the evaluation command."""
+    meta = summary.get("policy_metadata") or {}
+    trained = meta.get("recipe") or meta.get("command")
+    scored = f"scored: `{summary['command']}`"
+    return f"trained: `{trained}`<br>{scored}" if trained else scored
+
+
 def leaderboard(*rows: tuple[str, str]) -> str:
     """A leaderboard table from `agents.evaluate` JSON files, one ``(label, file)`` per row: routes, route
-    completion, driving score and infraction penalty, infractions per km by kind, training time and steps, command."""
+    completion, driving score and infraction penalty, infractions per km by kind, training time and steps, the
+    training and evaluation commands."""
     kinds = ("collision_pedestrian", "collision_vehicle", "collision_static", "red_light", "lane_invasion", "off_road")
     lines = []
     for label, source in rows:
@@ -255,7 +264,7 @@ def leaderboard(*rows: tuple[str, str]) -> str:
                 fmt(s["infraction_penalty"]),
                 *(f"{per_km.get(kind, 0.0):.2f}" for kind in kinds),
                 _training(s.get("policy_metadata") or {}),
-                f"`{s['command']}`",
+                _commands(s),
             ]
         )
     header = [
@@ -272,7 +281,7 @@ def leaderboard(*rows: tuple[str, str]) -> str:
         "lane invasions / km",
         "off-road / km",
         "training (wall time, env steps)",
-        "command",
+        "commands",
     ]
     return table(header, lines)
 
