@@ -98,28 +98,6 @@ def test_hook_renders_figures_from_result_files(hooks, macro: str, expected: str
     assert hooks.render(macro) == expected
 
 
-def test_leaderboard_rows_name_the_training_and_the_scoring_command(hooks, tmp_path: Path) -> None:
-    scored = "python -m agents.evaluate P --routes test30"
-    row = {
-        "route_completion": 0.909,
-        "driving_score": 0.704,
-        "infraction_penalty": 0.749,
-        "infractions_per_km": {"red_light": 3.26},
-        "distance_km": 6.75,
-        "routes": "test30",
-        "perception": "ground_truth",
-        "command": scored,
-        "policy_metadata": {"command": "python -m agents.train_ppo", "num_timesteps": 260000, "train_seconds": 6641.4},
-    }
-    (tmp_path / "ppo.json").write_text(json.dumps(row))
-    (tmp_path / "random.json").write_text(json.dumps({**row, "policy_metadata": None}))
-    rendered = hooks.render('{{ leaderboard(("PPO", "ppo.json"), ("random", "random.json")) }}')
-    ppo = next(line for line in rendered.splitlines() if line.startswith("| PPO"))
-    random = next(line for line in rendered.splitlines() if line.startswith("| random"))
-    assert "| 111 min, 260k | trained: `python -m agents.train_ppo`<br>scored: `" + scored + "` |" in ppo
-    assert random.endswith("| -, - | scored: `" + scored + "` |")
-
-
 @pytest.mark.parametrize(
     "macro, message",
     [

@@ -27,7 +27,7 @@ def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "driving_score": 0.42,
         "infraction_penalty": 0.6,
         "infractions_per_km": {"collision_vehicle": 0.3076923, "red_light": 1.5},
-        "policy_metadata": {"train_seconds": 3000, "num_timesteps": 280000},
+        "policy_metadata": {"train_seconds": 3000, "num_timesteps": 280000, "command": "python -m agents.train_ppo"},
         "command": "python -m agents.evaluate runs/p --routes test30",
     }
     (tmp_path / "row.json").write_text(json.dumps(row))
@@ -45,11 +45,12 @@ def test_leaderboard_renders_one_row_per_result_file(hooks) -> None:
     assert len(lines) == 4 and lines[0].startswith("| policy | perception | routes")
     assert lines[2] == (
         "| PPO (scratch) | ground truth | test30 (6.50 km) | 90.0% | 0.420 | 0.600 | 0.00 | 0.31 | 0.00 | 1.50 "
-        "| 0.00 | 0.00 | 50 min, 280k | `python -m agents.evaluate runs/p --routes test30` |"
+        "| 0.00 | 0.00 | 50 min, 280k "
+        "| trained: `python -m agents.train_ppo`<br>scored: `python -m agents.evaluate runs/p --routes test30` |"
     )
     assert lines[3].endswith(
-        "| 0.00 | 0.00 | -, - | `python -m agents.evaluate runs/p --routes test30` |"
-    )  # no metadata
+        "| 0.00 | 0.00 | -, - | scored: `python -m agents.evaluate runs/p --routes test30` |"
+    )  # no metadata: no training command either
 
 
 def test_leaderboard_fails_the_build_on_a_row_without_its_command(hooks) -> None:
