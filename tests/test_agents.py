@@ -414,8 +414,14 @@ def test_observation_chunks_index_like_their_concatenation():
 def test_dagger_fits_all_rounds_without_copying_them():
     space = observation_space((40, 80))
     space.seed(0)
-    rounds = [({k: np.stack([v.sample() for _ in range(256)]) for k, v in space.spaces.items()},) for _ in range(4)]
-    data = [(obs, np.zeros((256, 2), np.float32), np.zeros(256, np.float32)) for (obs,) in rounds]
+    data = [
+        (
+            {k: np.stack([v.sample() for _ in range(256)]) for k, v in space.spaces.items()},
+            np.zeros((256, 2), np.float32),
+            np.zeros(256, np.float32),
+        )
+        for _ in range(4)  # four DAgger rounds: observations, labels, returns
+    ]
     held = sum(a.nbytes for obs, _, _ in data for a in obs.values())
     model = training.new_model(DummyVecEnv([lambda: _SpaceOnlyEnv(space)]), seed=0, verbose=0)
     tracemalloc.start()
