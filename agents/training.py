@@ -131,6 +131,7 @@ def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command
         "camera_size": list(cast(tuple[int, int], env_config(args, "train").camera_size)),
         "obs_size": list(obs_size),
         "reward": reward_config(args).as_dict(),
+        "terminate_red_light": args.terminate_red_light,
         "command": command,
     }
 
@@ -167,6 +168,7 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> Env
         split=split,
         town_index=town_index,
         camera_size=args.camera_size,
+        terminate_red_light=args.terminate_red_light,
     )
 
 
@@ -232,6 +234,11 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
         "vectors end to end); recorded in the saved policy, which agents.evaluate reads",
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--terminate-red-light",
+        action="store_true",
+        help="end a training episode when the ego runs a red light, as Roach does (evaluation never does)",
+    )
     REWARD_FLAGS.add_to(parser.add_argument_group("reward (carla_gym.env.RewardConfig)"))
 
 

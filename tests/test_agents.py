@@ -345,6 +345,13 @@ def test_a_bad_learning_rate_is_refused_by_name(value, capsys):
     assert f"--learning-rate: learning rate '{value}'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, terminate", [([], False), (["--terminate-red-light"], True)])
+def test_terminate_red_light_reaches_the_training_worlds_and_the_policy_record(flags, terminate):
+    args = train_ppo.build_parser().parse_args(["--perception", "ground_truth", *flags])
+    assert training.env_config(args, "train").terminate_red_light is terminate
+    assert training.policy_metadata(args, (40, 80), "cmd")["terminate_red_light"] is terminate
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
 def test_frame_stack_must_be_a_positive_whole_number(value, capsys):
     with pytest.raises(SystemExit) as err:

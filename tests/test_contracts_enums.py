@@ -33,6 +33,7 @@ from carla_gym.sim.contract import CLASS_IDS
         (Termination.OFF_ROAD, "off_road"),
         (Termination.OFF_ROUTE, "off_route"),
         (Termination.BLOCKED, "blocked"),
+        (Termination.RED_LIGHT, "red_light"),
         (Truncation.TIME_LIMIT, "time_limit"),
         (Truncation.SIMULATOR_FAULT, "simulator_fault"),
         (Infraction.COLLISION_PEDESTRIAN, "collision_pedestrian"),
@@ -56,6 +57,7 @@ def test_enums_list_every_reason_and_infraction():
         "off_road",
         "off_route",
         "blocked",
+        "red_light",
         "time_limit",
         "simulator_fault",
     )
@@ -126,6 +128,18 @@ class ScriptedSim:
         if events is None:
             raise SimulatorError("lost the server")
         return dataclasses.replace(make_frame(self.tick), events=events)
+
+
+@pytest.mark.parametrize("terminate, ending", [(False, None), (True, "red_light")])
+def test_running_a_red_light_ends_the_episode_only_when_asked(terminate, ending):
+    task = DrivingTask(
+        ScriptedSim([[Event(EventKind.RED_LIGHT)]]), RewardConfig(), max_route_offset=1e9, terminate_red_light=terminate
+    )
+    task.reset(seed=0)
+    result = task.step(np.zeros(2, np.float32))
+    assert result.terminated is terminate and result.info["termination"] == ending
+    assert result.info["infractions"]["red_light"] == 1  # counted (and penalised) either way
+    assert result.info["reward_terms"]["red_light"] == -RewardConfig().red_light
 
 
 def test_task_info_carries_plain_strings():

@@ -105,6 +105,8 @@ class EnvConfig:
         blocked_seconds: end the episode after standing still this long with nothing to wait for.
         max_route_offset: end the episode when farther than this (m) from the route.
         terminate_off_road: end the episode when the ego leaves the road (it is penalised either way).
+        terminate_red_light: end the episode when the ego runs a red light (it is penalised either way), as
+            Roach does in training; the leaderboard does not, so evaluation leaves it off.
         backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
@@ -123,6 +125,7 @@ class EnvConfig:
     blocked_seconds: float = 10.0
     max_route_offset: float = 6.0
     terminate_off_road: bool = True
+    terminate_red_light: bool = False
     backend_options: dict[str, Any] = field(default_factory=dict)
     camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
@@ -152,6 +155,7 @@ class EnvConfig:
         except TypeError as err:
             raise ValueError(f"EnvConfig.reward: {err}") from None
         self.discrete, self.terminate_off_road = bool(self.discrete), bool(self.terminate_off_road)
+        self.terminate_red_light = bool(self.terminate_red_light)
         self.backend_options = dict(self.backend_options)
         for reserved in ("size", "route_length"):
             if reserved in self.backend_options:
@@ -202,4 +206,5 @@ class EnvConfig:
             "blocked_seconds": self.blocked_seconds,
             "max_route_offset": self.max_route_offset,
             "terminate_off_road": self.terminate_off_road,
+            "terminate_red_light": self.terminate_red_light,
         }

@@ -32,6 +32,7 @@ class Termination(_StrEnum):
     OFF_ROAD = "off_road"
     OFF_ROUTE = "off_route"
     BLOCKED = "blocked"
+    RED_LIGHT = "red_light"  # only with EnvConfig.terminate_red_light
 
 
 class Truncation(_StrEnum):

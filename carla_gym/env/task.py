@@ -72,6 +72,7 @@ class DrivingTask:
         max_route_offset: float = 6.0,
         max_episode_steps: int | None = None,
         terminate_off_road: bool = True,
+        terminate_red_light: bool = False,
     ) -> None:
         self.sim = sim
         self.reward_config = reward
@@ -79,6 +80,7 @@ class DrivingTask:
         self.max_route_offset = max_route_offset
         self.max_episode_steps = max_episode_steps
         self.terminate_off_road = terminate_off_road
+        self.terminate_red_light = terminate_red_light
         self.frame: Frame | None = None
 
     def reset(self, seed: int, options: dict[str, Any] | None = None) -> tuple[Frame, dict[str, Any]]:
@@ -164,6 +166,8 @@ class DrivingTask:
             return Termination.COLLISION
         if self.terminate_off_road and frame.has(EventKind.OFF_ROAD):
             return Termination.OFF_ROAD
+        if self.terminate_red_light and frame.has(EventKind.RED_LIGHT):
+            return Termination.RED_LIGHT
         if abs(offset) > self.max_route_offset:
             return Termination.OFF_ROUTE
         if self.still_steps * self.sim.fixed_delta_seconds >= self.blocked_seconds:
