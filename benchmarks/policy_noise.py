@@ -23,10 +23,8 @@ import torch
 from stable_baselines3 import PPO
 
 import carla_gym  # noqa: F401  (registers the env)
+from agents.policies import load_sb3
 from carla_gym.env.contracts import controls_to_actions
-
-# a trained schedule is not needed to read a policy (and may name code this process does not hold)
-READ_ONLY = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
 
 
 def autopilot_observations(steps: int, obs_size: tuple[int, int], seed: int) -> dict[str, np.ndarray]:
@@ -68,7 +66,7 @@ def main() -> None:
     if missing := [str(path) for path in args.checkpoints if not path.is_file()]:
         parser.error(f"no such checkpoint: {', '.join(missing)}")
     torch.set_num_threads(1)
-    models = [PPO.load(path, device="cpu", custom_objects=READ_ONLY) for path in args.checkpoints]
+    models = [load_sb3(path, "cpu") for path in args.checkpoints]
     size = models[0].observation_space["semantic"].shape[-2:]  # type: ignore[index]  # a Dict space
     observations = autopilot_observations(args.steps, tuple(size), args.seed)
     rows = {
