@@ -99,6 +99,14 @@ def read_all(run: str | Path, prefixes: Sequence[str] = SAVED_PREFIXES) -> dict[
     return {tag: dict(zip(("steps", "values"), _points(logs, tag), strict=True)) for tag in tags}
 
 
+def up_to(points: dict[str, list], timesteps: int | None) -> dict[str, list]:
+    """`points` ({"steps", "values"}) cut to the steps <= `timesteps` (None: all of them)."""
+    if timesteps is None:
+        return points
+    keep = [i for i, step in enumerate(points["steps"]) if step <= timesteps]
+    return {key: [points[key][i] for i in keep] for key in ("steps", "values")}
+
+
 def smooth(values: Sequence[float], window: int) -> list[float]:
     """Trailing mean of the last `window` values at each point (1: the values unchanged)."""
     if window < 1:
@@ -114,15 +122,23 @@ def plot_curves(
     title: str | None = None,
     window: int = 1,
     json_out: str | Path | None = None,
+    timesteps: int | None = None,
 ) -> Path:
     """Plot each run's curve (see `read_scalars`, smoothed over `window` points) against env steps into the PNG
     `out`; returns its path. `json_out` also writes the raw points and every `SAVED_PREFIXES` scalar of each run,
-    so the figure and the episode statistics behind it outlive the runs' logs.
+    so the figure and the episode statistics behind it outlive the runs' logs. `timesteps` keeps only the points up
+    to that many env steps (curves and JSON), to compare runs of different lengths on the same budget.
 
     Every run is read before anything is written, so a bad run leaves an earlier `out` untouched."""
     if labels is not None and len(labels) != len(runs):
         raise ValueError(f"{len(labels)} labels for {len(runs)} runs: give one label per run")
-    raw = [read_scalars(run, tags) for run in runs]
+    if timesteps is not None and timesteps < 1:
+        raise ValueError(f"--timesteps must be >= 1, got {timesteps}")
+    raw = []
+    for run in runs:
+        tag, steps, values = read_scalars(run, tags)
+        cut = up_to({"steps": steps, "values": values}, timesteps)
+        raw.append((tag, cut["steps"], cut["values"]))
     curves = [(tag, steps, smooth(values, window)) for tag, steps, values in raw]
     names = list(labels or [str(r) for r in runs])
     try:
@@ -157,7 +173,7 @@ def plot_curves(
                 "tag": tag,
                 "steps": steps,
                 "values": values,
-                "scalars": read_all(run),
+                "scalars": {tag: up_to(points, timesteps) for tag, points in read_all(run).items()},
             }
             for run, label, (tag, steps, values) in zip(runs, names, raw, strict=True)
         ]
@@ -182,9 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the raw points (and driving/*, rollout/* scalars) here"
     )
+    parser.add_argument(
+        "--timesteps", type=int, default=None, help="only the points up to this many env steps (default: all)"
+    )
     args = parser.parse_args(argv)
     try:
-        out = plot_curves(args.runs, args.out, args.labels, args.tag, args.title, args.smooth, args.json)
+        out = plot_curves(
+            args.runs, args.out, args.labels, args.tag, args.title, args.smooth, args.json, args.timesteps
+        )
     except (FileNotFoundError, ValueError, ImportError) as err:
         parser.exit(2, f"error: {err}\n")
     print(f"wrote {out}")

@@ -96,6 +96,26 @@ def test_cli_writes_the_raw_points_as_json(tmp_path):
         learning_curves.main([str(tmp_path / "a"), "--smooth", "0", "--out", str(out)])
 
 
+def test_timesteps_cuts_every_run_to_the_same_budget(tmp_path):
+    pytest.importorskip("matplotlib")
+    _log(
+        tmp_path / "long",
+        {"driving/route_completion": [(0, 0.1), (1000, 0.4), (2000, 0.8)], "rollout/ep_len_mean": [(2000, 9.0)]},
+    )
+    _log(tmp_path / "short", {"driving/route_completion": [(0, 0.2), (1000, 0.3)]})
+    data = tmp_path / "c.json"
+    runs = [str(tmp_path / "long"), str(tmp_path / "short")]
+    assert (
+        learning_curves.main([*runs, "--timesteps", "1000", "--out", str(tmp_path / "c.png"), "--json", str(data)]) == 0
+    )
+    long, short = json.loads(data.read_text())["curves"]
+    assert long["steps"] == [0, 1000] and long["values"] == pytest.approx([0.1, 0.4])
+    assert long["scalars"]["rollout/ep_len_mean"] == {"steps": [], "values": []}
+    assert short["steps"] == [0, 1000]
+    with pytest.raises(SystemExit):
+        learning_curves.main([*runs, "--timesteps", "0", "--out", str(tmp_path / "c.png")])
+
+
 def test_a_curve_saved_with_json_is_drawn_again_without_its_logs(tmp_path):
     pytest.importorskip("matplotlib")
     _log(tmp_path / "a", {"driving/route_completion": [(0, 0.2), (1000, 0.6)], "rollout/ep_len_mean": [(1000, 9.0)]})
