@@ -364,7 +364,38 @@ def render(markdown: str, where: str = "page") -> str:
         except (TypeError, KeyError, IndexError, ValueError) as e:
             raise PluginError(f"docs hook: {name}({args}) in {where} failed: {e!r}") from e
 
-    return MACRO.sub(expand, markdown)
+    rendered = MACRO.sub(expand, markdown)
+    check_tables(rendered, where)
+    return rendered
+
+
+def cells(row: str) -> int:
+    """How many cells a Markdown table row has: its `|` outside code spans, not escaped, between the outer ones."""
+    count, in_code, previous = 0, False, ""
+    for char in row.strip().strip("|"):
+        if char == "`":
+            in_code = not in_code
+        elif char == "|" and not in_code and previous != "\\":
+            count += 1
+        previous = char
+    return count + 1
+
+
+def check_tables(markdown: str, where: str = "page") -> None:
+    """Fail the build when a table row has another number of cells than its header: Markdown would silently drop
+    or pad cells (e.g. a macro's three cells in a column meant for one)."""
+    lines = markdown.splitlines()
+    for i in range(1, len(lines)):
+        if not re.fullmatch(r"\s*\|?(\s*:?-{3,}:?\s*\|)+\s*(:?-{3,}:?\s*)?\|?\s*", lines[i]):
+            continue
+        width = cells(lines[i - 1])
+        for row in lines[i + 1 :]:
+            if not row.strip().startswith("|"):
+                break
+            if cells(row) != width:
+                raise PluginError(
+                    f"docs hook: a table row in {where} has {cells(row)} cells, its header {width}: {row.strip()[:120]}"
+                )
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:

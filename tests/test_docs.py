@@ -114,6 +114,30 @@ def test_hook_fails_the_build_naming_the_problem(hooks, macro: str, message: str
         hooks.render(macro, "page.md")
 
 
+@pytest.mark.parametrize(
+    "rows, cells",
+    [
+        (["| a | b |", "| 1 | 2 |"], None),
+        (["| a | b |", "| 1 | `x | y` |"], None),  # a pipe in a code span is not a cell border
+        (["| a | b |", "| 1 | 2 \\| 3 |"], None),  # nor an escaped one
+        (["| a | b |", "| 1 |"], "1 cells, its header 2"),
+        (["| policy | figures |", '| p | {{ agent("run.json") }} |'], "4 cells, its header 2"),
+    ],
+)
+def test_hook_fails_the_build_on_a_table_row_of_another_width(hooks, rows: list[str], cells: str | None) -> None:
+    from mkdocs.exceptions import PluginError
+
+    header, *body = rows
+    markdown = "\n".join(
+        ["text", header, "| --- | --- |" if header.startswith("|") else body.pop(0), *body, "", "after"]
+    )
+    if cells is None:
+        hooks.render(markdown, "page.md")
+    else:
+        with pytest.raises(PluginError, match=f"in page.md has {cells}"):
+            hooks.render(markdown, "page.md")
+
+
 CODE = [
     p
     for folder in ("carla_gym", "perception", "agents", "benchmarks", "examples")
