@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,6 +35,9 @@ from torch import nn
 
 from .atomic_files import write_atomic
 from .models import PerceptionPipeline, PipelineState
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 CACHE_ENV = "CARLA_PERCEPTION_GYM_CACHE"
 OPSET = 17
@@ -181,6 +185,25 @@ def _prune(folder: Path, keep: int = KEEP_FILES) -> None:
         path.unlink(missing_ok=True)
 
 
+def cpu_session(model: bytes | str | Path, threads: int) -> onnxruntime.InferenceSession:
+    """An ONNX Runtime CPU session of a graph (bytes or a file) with `threads` intra-op threads.
+
+    Idle worker threads sleep instead of spinning: the step shares the cores with the simulator's
+    renderer (and other worlds), which spinning threads would starve.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(
+        model if isinstance(model, bytes) else str(model), so, providers=["CPUExecutionProvider"]
+    )
+
+
 class OnnxStep:
     """An ONNX Runtime session of one model's streaming step, loaded from the cache or exported into it.
 
@@ -198,9 +221,8 @@ class OnnxStep:
         cache_dir: str | Path | None = None,
         threads: int | None = None,
     ) -> None:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401 - missing: ImportError before any export (the caller falls back)
 
-        self._ort = ort
         self.threads = int(threads or torch.get_num_threads())
         if self.threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -221,27 +243,16 @@ class OnnxStep:
                     stacklevel=3,
                 )
                 self.path = None
-            self.session = self._session(data)
+            self.session = cpu_session(data, self.threads)
         shapes = {i.name: i.shape for i in self.session.get_inputs()}
         self.state_shapes = {name: tuple(int(d) for d in shapes[name][1:]) for name in STATE_NAMES}
-
-    def _session(self, model: bytes | str):
-        so = self._ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = self._ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        so.log_severity_level = 3
-        # Idle worker threads sleep instead of spinning: the step shares the cores with the simulator's
-        # renderer (and other worlds), which spinning threads would starve.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return self._ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
 
     def _load_cached(self):
         """The cached session when the file exists and carries this key; None otherwise."""
         if not self.path.is_file():
             return None
         try:
-            session = self._session(str(self.path))
+            session = cpu_session(self.path, self.threads)
         except Exception:  # noqa: BLE001 - a damaged or foreign file: exported again and replaced
             return None
         if session.get_modelmeta().custom_metadata_map.get("carla_perception_gym.key") != self.key:
