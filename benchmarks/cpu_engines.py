@@ -1,16 +1,17 @@
-"""Int8 ONNX Runtime for the lite streaming step: speed and accuracy against the float32 default.
+"""Other CPU engines for the lite streaming step: speed and accuracy against ONNX Runtime float32 (the default).
 
 Quantizes the cached float32 export of the streaming step (`perception.onnx_engine`) with ONNX
 Runtime's static quantization (convolutions only, per-channel int8 weights, uint8 activations), both
 as QOperator (QLinearConv) and as QDQ graphs, calibrated on the training-split clips of `--data`
-streamed through the float32 step, so the recurrent state inputs see their real range. Then streams
-the validation clips of `--data` through the three graphs taking turns in rounds of 5 frames (the
+streamed through the float32 step, so the recurrent state inputs see their real range; with
+`openvino` installed, also compiles the float32 graph for OpenVINO's CPU plugin. Then streams
+the validation clips of `--data` through each taking turns in rounds of 5 frames (the
 labels read at full size, as `perception_speed.py` does) and prints the median step time, the ratio
 to float32, mIoU (over the classes present), depth AbsRel and the share of pixels whose label agrees with float32.
 
     python -m carla_gym.collect --split train --clips 2 --camera-size 128 256 --out DIR
     python -m carla_gym.collect --split val --clips 6 --camera-size 128 256 --seed 11 --out DIR
-    python benchmarks/int8_speed.py --data DIR
+    python benchmarks/cpu_engines.py --data DIR
 
 Int8 kernels gain most on CPUs with VNNI (AVX-512 VNNI or AVX-VNNI); this measures the CPU it runs on.
 """
@@ -18,6 +19,8 @@ Int8 kernels gain most on CPUs with VNNI (AVX-512 VNNI or AVX-VNNI); this measur
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import platform
 import statistics
@@ -37,6 +40,23 @@ from perception.streaming import PerceptionOutput, TemporalPerception
 
 BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
 ROUND = 5  # frames per graph before the next one takes its turn
+
+
+class OpenVinoSession:
+    """The float32 graph compiled for OpenVINO's CPU plugin, called like an ONNX Runtime session."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        compiled = core.compile_model(
+            core.read_model(str(path)), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
+        )
+        self.request = compiled.create_infer_request()
+
+    def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        results = {out.get_any_name(): value for out, value in self.request.infer(feeds).items()}
+        return [np.array(results[name]) for name in names]
 
 
 class Stream:
@@ -69,7 +89,7 @@ def calibration_feeds(stream: Stream, clips: list[Clip], every: int) -> Iterator
                 yield {k: v.copy() for k, v in feeds.items()}
 
 
-def quantize(step: OnnxStep, calibration: list[dict[str, np.ndarray]], folder: Path) -> dict[str, Path]:
+def quantize(source: Path, calibration: list[dict[str, np.ndarray]], folder: Path) -> dict[str, Path]:
     """The float32 export quantized as QOperator and as QDQ graphs (convolutions only, per channel)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -81,9 +101,8 @@ def quantize(step: OnnxStep, calibration: list[dict[str, np.ndarray]], folder: P
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
 
-    assert step.path is not None, "the float32 export could not be cached"
     prepared = folder / "prepared.onnx"
-    quant_pre_process(str(step.path), str(prepared), skip_symbolic_shape=True)
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
     paths = {}
     for name, fmt in (("int8 QOperator", QuantFormat.QOperator), ("int8 QDQ", QuantFormat.QDQ)):
         paths[name] = folder / f"{name.split()[1].lower()}.onnx"
@@ -139,6 +158,13 @@ def compare(streams: dict[str, Stream], clips: list[Clip], num_classes: int) -> 
     }
 
 
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=BUNDLED, help="weights folder (default: the bundled lite)")
@@ -158,20 +184,28 @@ def main() -> None:
         step = OnnxStep(
             perception.model, perception.input_size, perception.mean, perception.std, Path(tmp), args.threads
         )
+        if step.path is None:
+            raise SystemExit(f"error: could not write the float32 export to {tmp}")
+        source = step.path
         float32 = Stream(step, step.session)
         calibration = list(calibration_feeds(float32, train, args.calib_every))
-        paths = quantize(step, calibration, Path(tmp))
+        paths = quantize(source, calibration, Path(tmp))
         streams = {
             "float32": float32,
             **{n: Stream(step, cpu_session(path, step.threads)) for n, path in paths.items()},
         }
+        if importlib.util.find_spec("openvino") is not None:
+            streams["OpenVINO float32"] = Stream(step, OpenVinoSession(source, step.threads))
         results = compare(streams, val, perception.num_classes)
-    device = f"{platform.processor() or platform.machine()}, {step.threads} threads, onnxruntime {ort.__version__}"
+    versions = {"onnxruntime": ort.__version__, "openvino": _version("openvino")}
+    device = f"{platform.processor() or platform.machine()}, {step.threads} threads, " + ", ".join(
+        f"{k} {v}" for k, v in versions.items() if v
+    )
     print(f"{device}; {len(calibration)} calibration frames ({len(train)} train clips); {len(val)} val clips scored")
-    print(f"{'graph':<15} {'ms/step':>8} {'speed-up':>9} {'mIoU':>7} {'AbsRel':>7} {'labels = float32':>17}")
+    print(f"{'graph':<17} {'ms/step':>8} {'speed-up':>9} {'mIoU':>7} {'AbsRel':>7} {'labels = float32':>17}")
     for name, r in results.items():
         print(
-            f"{name:<15} {r['ms_per_step']:8.2f} {r['speedup']:8.2f}x {r['miou']:7.3f} {r['abs_rel']:7.3f} "
+            f"{name:<17} {r['ms_per_step']:8.2f} {r['speedup']:8.2f}x {r['miou']:7.3f} {r['abs_rel']:7.3f} "
             f"{r['label_agreement']:16.2%}"
         )
     if args.json:
