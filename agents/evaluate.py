@@ -39,7 +39,7 @@ import numpy as np
 from tqdm import tqdm
 
 import carla_gym  # noqa: F401  (registers the envs)
-from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack
+from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack, positive_int
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
 
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="a named route set (split and seeds), instead of --episodes, --seed and --split",
     )
-    parser.add_argument("--episodes", type=int, default=None, help="episodes (default: 10)")
+    parser.add_argument("--episodes", type=positive_int, default=None, help="episodes (default: 10)")
     parser.add_argument("--split", default=None, choices=("train", "val", "test"), help="town split (default: test)")
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         parser, None, "camera image height and width, as agents.train_ppo's --camera-size (default: the env's)"
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the first episode (default: 0)")
-    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    parser.add_argument("--max-steps", type=positive_int, default=1000, help="episode time limit in steps")
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -245,8 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     args.episodes = 10 if args.episodes is None else args.episodes
     args.seed = 0 if args.seed is None else args.seed
     args.split = args.split or "test"
-    if args.episodes < 1:
-        parser.exit(2, f"error: --episodes must be >= 1, got {args.episodes}\n")
     try:
         summary = evaluate(
             args.policy,

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from carla_gym.cli import HelpFormatter, deprecated_alias
+from carla_gym.cli import HelpFormatter, deprecated_alias, positive_int
 
 from .cloning import ObservationChunks, expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timesteps", type=int, default=45_000, help="env steps over all rounds")
     deprecated_alias(parser, "--steps", "--timesteps", "timesteps", int, metavar="N")
     parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
-    parser.add_argument("--epochs", type=int, default=4, help="passes over all labels so far after each round")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--epochs", type=positive_int, default=4, help="passes over all labels so far after each round")
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
     add_init_from_arguments(parser, "continue from this policy folder (its student drives every round)")

@@ -45,7 +45,7 @@ from stable_baselines3.common.callbacks import (
 )
 from stable_baselines3.common.vec_env import VecEnv
 
-from carla_gym.cli import HelpFormatter
+from carla_gym.cli import HelpFormatter, non_negative_int, positive_int
 
 from .guided_ppo import GuidedPPO
 from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, learning_rate_schedule
@@ -84,14 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m agents.train_ppo", description=__doc__, formatter_class=HelpFormatter
     )
-    parser.add_argument("--timesteps", type=int, default=200_000)
+    parser.add_argument("--timesteps", type=positive_int, default=200_000)
     add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/ppo"))
     parser.add_argument(
-        "--eval-freq", type=int, default=20_000, help="steps between validation-town evaluations (0: never)"
+        "--eval-freq",
+        type=non_negative_int,
+        default=20_000,
+        help="steps between validation-town evaluations (0: never)",
     )
-    parser.add_argument("--eval-episodes", type=int, default=3)
-    parser.add_argument("--save-freq", type=int, default=10_000)
+    parser.add_argument("--eval-episodes", type=positive_int, default=3)
+    parser.add_argument("--save-freq", type=positive_int, default=10_000)
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -109,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--bc-epochs",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="imitation phase after each update: passes of behaviour cloning on the rollout's "
         "autopilot labels (agents.guided_ppo; default 0: plain PPO)",
@@ -130,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                 help="PPO learning rate: a number (constant) or lin_<number> (falling linearly to 0 over the run)",
             )
         else:
-            parser.add_argument(flag, type=type(value), default=value, help=f"PPO {name}")
+            kind = positive_int if name in ("n_steps", "batch_size", "n_epochs") else type(value)
+            parser.add_argument(flag, type=kind, default=value, help=f"PPO {name}")
     return parser
 
 
@@ -197,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "agents.train_ppo", *(sys.argv[1:] if argv is None else argv)])
     if (problem := init_from_error(args.init_from, args.trust_pickle)) is not None:
         parser.exit(2, f"error: {problem}\n")
-    if args.bc_epochs < 0:
-        parser.exit(2, f"error: --bc-epochs must be >= 0, got {args.bc_epochs}\n")
     try:
         env_config(args, "train")  # a bad camera size fails here, before any world starts
     except ValueError as err:

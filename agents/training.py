@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack,
 from tqdm import tqdm
 
 import carla_gym
-from carla_gym.cli import add_camera_size, add_frame_stack
+from carla_gym.cli import add_camera_size, add_frame_stack, positive_int
 from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import ENDINGS, Truncation
@@ -220,13 +220,13 @@ def new_model(
 
 def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the worlds an agent drives in: count, perception, camera, time limit, seed."""
-    parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--n-envs", type=positive_int, default=4)
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     parser.add_argument("--weights", default=None, help="perception weights folder (default: the bundled lite weights)")
     add_camera_size(
         parser, None, "camera image height and width (default: the env's, the perception weights' input size)"
     )
-    parser.add_argument("--max-steps", type=int, default=1000, help="episode time limit in steps")
+    parser.add_argument("--max-steps", type=positive_int, default=1000, help="episode time limit in steps")
     add_frame_stack(
         parser,
         1,

@@ -54,15 +54,23 @@ def add_camera_size(parser: argparse.ArgumentParser, default: tuple[int, int] | 
     )
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1 (the usage error names the value otherwise)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= `minimum` (the usage error names the value otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
 
 
 def add_frame_stack(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:

@@ -26,7 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import HelpFormatter, add_camera_size, deprecated_alias
+from .cli import HelpFormatter, add_camera_size, deprecated_alias, non_negative_int, positive_int
 from .datasets import (
     DRIVES,
     WARMUP_STEPS,
@@ -52,9 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="record every town of a split; with --towns, the split the clips are labelled with",
     )
     p.add_argument("--towns", help="comma-separated town names (embedded: also integer seeds)")
-    p.add_argument("--clips", type=int, default=4, help="clips per town (default 4)")
-    p.add_argument("--frames", type=int, default=20, help="frames per clip (default 20)")
-    p.add_argument("--every", type=int, default=1, help="simulation steps between recorded frames (default 1)")
+    p.add_argument("--clips", type=positive_int, default=4, help="clips per town (default 4)")
+    p.add_argument("--frames", type=positive_int, default=20, help="frames per clip (default 20)")
+    p.add_argument("--every", type=positive_int, default=1, help="simulation steps between recorded frames (default 1)")
     p.add_argument(
         "--drive",
         choices=DRIVES,
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--warmup",
-        type=int,
+        type=non_negative_int,
         default=None,
         help=f"autopilot steps before recording (--drive warmup; default {WARMUP_STEPS})",
     )

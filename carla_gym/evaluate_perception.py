@@ -30,7 +30,7 @@ from perception.training.loop import resolve_device
 from perception.training.report import report_text, write_report
 from perception.weights import WeightsError, load_weights
 
-from .cli import HelpFormatter
+from .cli import HelpFormatter, positive_int
 from .config_cli import ConfigFlags
 from .datasets import RecordingError
 from .training_data import record_drives
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions")
     p.add_argument("--no-corruptions", action="store_true", help="clean clips only")
-    p.add_argument("--max-clips", type=int, default=None, help="evaluate only the first N clips")
+    p.add_argument("--max-clips", type=positive_int, default=None, help="evaluate only the first N clips")
     drives = p.add_argument_group("long drives", "the environment's regime on the test town")
     DRIVE_FLAGS.add_to(drives)
     drives.add_argument(

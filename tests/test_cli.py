@@ -140,3 +140,32 @@ def test_evaluate_perception_long_drive_flags_fill_the_long_drive_config():
     )
     given = evaluate_perception.DRIVE_FLAGS.given(args)
     assert given == {"drives": 2, "block": 50, "starting_frames": 4}
+
+
+@pytest.mark.parametrize(
+    ("main", "argv", "flag"),
+    [
+        (train_ppo.main, ["--timesteps", "0"], "--timesteps"),
+        (train_ppo.main, ["--timesteps", "-5"], "--timesteps"),
+        (train_ppo.main, ["--n-envs", "0"], "--n-envs"),
+        (train_ppo.main, ["--n-steps", "0"], "--n-steps"),
+        (train_ppo.main, ["--save-freq", "0"], "--save-freq"),
+        (train_ppo.main, ["--eval-episodes", "0"], "--eval-episodes"),
+        (train_ppo.main, ["--eval-freq", "-1"], "--eval-freq"),
+        (train_ppo.main, ["--bc-epochs", "-1"], "--bc-epochs"),
+        (imitation.main, ["--epochs", "0"], "--epochs"),
+        (evaluate.main, ["random", "--episodes", "0"], "--episodes"),
+        (evaluate.main, ["random", "--max-steps", "0"], "--max-steps"),
+        (collect.main, ["--clips", "0"], "--clips"),
+        (collect.main, ["--warmup", "-1"], "--warmup"),
+        (evaluate_perception.main, ["WEIGHTS", "--max-clips", "0"], "--max-clips"),
+        (train_ppo.main, ["--timesteps", "many"], "--timesteps"),
+    ],
+)
+def test_counts_out_of_range_are_usage_errors_before_anything_runs(main, argv, flag, tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as err:
+        main([*argv, "--out", str(out)] if main in (train_ppo.main, imitation.main, collect.main) else argv)
+    assert err.value.code == 2
+    assert f"argument {flag}: must be" in capsys.readouterr().err
+    assert not out.exists()  # nothing written, no world started
