@@ -163,7 +163,9 @@ def load_policy(
             normalization = load_vecnormalize(Path(vecnormalize), trust_pickle)
         return ModelDriver(saved, saved.metadata, frame_stack or saved.frame_stack, normalization)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such policy (POLICY is a policy folder, 'bundled', 'autopilot' or 'random')")
+        raise FileNotFoundError(
+            f"{path}: no such policy (POLICY is a policy folder, 'bundled', 'autopilot' or 'random')"
+        )
     if not trust_pickle:
         raise PickleRefusedError(
             f"{path} is not a policy folder; if it is a Stable-Baselines3 .zip, loading it unpickles Python objects, "
