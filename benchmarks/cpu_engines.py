@@ -19,6 +19,7 @@ Int8 kernels gain most on CPUs with VNNI (AVX-512 VNNI or AVX-VNNI); this measur
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.metadata
 import importlib.util
 import json
@@ -35,7 +36,7 @@ import torch
 from perception.data.clips import Clip, ClipStore
 from perception.metrics.depth import DepthMetrics
 from perception.metrics.segmentation import SegmentationMetrics
-from perception.onnx_engine import OUTPUT_NAMES, RESULT_NAMES, STATE_NAMES, OnnxStep, cpu_session
+from perception.onnx_engine import RESULT_NAMES, STATE_NAMES, OnnxStep, cpu_session
 from perception.streaming import PerceptionOutput, TemporalPerception
 
 BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
@@ -60,10 +61,11 @@ class OpenVinoSession:
 
 
 class Stream:
-    """One stream through an ONNX Runtime session of the exported step (what `TemporalPerception` does)."""
+    """One stream through the exported step on `session` (an ONNX Runtime session or one called like it)."""
 
     def __init__(self, step: OnnxStep, session) -> None:
-        self.step, self.session = step, session
+        self.step = copy.copy(step)  # `OnnxStep.run` on another session of the same graph
+        self.step.session = session
         self.reset()
 
     def reset(self) -> None:
@@ -73,7 +75,7 @@ class Stream:
         """(H, W, 3) uint8 -> the step's output and the session's feeds (for calibration)."""
         image = np.ascontiguousarray(rgb.transpose(2, 0, 1)[None], dtype=np.float32)
         feeds = {"image": image, "first": self.first, **self.state}
-        out = dict(zip(OUTPUT_NAMES, self.session.run(list(OUTPUT_NAMES), feeds), strict=True))
+        out = self.step.run(image, self.state, self.first)
         self.state = {name: out[f"{name}_out"] for name in STATE_NAMES}
         self.first = np.zeros(1, dtype=bool)
         return PerceptionOutput(**{name: torch.from_numpy(out[name]) for name in RESULT_NAMES}), feeds
