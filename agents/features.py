@@ -10,7 +10,7 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from torch import nn
 
-from carla_gym.env.observation import IMAGE_KEYS, NATURE_CNN_MIN_SIZE, VECTOR_KEYS
+from carla_gym.env.observation import IMAGE_KEYS, NATURE_CNN_MIN_SIZE, STATE_HIGH, STATE_LAST_ACTION, VECTOR_KEYS
 
 
 def as_unit_image(image: torch.Tensor) -> torch.Tensor:
@@ -29,10 +29,19 @@ class PerceptionExtractor(BaseFeaturesExtractor):
 
     The image keys may arrive as uint8 0..255 (RLlib, a direct call) or as floats in [0, 1] (SB3
     with `normalize_images=True`); see `as_unit_image`.
+
+    `last_action=False` zeroes the last action in `state` (every stacked copy of it), so the policy
+    cannot see it: a policy imitating a smooth expert otherwise learns to repeat its last action, and
+    reacts late when the expert changes its mind (the "copycat" shortcut, Wen et al., NeurIPS 2020).
     """
 
     def __init__(
-        self, observation_space: gym.spaces.Dict, cnn_channels: int = 32, vector_dim: int = 64, features_dim: int = 256
+        self,
+        observation_space: gym.spaces.Dict,
+        cnn_channels: int = 32,
+        vector_dim: int = 64,
+        features_dim: int = 256,
+        last_action: bool = True,
     ) -> None:
         super().__init__(observation_space, features_dim)
         image_channels = sum(cast(gym.spaces.Box, observation_space[k]).shape[0] for k in IMAGE_KEYS)
@@ -50,9 +59,15 @@ class PerceptionExtractor(BaseFeaturesExtractor):
         vector_in = sum(int(torch.tensor(observation_space[k].shape).prod()) for k in VECTOR_KEYS)
         self.mlp = nn.Sequential(nn.Linear(vector_in, vector_dim), nn.ReLU())
         self.head = nn.Sequential(nn.Linear(2 * c * 8 + vector_dim, features_dim), nn.ReLU())
+        state_mask = torch.ones(cast(gym.spaces.Box, observation_space["state"]).shape)
+        if not last_action:  # stacked states lie end to end
+            state_mask.view(-1, len(STATE_HIGH))[:, list(STATE_LAST_ACTION)] = 0.0
+        self.state_mask: torch.Tensor
+        self.register_buffer("state_mask", state_mask, persistent=False)
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         image = torch.cat([as_unit_image(obs[k]) for k in IMAGE_KEYS], dim=1)
+        obs = {**obs, "state": obs["state"] * self.state_mask}
         vectors = torch.cat([obs[k].flatten(1).float() for k in VECTOR_KEYS], dim=1)
         return self.head(torch.cat([self.cnn(image), self.mlp(vectors)], dim=1))
 

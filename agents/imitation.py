@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from carla_gym.cli import HelpFormatter, deprecated_alias, positive_int
+from carla_gym.cli import HelpFormatter, deprecated_alias, non_negative_int, positive_int
 
 from .cloning import ObservationChunks, expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
@@ -47,6 +47,7 @@ from .imitation_checkpoint import (
 from .policy_files import perception_weights_sha256, save_policy
 from .training import (
     add_init_from_arguments,
+    add_policy_arguments,
     add_world_arguments,
     env_config,
     init_from_error,
@@ -113,8 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
     parser.add_argument("--epochs", type=positive_int, default=4, help="passes over all labels so far after each round")
     parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument(
+        "--final-epochs",
+        type=non_negative_int,
+        default=0,
+        help="after the last round, this many more passes over all labels (a finished run can be resumed with "
+        "another value: it changes no round)",
+    )
     add_world_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("runs/bc"))
+    add_policy_arguments(parser)
     add_init_from_arguments(parser, "continue from this policy folder (its student drives every round)")
     parser.add_argument(
         "--resume", action="store_true", help="go on from the last round checkpointed in OUT (the same settings)"
@@ -124,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """What a resumed run must share with the run it goes on from: every option but --resume, --device and --out, and the
-    perception weights by the hash of their content (they may have moved, e.g. into the package to be bundled)."""
-    ignored = ("resume", "device", "weights", "out")
+    """What a resumed run must share with the run it goes on from: every option but --resume, --device, --out and
+    --final-epochs (which acts after the rounds), and the perception weights by the hash of their content (they may
+    have moved, e.g. into the package to be bundled)."""
+    ignored = ("resume", "device", "weights", "out", "final_epochs")
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ignored}
     return {**settings, "perception_weights_sha256": perception_weights_sha256(args.perception, args.weights)}
 
@@ -200,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"error: {err}\n")
     state = starting_state(args, parser)
     vec = make_vec_env(args, "train", args.n_envs)
-    model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0)
+    model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0, last_action=args.last_action)
     data: list[RoundData] = []
     if args.resume:
         try:
@@ -216,10 +226,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             train_rounds(args, vec, model, state, data, writer, started)
+            if args.final_epochs:
+                action_loss, _ = fit_all(model, data, args.final_epochs, args.batch_size)
+                writer.add_scalar("imitation/final_action_mse", action_loss, state.env_steps)
+                print(f"final fit, {args.final_epochs} passes over all labels: action MSE {action_loss:.4f}")
         except KeyboardInterrupt:
+            where = (
+                "the final fit" if state.rounds_done == args.rounds else f"round {state.rounds_done + 1}/{args.rounds}"
+            )
             print(
-                f"\ninterrupted in round {state.rounds_done + 1}/{args.rounds}: {state.rounds_done} rounds are "
-                f"checkpointed in {args.out}; the same command with --resume goes on after them",
+                f"\ninterrupted in {where}: {state.rounds_done} rounds are checkpointed in {args.out}; "
+                "the same command with --resume goes on after them",
                 file=sys.stderr,
             )
             return 130

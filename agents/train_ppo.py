@@ -57,6 +57,7 @@ from .training import (
     TqdmCallback,
     TrainClockCallback,
     add_init_from_arguments,
+    add_policy_arguments,
     add_world_arguments,
     best_val_reward,
     env_config,
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the newest checkpoint in OUT/checkpoints; these SB3 .zip files are "
         "unpickled, which runs any code they hold: resume only from an OUT folder you trust",
     )
+    add_policy_arguments(parser)
     add_init_from_arguments(
         parser, "start from this policy folder's weights (e.g. one trained on ground-truth perception)"
     )
@@ -151,7 +153,14 @@ def build_model(
     log_std = LOG_STD_INIT if args.log_std_init is None else args.log_std_init
     ppo_kwargs = {name: getattr(args, name) for name in PPO_DEFAULTS}
     model = new_model(
-        env, args.seed, args.device, str(args.out / "tb"), log_std_init=log_std, bc_epochs=args.bc_epochs, **ppo_kwargs
+        env,
+        args.seed,
+        args.device,
+        str(args.out / "tb"),
+        log_std_init=log_std,
+        bc_epochs=args.bc_epochs,
+        last_action=args.last_action,
+        **ppo_kwargs,
     )
     if args.init_from is not None:
         init_policy_or_exit(model, args, env, parser)

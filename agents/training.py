@@ -195,12 +195,13 @@ def new_model(
     verbose: int = 1,
     log_std_init: float = LOG_STD_INIT,
     bc_epochs: int = 0,
+    last_action: bool = True,
     **ppo_kwargs,
 ) -> PPO:
     """A fresh PPO with the PerceptionExtractor policy (hyperparameters: PPO_DEFAULTS, overridden by `ppo_kwargs`).
 
     `bc_epochs` > 0 gives a `GuidedPPO`: each update is followed by that many passes of behaviour cloning
-    on the rollout's autopilot labels."""
+    on the rollout's autopilot labels. `last_action=False` hides the last action from the policy."""
     algorithm = GuidedPPO if bc_epochs > 0 else PPO
     if bc_epochs > 0:
         ppo_kwargs["bc_epochs"] = bc_epochs
@@ -213,7 +214,7 @@ def new_model(
         device=device,
         verbose=verbose,
         tensorboard_log=tensorboard_log,
-        policy_kwargs=policy_kwargs(log_std_init),
+        policy_kwargs=policy_kwargs(log_std_init, last_action),
         **hyperparameters,
     )
 
@@ -271,6 +272,17 @@ def latest_checkpoint(folder: Path) -> Path | None:
         (int(m.group(1)), p) for p in folder.glob("ppo_*_steps.zip") if (m := re.search(r"ppo_(\d+)_steps", p.name))
     ]
     return max(found)[1] if found else None
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of a new policy's network (a resumed PPO run keeps its checkpoint's)."""
+    parser.add_argument(
+        "--last-action",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the policy sees its last steer and acceleration (in the state observation); --no-last-action hides "
+        "them, so an imitating policy cannot learn to repeat its last action",
+    )
 
 
 def add_init_from_arguments(parser: argparse.ArgumentParser, help: str) -> None:

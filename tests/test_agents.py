@@ -57,6 +57,24 @@ def test_extractor_output_size_and_gradients():
     assert all(p.grad is not None for p in extractor.parameters())
 
 
+@pytest.mark.parametrize("stacked", [1, 3])
+def test_extractor_without_the_last_action_does_not_see_it(stacked):
+    space = observation_space((40, 80))
+    state = space["state"]
+    space = gym.spaces.Dict(
+        {**space.spaces, "state": gym.spaces.Box(np.tile(state.low, stacked), np.tile(state.high, stacked))}
+    )
+    obs = {k: torch.as_tensor(np.stack([v.sample() for _ in range(2)])).float() for k, v in space.spaces.items()}
+    last_action_moved = {**obs, "state": obs["state"].clone()}
+    last_action_moved["state"][:, [7 * (stacked - 1) + 1, 7 * (stacked - 1) + 2]] += 0.5  # the newest copy's
+    speed_moved = {**obs, "state": obs["state"].clone()}
+    speed_moved["state"][:, 0] += 0.5
+    blind, seeing = PerceptionExtractor(space, last_action=False), PerceptionExtractor(space)
+    assert torch.equal(blind(obs), blind(last_action_moved))
+    assert not torch.equal(blind(obs), blind(speed_moved))
+    assert not torch.equal(seeing(obs), seeing(last_action_moved))
+
+
 def test_tiny_ppo_trains_resumes_reloads_and_evaluates(tmp_path, capsys):
     out = tmp_path / "ppo"
     assert train_ppo.main(["--timesteps", "128", "--out", str(out), *TINY]) == 0
@@ -326,6 +344,22 @@ def test_frame_stack_runs_through_imitation_ppo_and_evaluation(tmp_path, capsys)
     assert json.loads(report.read_text())["episodes"] == 1
 
 
+def test_no_last_action_is_kept_in_the_saved_policy_through_ppo(tmp_path):
+    out = tmp_path / "bc"
+    assert imitation.main([*IMITATION_TINY, "--no-last-action", "--out", str(out)]) == 0
+    policy = agents.load_policy(out / "bc_policy")
+    assert json.loads((out / "bc_policy" / "policy.json").read_text())["policy_kwargs"][
+        "features_extractor_kwargs"
+    ] == {"last_action": False}
+    obs = {k: np.stack([v.sample() for _ in range(4)]) for k, v in policy.observation_space.spaces.items()}
+    moved = {**obs, "state": obs["state"].copy()}
+    moved["state"][:, 1:3] = -moved["state"][:, 1:3]
+    assert np.array_equal(policy.predict(obs, deterministic=True)[0], policy.predict(moved, deterministic=True)[0])
+    ppo_args = ["--timesteps", "64", "--out", str(tmp_path / "ppo"), *TINY, "--no-last-action"]
+    assert train_ppo.main(ppo_args) == 0
+    assert not agents.load_policy(tmp_path / "ppo" / "final_policy").policy.features_extractor.state_mask[1:3].any()
+
+
 @pytest.mark.parametrize(
     "value, at_start, halfway", [(3e-4, 3e-4, 3e-4), ("1e-3", 1e-3, 1e-3), ("lin_3e-4", 3e-4, 1.5e-4)]
 )
@@ -391,6 +425,21 @@ def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch
     a, b = resumed.policy.state_dict(), uninterrupted.policy.state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # the same episodes, labels and fits
     assert sorted(p.name for p in (killed / "checkpoints").glob("policy_*.pt")) == ["policy_2.pt"]
+
+
+def test_final_epochs_fit_after_the_rounds_and_a_finished_run_resumes_into_them(tmp_path, capsys):
+    plain, finished, direct = tmp_path / "plain", tmp_path / "finished", tmp_path / "direct"
+    assert imitation.main([*IMITATION_TINY, "--out", str(plain)]) == 0
+    assert imitation.main([*IMITATION_TINY, "--out", str(direct), "--final-epochs", "3"]) == 0
+    assert "final fit, 3 passes over all labels" in capsys.readouterr().out
+    # the rounds are the same, so a finished run resumed with --final-epochs ends where one run with it ends
+    assert imitation.main([*IMITATION_TINY, "--out", str(plain), "--resume", "--final-epochs", "3"]) == 0
+    polished, whole = (agents.load_policy(d / "bc_policy") for d in (plain, direct))
+    a, b = polished.policy.state_dict(), whole.policy.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert polished.metadata["command"].endswith("--final-epochs 3")
+    rounds_only = torch.load(plain / "checkpoints" / "policy_2.pt", weights_only=True)["policy"]
+    assert not torch.allclose(rounds_only["action_net.weight"], a["action_net.weight"])
 
 
 @pytest.mark.parametrize(

@@ -55,10 +55,13 @@ def learning_rate_schedule(value: float | str) -> float | LinearSchedule:
     return LinearSchedule(rate, 0.0, 1.0) if text.startswith("lin_") else rate
 
 
-def policy_kwargs(log_std_init: float = LOG_STD_INIT) -> dict[str, Any]:
-    """The policy network: `PerceptionExtractor`, then separate 256x256 actor and critic heads (a new dict each call)."""
+def policy_kwargs(log_std_init: float = LOG_STD_INIT, last_action: bool = True) -> dict[str, Any]:
+    """The policy network: `PerceptionExtractor`, then separate 256x256 actor and critic heads (a new dict each call).
+
+    `last_action=False`: the extractor hides the last action in the observation from the policy."""
     return dict(
         features_extractor_class=PerceptionExtractor,
+        features_extractor_kwargs={} if last_action else {"last_action": False},
         log_std_init=log_std_init,
         net_arch=dict(pi=[256, 256], vf=[256, 256]),
     )

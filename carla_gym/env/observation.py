@@ -66,6 +66,8 @@ RED_LIGHT_RANGE_M = 50.0
 EGO_MOTION_BOUND = np.array([10.0] * 3 + [math.pi] * 3, dtype=np.float32)
 STATE_LOW = np.array([0.0, -1.0, -1.0, 0.0, -20.0, -math.pi, 0.0], dtype=np.float32)
 STATE_HIGH = np.array([10.0, 1.0, 1.0, 10.0, 20.0, math.pi, 1.0], dtype=np.float32)
+# Where `state` holds the last action (steer, acceleration).
+STATE_LAST_ACTION = (1, 2)
 ROUTE_BOUND = 10.0
 
 
