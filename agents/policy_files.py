@@ -610,6 +610,14 @@ def copy_weights(source: SavedPolicy, target: BasePolicy) -> None:
             f"({source.observation_space} / {source.action_space} vs "
             f"{target.observation_space} / {target.action_space})"
         )
+    # fixed buffers that are not saved as weights, e.g. PerceptionExtractor's state mask (--no-last-action)
+    built = dict(source.policy.named_buffers())
+    for name, buffer in target.named_buffers():
+        if name in built and not torch.equal(built[name], buffer.to(built[name].device)):
+            raise PolicyFileError(
+                f"{source.path}: its {name} differs from the model's (one policy sees its last action, the other "
+                "not: --no-last-action); start from a policy with the same options"
+            )
     try:
         target.load_state_dict(source.policy.state_dict())
     except RuntimeError as err:

@@ -344,7 +344,7 @@ def test_frame_stack_runs_through_imitation_ppo_and_evaluation(tmp_path, capsys)
     assert json.loads(report.read_text())["episodes"] == 1
 
 
-def test_no_last_action_is_kept_in_the_saved_policy_through_ppo(tmp_path):
+def test_no_last_action_is_kept_in_the_saved_policy_through_ppo(tmp_path, capsys):
     out = tmp_path / "bc"
     assert imitation.main([*IMITATION_TINY, "--no-last-action", "--out", str(out)]) == 0
     policy = agents.load_policy(out / "bc_policy")
@@ -358,6 +358,9 @@ def test_no_last_action_is_kept_in_the_saved_policy_through_ppo(tmp_path):
     ppo_args = ["--timesteps", "64", "--out", str(tmp_path / "ppo"), *TINY, "--no-last-action"]
     assert train_ppo.main(ppo_args) == 0
     assert not agents.load_policy(tmp_path / "ppo" / "final_policy").policy.features_extractor.state_mask[1:3].any()
+    with pytest.raises(SystemExit) as err:  # a policy that never saw its last action is not continued as one that does
+        train_ppo.main([*ppo_args[:-1], "--out", str(tmp_path / "ppo2"), "--init-from", str(out / "bc_policy")])
+    assert err.value.code == 2 and "--no-last-action" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -428,7 +431,7 @@ def test_imitation_resumes_a_killed_run_to_the_same_policy(tmp_path, monkeypatch
 
 
 def test_final_epochs_fit_after_the_rounds_and_a_finished_run_resumes_into_them(tmp_path, capsys):
-    plain, finished, direct = tmp_path / "plain", tmp_path / "finished", tmp_path / "direct"
+    plain, direct = tmp_path / "plain", tmp_path / "direct"
     assert imitation.main([*IMITATION_TINY, "--out", str(plain)]) == 0
     assert imitation.main([*IMITATION_TINY, "--out", str(direct), "--final-epochs", "3"]) == 0
     assert "final fit, 3 passes over all labels" in capsys.readouterr().out
