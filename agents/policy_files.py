@@ -610,10 +610,11 @@ def copy_weights(source: SavedPolicy, target: BasePolicy) -> None:
             f"({source.observation_space} / {source.action_space} vs "
             f"{target.observation_space} / {target.action_space})"
         )
-    # fixed buffers that are not saved as weights, e.g. PerceptionExtractor's state mask (--no-last-action)
-    built = dict(source.policy.named_buffers())
+    # fixed buffers that are not saved as weights (not in the state dict), e.g. PerceptionExtractor's state mask
+    # (--no-last-action); saved buffers such as BatchNorm statistics are copied below
+    built, saved = dict(source.policy.named_buffers()), source.policy.state_dict().keys()
     for name, buffer in target.named_buffers():
-        if name in built and not torch.equal(built[name], buffer.to(built[name].device)):
+        if name in built and name not in saved and not torch.equal(built[name], buffer.to(built[name].device)):
             raise PolicyFileError(
                 f"{source.path}: its {name} differs from the model's (one policy sees its last action, the other "
                 "not: --no-last-action); start from a policy with the same options"
