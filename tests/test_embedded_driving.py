@@ -79,8 +79,12 @@ def test_autopilot_completes_a_short_route_without_events(town, seed):
             if f.route.distance_left < 3.0:
                 break
         assert f.route.distance_left < 3.0, f"route not completed: {f.route.distance_left:.1f} m left"
+        assert f.speed > 3.0  # it drives through the route's end (where the env ends the episode), not to a stop
         assert f.route.length >= 120.0
         assert not events, [str(e) for e in events]
+        for _ in range(60):
+            f = b.step(b.autopilot_control())
+        assert f.speed == 0.0 and f.route.distance_left == 0.0  # past the end it brakes to a stop
 
 
 def test_swerving_across_the_centre_line_is_a_lane_invasion_then_off_road():

@@ -3,7 +3,9 @@
 The autopilot is what CARLA's would do on a route: pure-pursuit steering towards a look-ahead
 point on the route, a desired speed from the speed limit and the curvature ahead, and IDM
 distance keeping to whatever is on the route ahead (vehicles, pedestrians, a red light's stop
-line, the route's end).
+line). Like an agent on CARLA's leaderboard it drives through the route's end rather than
+stopping before it (the env counts the route completed 2 m before its end), and brakes only
+once past the end.
 """
 
 from __future__ import annotations
@@ -128,27 +130,24 @@ class Autopilot:
         delta = math.atan(2.0 * WHEELBASE * ly / ld2)
         steer = float(np.clip(delta / MAX_STEER, -1.0, 1.0))
 
-        # Desired speed: the limit, lowered where the route bends ahead.
-        ahead = tracker.point_at(progress + np.arange(0.0, 30.0, 2.0))
+        # Desired speed: the limit, lowered where the route bends ahead (up to its end).
+        ahead = tracker.point_at(np.arange(progress, min(progress + 30.0, tracker.length), 2.0))
         seg = np.diff(ahead, axis=0)
         head = np.unwrap(np.arctan2(seg[:, 1], seg[:, 0]))
         curv = np.abs(np.diff(head)) / 2.0
         kappa = float(curv.max()) if len(curv) else 0.0
         v0 = max(min(self.speed_limit, math.sqrt(2.2 / max(kappa, 1e-4))), 2.5)
 
-        # Distance keeping: the nearest of lead, red light and route end.
+        # Distance keeping: the nearer of lead and red light.
         lead, lead_speed, red = hazards
         gap, dv = lead, v - lead_speed
         if red < gap:
             gap, dv = max(red, 0.05), v
-        to_end = tracker.length - progress
-        if to_end + 2.0 < gap:  # aim to stop with the centre ~0.5 m before the end (IDM keeps S0)
-            gap, dv = max(to_end + 2.0, 0.05), v
         finite = math.isfinite(gap)
         acc = float(
             idm(np.array([v]), np.array([v0]), np.array([gap if finite else 1e6]), np.array([dv if finite else 0.0]))[0]
         )
-        if to_end < 0.5:
+        if progress >= tracker.length:
             return Control(steer=steer, throttle=0.0, brake=1.0)
         drag = 0.1 + 0.0008 * v * v
         if acc + drag >= 0:
