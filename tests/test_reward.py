@@ -87,17 +87,20 @@ def test_bad_reward_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 
 
 class StandingSim:
-    """A simulator whose ego stands still on a free road, one frame per tick."""
+    """A simulator whose ego stands still, one frame per tick, with `hazards` ahead (default: a free road)."""
 
     fixed_delta_seconds = 0.1
 
+    def __init__(self, hazards: Hazards | None = None) -> None:
+        self.hazards = hazards or Hazards()
+
     def reset(self, seed, options=None):
         self.tick = 0
-        return dataclasses.replace(make_frame(0), speed=0.0)
+        return dataclasses.replace(make_frame(0), speed=0.0, hazards=self.hazards)
 
     def step(self, control):
         self.tick += 1
-        return dataclasses.replace(make_frame(self.tick), speed=0.0)
+        return dataclasses.replace(make_frame(self.tick), speed=0.0, hazards=self.hazards)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +123,23 @@ def test_ending_by_leaving_the_route_or_standing_blocked_costs_its_penalty(task_
     assert terms[ending] == -penalty
     assert terms["off_route" if ending == "blocked" else "blocked"] == 0.0
     assert result.reward == pytest.approx(sum(terms.values()))
+
+
+@pytest.mark.parametrize(
+    "hazards, blocked",
+    [
+        (Hazards(), True),  # a free road: nothing to wait for
+        (Hazards(red_light=6.5), False),  # stopped 1.5 m short of where the speed target reaches 0
+        (Hazards(red_light=24.0), False),  # within stop_margin + slowdown_distance (5 + 20 m)
+        (Hazards(red_light=26.0), True),  # beyond it
+        (Hazards(lead=8.0), False),  # queued behind a vehicle
+    ],
+)
+def test_standing_still_is_blocked_only_with_nothing_to_wait_for(hazards: Hazards, blocked: bool) -> None:
+    from carla_gym.env.task import DrivingTask
+
+    task = DrivingTask(StandingSim(hazards), RewardConfig(), blocked_seconds=1.0, max_route_offset=1e9)
+    task.reset(seed=0)
+    endings = [task.step(np.zeros(2, np.float32)).info["termination"] for _ in range(10)]
+    assert endings[-1] == ("blocked" if blocked else None)
+    assert endings[:-1] == [None] * 9  # 10 still ticks of 0.1 s

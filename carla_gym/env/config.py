@@ -102,7 +102,8 @@ class EnvConfig:
         town_index: which town of `split` (the first world's, in a vector env).
         reward: RewardConfig (or a dict of its fields).
         discrete: use the 15-action discrete variant (`CarlaPerceptionDiscrete-v0`).
-        blocked_seconds: end the episode after standing still this long with nothing to wait for.
+        blocked_seconds: end the episode after standing still this long with nothing to wait for (no red
+            light or road user within `reward.stop_margin + reward.slowdown_distance` ahead).
         max_route_offset: end the episode when farther than this (m) from the route.
         terminate_off_road: end the episode when the ego leaves the road (it is penalised either way).
         terminate_red_light: end the episode when the ego runs a red light (it is penalised either way), as

@@ -85,6 +85,15 @@ def target_speed(hazards: Hazards, config: RewardConfig) -> float:
     return config.cruise_speed * min(max(gap / config.slowdown_distance, 0.0), 1.0)
 
 
+def waiting(hazards: Hazards, config: RewardConfig) -> bool:
+    """Whether standing still is waiting for something: a red light's stop line or a road user within
+    the distance where the speed target is below cruise speed (`stop_margin + slowdown_distance`).
+
+    A driver may stop a few metres short of where the speed target reaches 0, so a stop anywhere in
+    that zone counts as waiting, not as being blocked."""
+    return min(hazards.lead, hazards.red_light) < config.stop_margin + config.slowdown_distance
+
+
 def reward_terms(
     frame: Frame, progress_m: float, offset_m: float, heading_rad: float, config: RewardConfig
 ) -> dict[str, float]:

@@ -23,7 +23,7 @@ from .contracts import (
 )
 from .dashboard import dashboard
 from .observation import route_geometry, route_waypoints, vehicle_state
-from .reward import RewardConfig, reward_terms, target_speed, termination_terms
+from .reward import RewardConfig, reward_terms, target_speed, termination_terms, waiting
 
 # Re-exported: the action mapping lives in `contracts`, shared with agents.
 __all__ = ["DISCRETE_ACTIONS", "DrivingTask", "StepResult", "action_to_control", "check_action", "control_to_action"]
@@ -120,8 +120,8 @@ class DrivingTask:
             self.infractions[Infraction.of(event)] += 1
 
         offset, heading = route_geometry(frame)
-        waiting = target_speed(frame.hazards, self.reward_config) < 0.5
-        self.still_steps = self.still_steps + 1 if frame.speed < 0.1 and not waiting else 0
+        blocked = frame.speed < 0.1 and not waiting(frame.hazards, self.reward_config)
+        self.still_steps = self.still_steps + 1 if blocked else 0
         termination = self._termination(frame, offset)
         ending = termination.value if termination else None
 
