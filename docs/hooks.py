@@ -176,6 +176,20 @@ def long_drives(source: str) -> str:
     return table(["frames", "per-frame mIoU", "temporal mIoU", "temporal lead [95% interval over drives]"], rows)
 
 
+def recall_by_distance(source: str) -> str:
+    """The long drives' recall of each road-user class per band of true distance, both modes, with the class's
+    true pixels per band."""
+    d = lookup(source, "long_drives.recall_by_distance")
+    rows = []
+    for name, pixels in d["pixels"].items():
+        rows.append([name, "true pixels", *(f"{n:,}" for n in pixels)])
+        rows += [
+            [name, f"recall, {label}", *("-" if r is None else fmt(r) for r in d[mode][name])]
+            for mode, label in MODES.items()
+        ]
+    return table(["class", "", *d["bands"]], rows)
+
+
 def ego_states(source: str) -> str:
     """The long drives' ego-motion translation per motion state: pairs, true and predicted median metres per step,
     and the mean error of both modes."""
@@ -245,8 +259,8 @@ def _commands(summary: dict[str, Any]) -> str:
 
 def leaderboard(*rows: tuple[str, str]) -> str:
     """A leaderboard table from `agents.evaluate` JSON files, one ``(label, file)`` per row: routes, route
-    completion, driving score and infraction penalty, infractions per km by kind, training time and steps, the
-    training and evaluation commands."""
+    completion, driving score and infraction penalty, infractions per km by kind, episodes that ended blocked,
+    training time and steps, the training and evaluation commands."""
     kinds = ("collision_pedestrian", "collision_vehicle", "collision_static", "red_light", "lane_invasion", "off_road")
     lines = []
     for label, source in rows:
@@ -263,6 +277,7 @@ def leaderboard(*rows: tuple[str, str]) -> str:
                 fmt(s["driving_score"]),
                 fmt(s["infraction_penalty"]),
                 *(f"{per_km.get(kind, 0.0):.2f}" for kind in kinds),
+                str(sum(e["termination"] == "blocked" for e in s["episodes_detail"])),
                 _training(s.get("policy_metadata") or {}),
                 _commands(s),
             ]
@@ -280,6 +295,7 @@ def leaderboard(*rows: tuple[str, str]) -> str:
         "red lights / km",
         "lane invasions / km",
         "off-road / km",
+        "episodes ended blocked",
         "training (wall time, env steps)",
         "commands",
     ]
@@ -339,6 +355,7 @@ MACROS: dict[str, Callable[..., str]] = {
         per_class,
         horizon,
         long_drives,
+        recall_by_distance,
         ego_states,
         interpolation_sweep,
         agent,

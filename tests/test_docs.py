@@ -98,6 +98,23 @@ def test_hook_renders_figures_from_result_files(hooks, macro: str, expected: str
     assert hooks.render(macro) == expected
 
 
+def test_hook_renders_recall_by_distance_with_a_dash_for_an_empty_band(hooks, tmp_path: Path) -> None:
+    section = {
+        "bands": ["0-5 m", "5+ m"],
+        "pixels": {"Vehicles": [1200, 0]},
+        "per_frame": {"Vehicles": [0.25, None]},
+        "temporal": {"Vehicles": [0.5, None]},
+    }
+    (tmp_path / "drives.json").write_text(json.dumps({"long_drives": {"recall_by_distance": section}}))
+    lines = hooks.render('{{ recall_by_distance("drives.json") }}').splitlines()
+    assert lines[0] == "| class |  | 0-5 m | 5+ m |"
+    assert lines[2:] == [
+        "| Vehicles | true pixels | 1,200 | 0 |",
+        "| Vehicles | recall, per-frame | 0.250 | - |",
+        "| Vehicles | recall, temporal | 0.500 | - |",
+    ]
+
+
 @pytest.mark.parametrize(
     "macro, message",
     [

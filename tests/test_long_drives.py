@@ -13,9 +13,9 @@ from carla_gym import train_perception, training_data
 from carla_gym.recording import ClipWriter
 from carla_gym.sim import Frame, Route
 from perception import build_model
-from perception.conventions import intrinsics, pose6_to_matrix
+from perception.conventions import CLASS_NAMES, intrinsics, pose6_to_matrix
 from perception.data import ClipStore
-from perception.metrics import confusion_matrix, miou_and_accuracy
+from perception.metrics import confusion_matrix, miou_and_accuracy, recall_by_distance_counts
 from perception.training.evaluation import (
     CHUNK,
     load_clip,
@@ -23,6 +23,8 @@ from perception.training.evaluation import (
     predict_clip,
 )
 from perception.training.long_drives import (
+    DISTANCE_BANDS_M,
+    DISTANCE_CLASSES,
     DRIVING_CLASSES,
     MOVING,
     STANDING,
@@ -167,6 +169,18 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
     )
     assert overall["temporal_ahead_blocks"] == sum(r["temporal_vs_per_frame"]["miou"] > 0 for r in section["blocks"])
     assert set(section["driving_classes"]["temporal"]) == set(DRIVING_CLASSES)
+    by_distance = section["recall_by_distance"]
+    assert by_distance["bands"] == ["0-5 m", "5-10 m", "10-20 m", "20-40 m", "40+ m"]
+    road_users = [CLASS_NAMES.index(n) for n in DISTANCE_CLASSES]
+    truth = [load_clip(c) for c in drives]
+    for m in ("per_frame", "temporal"):
+        counts = [
+            recall_by_distance_counts(lab, t["semantic"], t["depth"], road_users, DISTANCE_BANDS_M)
+            for lab, t in zip(labels[m], truth, strict=True)
+        ]
+        hits, totals = sum(h for h, _ in counts), sum(n for _, n in counts)
+        assert by_distance["pixels"]["Vehicles"] == totals[0].tolist()
+        assert by_distance[m]["Pedestrian"] == pytest.approx((hits[1] / totals[1]).tolist(), nan_ok=True)
     ego = section["ego_motion"]
     # each drive: 3 standing pairs, then 3 starting pairs (at rest before), the rest moving
     assert {k: v["pairs"] for k, v in ego.items()} == {"standing": 9, "starting": 9, "moving": 24 + 24 + 16 - 9 - 9}
@@ -176,6 +190,7 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
         assert state["per_frame"]["translation_error_m"] >= 0 and state["temporal"]["rotation_error_deg"] >= 0
     table = long_drive_table(section)
     assert "0-10" in table and "20-25" in table and "standing" in table and "Vehicles" in table
+    assert "Pedestrian recall by true distance (0-5 m, 5-10 m, 10-20 m, 20-40 m, 40+ m)" in table
 
 
 def test_report_has_long_drive_section(drives: list, model: torch.nn.Module, tmp_path: Path, one_thread) -> None:

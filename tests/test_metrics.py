@@ -18,6 +18,7 @@ from perception.metrics import (
     compose_trajectory,
     paired_bootstrap,
     pose_errors,
+    recall_by_distance_counts,
 )
 from perception.training.evaluation import _Scores
 
@@ -37,6 +38,19 @@ def test_confusion_iou_miou_by_hand():
     np.testing.assert_allclose(r["iou"], [2 / 4, 1 / 3, 3 / 5])
     assert r["miou"] == pytest.approx((2 / 4 + 1 / 3 + 3 / 5) / 3)
     assert r["pixel_accuracy"] == pytest.approx(6 / 9)
+
+
+def test_recall_by_distance_by_hand():
+    # TARGET/PRED above with a true distance per pixel; bands [0, 5), [5, 20), [20, inf)
+    depth = np.array([1.0, 6.0, 30.0, 2.0, 25.0, 4.0, 5.0, 19.9, 100.0])
+    hits, totals = recall_by_distance_counts(PRED, TARGET, depth, [0, 2], (0.0, 5.0, 20.0, math.inf))
+    # class 0: pixels at 1 (hit), 6 (hit), 30 m (missed); class 2: 4 (hit), 5 (hit), 19.9 (hit), 100 m (missed)
+    np.testing.assert_array_equal(totals, [[1, 1, 1], [1, 2, 1]])
+    np.testing.assert_array_equal(hits, [[1, 1, 0], [1, 2, 0]])
+    near, _ = recall_by_distance_counts(PRED, TARGET, depth, [0], (0.0, 5.0))  # beyond the last edge: not counted
+    np.testing.assert_array_equal(near, [[1]])
+    with pytest.raises(ValueError, match="differ in size"):
+        recall_by_distance_counts(PRED, TARGET, depth[:4], [0], (0.0, 5.0))
 
 
 def test_paired_bootstrap_by_hand():

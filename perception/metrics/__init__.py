@@ -2,7 +2,8 @@
 
 - `SegmentationMetrics`: dataset-level confusion matrix -> pixel accuracy, per-class IoU, mIoU
   over the classes present in the ground truth; `paired_bootstrap`: how far one model is ahead of
-  another on the same clips, with a 95% interval over clips.
+  another on the same clips, with a 95% interval over clips; `recall_by_distance_counts`: a class's
+  recall per band of true distance.
 - `DepthMetrics`: AbsRel, SqRel, RMSE, RMSElog, delta < 1.25^k, optional 80 m cap.
 - `EgoMotionMetrics`: translation (m) and rotation (deg) error per frame pair, ATE per clip.
 - `TemporalConsistency`: TC, its ground-truth ceiling, and flicker through the label warp.
@@ -16,7 +17,14 @@ from .ego_motion import (
     pose_errors,
     rotation_angle,
 )
-from .segmentation import SegmentationMetrics, confusion_matrix, iou_from_confusion, miou_and_accuracy, paired_bootstrap
+from .segmentation import (
+    SegmentationMetrics,
+    confusion_matrix,
+    iou_from_confusion,
+    miou_and_accuracy,
+    paired_bootstrap,
+    recall_by_distance_counts,
+)
 from .temporal import TemporalConsistency
 
 __all__ = [
@@ -31,5 +39,6 @@ __all__ = [
     "miou_and_accuracy",
     "paired_bootstrap",
     "pose_errors",
+    "recall_by_distance_counts",
     "rotation_angle",
 ]

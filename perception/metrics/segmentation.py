@@ -40,6 +40,34 @@ def confusion_matrix(
     )
 
 
+def recall_by_distance_counts(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    depth_m: np.ndarray | torch.Tensor,
+    classes: list[int],
+    edges_m: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per class and distance band, how many of the class's true pixels were predicted as it: (hits, totals),
+    both (len(classes), len(edges_m) - 1) int64.
+
+    A pixel falls in band b when `edges_m[b] <= depth_m < edges_m[b + 1]` (its true distance). Recall by
+    distance shows what a mean IoU hides: whether a road user is seen when it is close, where a miss
+    becomes a collision.
+    """
+    p, t, d = (_to_numpy(x).ravel() for x in (pred, target, depth_m))
+    if not p.shape == t.shape == d.shape:
+        raise ValueError(f"prediction, target and depth differ in size: {p.size}, {t.size}, {d.size}")
+    band = np.digitize(d, edges_m) - 1  # -1 or len(edges_m) - 1: outside the bands
+    inside = (band >= 0) & (band < len(edges_m) - 1)
+    hits = np.zeros((len(classes), len(edges_m) - 1), np.int64)
+    totals = np.zeros_like(hits)
+    for i, c in enumerate(classes):
+        mine = inside & (t == c)
+        totals[i] = np.bincount(band[mine], minlength=len(edges_m) - 1)
+        hits[i] = np.bincount(band[mine & (p == c)], minlength=len(edges_m) - 1)
+    return hits, totals
+
+
 def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
     """Per-class IoU = TP / (TP + FP + FN); NaN where the class appears in neither GT nor prediction."""
     tp = np.diag(cm).astype(np.float64)

@@ -10,6 +10,8 @@ and predicted chunk by chunk so a drive never sits in memory whole:
   95% interval from a paired bootstrap over drives (`perception.metrics.paired_bootstrap`);
 - overall: the same over whole drives;
 - the driving classes (`DRIVING_CLASSES`) IoU on their own, per mode;
+- the road users' (`DISTANCE_CLASSES`) recall per band of true distance (`DISTANCE_BANDS_M`), per mode:
+  whether a vehicle is seen when it is close, where a miss becomes a collision;
 - ego-motion error per motion state of the frame pair (`motion_states`: standing, starting, moving),
   per mode, beside the median predicted and true motion per step.
 """
@@ -33,6 +35,7 @@ from perception.metrics import (
     miou_and_accuracy,
     paired_bootstrap,
     pose_errors,
+    recall_by_distance_counts,
 )
 from perception.metrics.ego_motion import as_matrices
 from perception.models import PerceptionPipeline
@@ -40,6 +43,8 @@ from perception.models import PerceptionPipeline
 from .evaluation import CHUNK, MODES, _clean, predict_chunks
 
 DRIVING_CLASSES = ("Vehicles", "Pedestrian", "Road", "RoadLine", "TrafficLight", "TrafficSign")
+DISTANCE_CLASSES = ("Vehicles", "Pedestrian")
+DISTANCE_BANDS_M = (0.0, 5.0, 10.0, 20.0, 40.0, float("inf"))
 MOTION_STATES = ("standing", "starting", "moving")
 STANDING, STARTING, MOVING = range(3)
 
@@ -88,6 +93,11 @@ def blocks(num_frames: int, block: int) -> list[tuple[int, int]]:
     return [(s, min(s + block, num_frames)) for s in range(0, num_frames, block)]
 
 
+def band_label(low: float, high: float) -> str:
+    """A distance band's name: "5-10 m", or "40+ m" for the open last one."""
+    return f"{low:g}+ m" if high == float("inf") else f"{low:g}-{high:g} m"
+
+
 def motion_states(
     poses: np.ndarray, standing_m: float = 0.01, starting_frames: int = 10, starts_at_rest: bool = False
 ) -> np.ndarray:
@@ -111,17 +121,21 @@ def motion_states(
 
 
 def _read_chunks(clip: Clip, size: int = CHUNK) -> Iterator[dict[str, Any]]:
-    """A clip's frames in chunks: rgb (t, 3, H, W) in [0, 1] and semantic (t, H, W) class ids."""
+    """A clip's frames in chunks: rgb (t, 3, H, W) in [0, 1], semantic (t, H, W) class ids, depth (t, H, W) metres."""
     for start in range(0, len(clip), size):
         frames = [clip.frame(i) for i in range(start, min(start + size, len(clip)))]
         rgb = torch.from_numpy(np.stack([f["rgb"] for f in frames])).permute(0, 3, 1, 2).float() / 255.0
-        yield {"rgb": rgb, "semantic": np.stack([f["semantic"] for f in frames])}
+        yield {
+            "rgb": rgb,
+            "semantic": np.stack([f["semantic"] for f in frames]),
+            "depth": np.stack([f["depth"] for f in frames]),
+        }
 
 
-def _split_chunks(chunks: Iterator[dict[str, Any]], semantics: deque) -> Iterator[torch.Tensor]:
-    """The rgb of each chunk; its labels go to `semantics`."""
+def _split_chunks(chunks: Iterator[dict[str, Any]], truths: deque) -> Iterator[torch.Tensor]:
+    """The rgb of each chunk; its labels and depth go to `truths`."""
     for chunk in chunks:
-        semantics.append(chunk["semantic"])
+        truths.append((chunk["semantic"], chunk["depth"]))
         yield chunk["rgb"]
 
 
@@ -159,23 +173,26 @@ def _ego_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 def _score_drive(
-    model: PerceptionPipeline, clip: Clip, block: int, device: torch.device, c: int
-) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray]]:
-    """One drive in both modes: per mode, the confusion matrix of each `block`-frame block and the predicted pose6
-    of every frame. Each chunk of frames is read once and fed to both modes."""
-    semantics: deque[np.ndarray] = deque()  # labels of the chunks read, until both modes have predicted them
-    feeds = itertools.tee(_split_chunks(_read_chunks(clip), semantics), len(MODES))
+    model: PerceptionPipeline, clip: Clip, block: int, device: torch.device, c: int, road_users: list[int]
+) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """One drive in both modes: per mode, the confusion matrix of each `block`-frame block, the predicted pose6
+    of every frame, and the `road_users` classes' recall counts by distance (hits and totals stacked,
+    `recall_by_distance_counts`). Each chunk of frames is read once and fed to both modes."""
+    truths: deque[tuple[np.ndarray, np.ndarray]] = deque()  # of the chunks read, until both modes predicted them
+    feeds = itertools.tee(_split_chunks(_read_chunks(clip), truths), len(MODES))
     drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
     drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
+    recall = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
     start = 0
     for preds in zip(*(predict_chunks(model, f, m, device) for f, m in zip(feeds, MODES, strict=False)), strict=False):
-        sem = semantics.popleft()
+        sem, depth = truths.popleft()
         for m, p in zip(MODES, preds, strict=False):
             drive_pose6[m].append(p["pose6"])
+            recall[m] += np.stack(recall_by_distance_counts(p["labels"], sem, depth, road_users, DISTANCE_BANDS_M))
             for i in range(len(sem)):
                 drive[m][(start + i) // block] += confusion_matrix(p["labels"][i], sem[i], c)
         start += len(sem)
-    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}
+    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}, recall
 
 
 @torch.no_grad()
@@ -203,6 +220,8 @@ def evaluate_long_drives(
     c = model.num_classes
     names = list(CLASS_NAMES) if c == len(CLASS_NAMES) else [str(i) for i in range(c)]
     ids = [names.index(n) for n in DRIVING_CLASSES if n in names]
+    road_users = [names.index(n) for n in DISTANCE_CLASSES if n in names]
+    recall = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
     longest = max(len(clip) for clip in clips)
     spans = blocks(longest, block)
     # per block: the per-drive confusions of each mode (drives shorter than the block's start have none)
@@ -211,8 +230,9 @@ def evaluate_long_drives(
     pose6: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
     gt_rel, states = [], []
     for d, clip in enumerate(clips):
-        drive, drive_pose6 = _score_drive(model, clip, block, device, c)
+        drive, drive_pose6, drive_recall = _score_drive(model, clip, block, device, c, road_users)
         for m in MODES:
+            recall[m] += drive_recall[m]
             for b, cm in enumerate(drive[m]):
                 confusions[m][b].append(cm)
             totals[m].append(np.sum(drive[m], axis=0))
@@ -238,6 +258,15 @@ def evaluate_long_drives(
     ious = {m: iou_from_confusion(np.sum(totals[m], axis=0)) for m in MODES}
     driving = {m: {names[i]: float(ious[m][i]) for i in ids} for m in MODES}
     driving["temporal_minus_per_frame"] = {names[i]: float(ious["temporal"][i] - ious["per_frame"][i]) for i in ids}
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN: no true pixel of the class in a band
+        by_distance: dict[str, Any] = {
+            "bands": [band_label(lo, hi) for lo, hi in itertools.pairwise(DISTANCE_BANDS_M)],
+            "pixels": {names[k]: recall[MODES[0]][1, j].tolist() for j, k in enumerate(road_users)},
+            **{
+                m: {names[k]: (recall[m][0, j] / recall[m][1, j]).tolist() for j, k in enumerate(road_users)}
+                for m in MODES
+            },
+        }
 
     all_states, all_gt = np.concatenate(states), np.concatenate(gt_rel)
     ego: dict[str, Any] = {}
@@ -259,6 +288,7 @@ def evaluate_long_drives(
             "blocks": block_rows,
             "overall": overall,
             "driving_classes": driving,
+            "recall_by_distance": by_distance,
             "ego_motion": ego,
         }
     )
@@ -296,6 +326,12 @@ def long_drive_table(section: dict[str, Any]) -> str:
         + "  ".join(f"{n} {f(classes['per_frame'][n])}/{f(classes['temporal'][n])}" for n in classes["per_frame"])
         + "  (per-frame/temporal)"
     )
+    by_distance: dict[str, Any] = section.get("recall_by_distance") or {}  # absent from older reports
+    for name in by_distance.get("pixels", {}):
+        lines.append(
+            f"{name} recall by true distance ({', '.join(by_distance['bands'])}): "
+            + "; ".join(f"{m} " + " ".join(f(r, 2) for r in by_distance[m][name]) for m in MODES)
+        )
     lines.append(
         f"{'ego motion':<12}{'pairs':>7}{'true m':>8}{'pred m pf':>11}{'pred m tmp':>11}"
         f"{'t_err pf':>10}{'t_err tmp':>10}{'r_err pf':>10}{'r_err tmp':>10}"
