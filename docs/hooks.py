@@ -39,12 +39,15 @@ def load(source: str) -> dict[str, Any]:
 
 
 def lookup(source: str, key: str) -> Any:
-    """The value at dotted ``key`` in ``source``; a missing key names the file and the key."""
+    """The value at dotted ``key`` in ``source`` (a number indexes a list); a missing key names the file and the key."""
     value: Any = load(source)
     for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        else:
             raise PluginError(f"docs hook: {source} has no key {key!r} (missing {part!r})")
-        value = value[part]
     return value
 
 

@@ -91,6 +91,7 @@ def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         ('{{ fig("run.json", "a.miou") }}', "0.484"),
         ('{{ fig("run.json", "a.miou", "pct") }}', "48.4%"),
         ('{{ fig("run.json", "a.ci", "ci") }}', "[-0.007, +0.009]"),
+        ('{{ fig("run.json", "a.ci.1", ".4f") }}', "0.0089"),
         ('x {{agent("run.json")}} y', "x 98.7% | 0.00 (over 2.25 km) | 0.987 y"),
     ],
 )
@@ -119,6 +120,7 @@ def test_hook_renders_recall_by_distance_with_a_dash_for_an_empty_band(hooks, tm
     "macro, message",
     [
         ('{{ fig("run.json", "a.absrel") }}', "no key 'a.absrel'"),
+        ('{{ fig("run.json", "a.ci.2") }}', "no key 'a.ci.2' (missing '2')"),
         ('{{ fig("missing.json", "a") }}', "missing.json not found"),
         ('{{ figure("run.json", "a") }}', "unknown macro 'figure'"),
         ('{{ fig("run.json") }}', "fig"),
