@@ -26,7 +26,9 @@ difference, unless `--allow-mismatch` says it is meant (e.g. scoring a ground-tr
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import shlex
 import sys
 from collections.abc import Sequence
@@ -47,9 +49,44 @@ from .policies import ModelDriver, Policy, load_policy
 from .policy_files import perception_weights_sha256
 from .scoring import ROUTE_SETS, EpisodeResult, summarize
 
+TRACE_COLUMNS = (
+    "step",
+    "steer",
+    "acceleration",
+    "reward",
+    "speed",
+    "route_completion",
+    "lead_m",
+    "red_light_m",
+    "events",
+    "ending",
+)
 
-def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None = None) -> EpisodeResult:
-    """Drive one episode from `reset(seed=seed)` to its end; optionally write the dashboard as an MP4.
+
+def trace_row(step: int, action: np.ndarray, reward: float, info: dict[str, Any], ending: str = "") -> dict[str, Any]:
+    """One step of an episode's trace (`TRACE_COLUMNS`): the action taken, the reward, what `info` says of the
+    car and the hazards ahead (the simulator's, which the policy does not see), and `ending` on the last step."""
+    steer, acceleration = np.asarray(action, dtype=np.float64).reshape(-1)[:2]
+    hazards = info.get("hazards", {})
+    return {
+        "step": step,
+        "steer": round(float(steer), 4),
+        "acceleration": round(float(acceleration), 4),
+        "reward": round(float(reward), 4),
+        "speed": round(float(info["speed"]), 3),
+        "route_completion": round(float(info["route_completion"]), 4),
+        "lead_m": round(float(hazards.get("lead", math.inf)), 2),
+        "red_light_m": round(float(hazards.get("red_light", math.inf)), 2),
+        "events": ";".join(info.get("events", [])),
+        "ending": ending,
+    }
+
+
+def run_episode(
+    env: gym.Env, policy: Policy, seed: int, video_path: Path | None = None, trace_path: Path | None = None
+) -> EpisodeResult:
+    """Drive one episode from `reset(seed=seed)` to its end; optionally write the dashboard as an MP4 and a
+    CSV trace of every step (`trace_row`), to see where and why an episode ended.
 
     A policy with a `reset()` method (a `ModelDriver`) is reset first, so no state crosses episodes."""
     obs, info = env.reset(seed=seed)
@@ -58,10 +95,17 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
     if callable(reset):
         reset()
     writer = None
+    trace: list[dict[str, Any]] = []
     steps, terminated, truncated = 0, False, False
     while not (terminated or truncated):
-        obs, _, terminated, truncated, info = env.step(policy(obs, env))
+        action = policy(obs, env)
+        obs, reward, terminated, truncated, info = env.step(action)
         steps += 1
+        ending = (
+            info.get("termination") or info.get("truncation") or (Truncation.TIME_LIMIT.value if truncated else None)
+        )
+        if trace_path is not None:
+            trace.append(trace_row(steps, action, float(reward), info, ending or ""))
         if video_path is not None:
             picture = cast(np.ndarray, env.render())  # the env is made with render_mode="rgb_array"
             if writer is None:
@@ -70,14 +114,18 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, video_path: Path | None
             writer.write(picture[:, :, ::-1])
     if writer is not None:
         writer.release()
+    if trace_path is not None:
+        trace_path.parent.mkdir(parents=True, exist_ok=True)
+        with trace_path.open("w", newline="") as f:
+            table = csv.DictWriter(f, fieldnames=TRACE_COLUMNS)
+            table.writeheader()
+            table.writerows(trace)
     return EpisodeResult(
         route_completion=info["route_completion"],
         distance_m=info["distance"],
         infractions=info["infractions"],
         steps=steps,
-        termination=info.get("termination")
-        or info.get("truncation")
-        or (Truncation.TIME_LIMIT.value if truncated else None),
+        termination=ending,
     )
 
 
@@ -112,6 +160,7 @@ def evaluate(
     frame_stack: int | None = None,
     vecnormalize: Path | None = None,
     routes: str | None = None,
+    trace_dir: Path | None = None,
 ) -> dict:
     """Run `episodes` seeded episodes (seeds seed, seed+1, ...) and return the leaderboard summary.
 
@@ -121,7 +170,8 @@ def evaluate(
     `trust_pickle` allows a Stable-Baselines3 .zip (and a vecnormalize.pkl) as the policy (unpickled:
     trusted files only). Raises ValueError listing every difference between what the policy was trained
     with and this evaluation's perception, weights, camera and observation size, unless `allow_mismatch`;
-    `frame_stack` / `vecnormalize` override what the policy records or its Zoo run holds."""
+    `frame_stack` / `vecnormalize` override what the policy records or its Zoo run holds. `video_dir` and
+    `trace_dir` get one dashboard MP4 / one CSV trace (`trace_row`) per episode, named by its seed."""
     seeds: Sequence[int] = range(seed, seed + episodes)
     if routes is not None:
         if routes not in ROUTE_SETS:
@@ -156,7 +206,13 @@ def evaluate(
                 )
             policy.check_space(cast(gym.spaces.Dict, env.observation_space))
         results = [
-            run_episode(env, policy, s, video_dir / f"episode_{s:04d}.mp4" if video_dir else None)
+            run_episode(
+                env,
+                policy,
+                s,
+                video_dir / f"episode_{s:04d}.mp4" if video_dir else None,
+                trace_dir / f"episode_{s:04d}.csv" if trace_dir else None,
+            )
             for s in tqdm(seeds, desc=f"evaluating {policy_name}", unit="episode")
         ]
     finally:
@@ -231,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="JSON file for the summary")
     parser.add_argument("--video", type=Path, default=None, help="folder for one dashboard MP4 per episode")
     parser.add_argument(
+        "--trace",
+        type=Path,
+        default=None,
+        help="folder for one CSV per episode: every step's action, reward, speed, route completion, the "
+        "simulator's hazards ahead, events and how the episode ended",
+    )
+    parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help="allow POLICY to be a Stable-Baselines3 .zip. Loading one unpickles it, which runs any "
@@ -261,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             args.frame_stack,
             args.vecnormalize,
             args.routes,
+            args.trace,
         )
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

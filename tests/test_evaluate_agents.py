@@ -319,3 +319,46 @@ def test_routes_option_refuses_episode_options_it_replaces(tiny_routes, tmp_path
     with pytest.raises(SystemExit) as err:
         evaluate.main(["random", "--routes", "both", "--episodes", "3", "--seed", "1", "--out", str(out)])
     assert err.value.code == 2 and "drop --episodes, --seed" in capsys.readouterr().err and not out.exists()
+
+
+def test_trace_row_by_hand():
+    info = {
+        "speed": 3.21234,
+        "route_completion": 0.5,
+        "hazards": {"lead": float("inf"), "red_light": 6.5},
+        "events": ["lane_invasion(dashed)", "red_light"],
+        "termination": None,
+    }
+    row = evaluate.trace_row(7, np.array([0.25, -1.0], np.float32), -5.0, info)
+    assert row == {
+        "step": 7,
+        "steer": 0.25,
+        "acceleration": -1.0,
+        "reward": -5.0,
+        "speed": 3.212,
+        "route_completion": 0.5,
+        "lead_m": float("inf"),
+        "red_light_m": 6.5,
+        "events": "lane_invasion(dashed);red_light",
+        "ending": "",
+    }
+    assert evaluate.trace_row(8, np.zeros(2), 0.0, info, "time_limit")["ending"] == "time_limit"
+
+
+def test_trace_option_writes_every_step_of_every_episode(tmp_path):
+    import csv
+    import json
+
+    out, traces = tmp_path / "eval.json", tmp_path / "traces"
+    options = ["--perception", "ground_truth", "--camera-size", "40", "80", "--max-steps", "6", "--episodes", "2"]
+    assert evaluate.main(["autopilot", *options, "--seed", "3", "--trace", str(traces), "--out", str(out)]) == 0
+    detail = json.loads(out.read_text())["episodes_detail"]
+    assert sorted(p.name for p in traces.iterdir()) == ["episode_0003.csv", "episode_0004.csv"]
+    for episode in detail:
+        with (traces / f"episode_{episode['seed']:04d}.csv").open() as f:
+            rows = list(csv.DictReader(f))
+        assert list(rows[0]) == list(evaluate.TRACE_COLUMNS)
+        assert [int(r["step"]) for r in rows] == list(range(1, episode["steps"] + 1))
+        assert rows[-1]["ending"] == episode["termination"] and all(r["ending"] == "" for r in rows[:-1])
+        assert float(rows[-1]["route_completion"]) == pytest.approx(episode["route_completion"], abs=1e-4)
+        assert all(float(r["lead_m"]) > 0 and float(r["red_light_m"]) > 0 for r in rows)

@@ -153,12 +153,15 @@ class DrivingTask:
         return target_speed(Hazards(red_light=frame.hazards.red_light), self.reward_config)
 
     def info(self, frame: Frame) -> dict[str, Any]:
+        """The step's `info`: scoring figures, events, speed, and the simulator's hazards ahead (privileged:
+        for scoring, experts and diagnosis; the observation never holds them)."""
         return {
             "route_completion": frame.route.completion,
             "distance": self.distance,
             "infractions": {k.value: n for k, n in self.infractions.items()},
             "events": [str(e) for e in frame.events],
             "speed": frame.speed,
+            "hazards": {"lead": frame.hazards.lead, "red_light": frame.hazards.red_light},
         }
 
     def _termination(self, frame: Frame, offset: float) -> Termination | None:
