@@ -13,7 +13,8 @@ files from sb3-contrib / RL Baselines3 Zoo load too). Prints the summary and wri
 with the leaderboard's penalty factors). `--routes` picks a named route set (`test10`, `test20`, or
 `test30`: both, each also summarised alone) instead of `--episodes`/`--seed`/`--split`; the JSON
 also records the command, the evaluation's perception and weights hash, and what the policy records
-of its training (command, wall time `train_seconds`, env steps `num_timesteps`).
+of its training (command, wall time `train_seconds`, env steps `num_timesteps`). `--video DIR` writes
+each episode's dashboard as MP4, `--trace DIR` a CSV of its steps (`TRACE_COLUMNS`).
 
 The policy sees what it saw in training: VecNormalize statistics and stacked frames are applied
 (recorded in a policy folder, or found in a Zoo run next to the .zip: `ENV/vecnormalize.pkl`,
@@ -305,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         given = [f"--{name}" for name in ("episodes", "seed", "split") if getattr(args, name) is not None]
         if given:
             parser.exit(2, f"error: --routes {args.routes} fixes the routes; drop {', '.join(given)}\n")
+    for flag, folder in (("--video", args.video), ("--trace", args.trace)):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            parser.exit(2, f"error: {flag} {folder} is a file; give a folder for the per-episode files\n")
     args.episodes = 10 if args.episodes is None else args.episodes
     args.seed = 0 if args.seed is None else args.seed
     args.split = args.split or "test"

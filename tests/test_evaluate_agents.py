@@ -362,3 +362,13 @@ def test_trace_option_writes_every_step_of_every_episode(tmp_path):
         assert rows[-1]["ending"] == episode["termination"] and all(r["ending"] == "" for r in rows[:-1])
         assert float(rows[-1]["route_completion"]) == pytest.approx(episode["route_completion"], abs=1e-4)
         assert all(float(r["lead_m"]) > 0 and float(r["red_light_m"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("flag", ["--video", "--trace"])
+def test_a_file_where_a_folder_of_episodes_goes_is_a_usage_error(flag, tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    with pytest.raises(SystemExit) as err:
+        evaluate.main(["random", "--episodes", "1", flag, str(taken)])
+    assert err.value.code == 2 and f"{flag} {taken} is a file" in capsys.readouterr().err
+    assert taken.read_text() == "mine"
