@@ -267,7 +267,14 @@ def leaderboard(*rows: tuple[str, str]) -> str:
     kinds = ("collision_pedestrian", "collision_vehicle", "collision_static", "red_light", "lane_invasion", "off_road")
     lines = []
     for label, source in rows:
-        for key in ("route_completion", "driving_score", "infraction_penalty", "infractions_per_km", "command"):
+        for key in (
+            "route_completion",
+            "driving_score",
+            "infraction_penalty",
+            "infractions_per_km",
+            "episodes_detail",
+            "command",
+        ):
             lookup(source, key)
         s = load(source)
         per_km = s["infractions_per_km"]

@@ -29,6 +29,7 @@ def hooks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         "infractions_per_km": {"collision_vehicle": 0.3076923, "red_light": 1.5},
         "policy_metadata": {"train_seconds": 3000, "num_timesteps": 280000, "command": "python -m agents.train_ppo"},
         "command": "python -m agents.evaluate runs/p --routes test30",
+        "episodes_detail": [{"termination": "blocked"}, {"termination": "route_completed"}, {"termination": "blocked"}],
     }
     (tmp_path / "row.json").write_text(json.dumps(row))
     (tmp_path / "bare.json").write_text(json.dumps({k: v for k, v in row.items() if k != "policy_metadata"}))
@@ -45,11 +46,11 @@ def test_leaderboard_renders_one_row_per_result_file(hooks) -> None:
     assert len(lines) == 4 and lines[0].startswith("| policy | perception | routes")
     assert lines[2] == (
         "| PPO (scratch) | ground truth | test30 (6.50 km) | 90.0% | 0.420 | 0.600 | 0.00 | 0.31 | 0.00 | 1.50 "
-        "| 0.00 | 0.00 | 50 min, 280k "
+        "| 0.00 | 0.00 | 2 | 50 min, 280k "
         "| trained: `python -m agents.train_ppo`<br>scored: `python -m agents.evaluate runs/p --routes test30` |"
     )
     assert lines[3].endswith(
-        "| 0.00 | 0.00 | -, - | scored: `python -m agents.evaluate runs/p --routes test30` |"
+        "| 0.00 | 0.00 | 2 | -, - | scored: `python -m agents.evaluate runs/p --routes test30` |"
     )  # no metadata: no training command either
 
 
