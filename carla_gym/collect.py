@@ -10,6 +10,9 @@
 ego at rest), the autopilot following the episode's route through junctions, stopping at red lights and
 behind vehicles and starting again; the route is long enough that the drive never reaches its end.
 Its clips are named episode_NNNN (--name sets the prefix) and draw other seeds than clip_NNNN.
+--drive approach (embedded backend) is an episode drive whose autopilot brakes late for road users
+ahead, as a learning policy does: it keeps its speed until a full brake only just stops it 0.5 to 3 m
+short of them, so vehicles are seen close up while the ego closes in (clips approach_NNNN).
 
 Clips go to ROOT/<town>/<clip>/ (default ROOT: ~/.cache/carla_gym/clips, or $CARLA_GYM_CACHE/clips).
 Each clip is written to a temporary folder and renamed when complete, so an interrupted run can
@@ -59,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--drive",
         choices=DRIVES,
         default="warmup",
-        help="warmup: record after --warmup autopilot steps; episode: from the first tick, as the env runs",
+        help="warmup: record after --warmup autopilot steps; episode: from the first tick, as the env runs; "
+        "approach: an episode drive that brakes late for road users ahead",
     )
     p.add_argument(
         "--warmup",
@@ -67,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"autopilot steps before recording (--drive warmup; default {WARMUP_STEPS})",
     )
-    p.add_argument("--name", default=None, help="clip folder prefix (default: clip, or episode for --drive episode)")
+    p.add_argument(
+        "--name", default=None, help="clip folder prefix (default: clip, or the --drive name for episode and approach)"
+    )
     add_camera_size(p, (256, 512), "camera image height and width in pixels")
     deprecated_alias(p, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")
     p.add_argument("--fov", type=float, default=90.0, help="camera horizontal field of view in degrees")

@@ -5,7 +5,11 @@ moving. An episode drive (`drive="episode"`) records the way the environment run
 first tick after reset (the ego at rest), the autopilot following the episode's route through junctions,
 stopping at red lights and behind vehicles and starting again; the route is long enough that the drive
 never reaches its end. Its clips are named episode_NNNN (`name` sets the prefix) and draw other seeds
-than clip_NNNN.
+than clip_NNNN. An approach drive (`drive="approach"`, embedded backend) is an episode drive whose
+autopilot brakes late for road users ahead, as a learning policy does: it keeps its speed until a full
+brake only just stops it 0.5 to 3 m short of them (drawn per clip), so the clips show vehicles close up
+while the ego closes in on them, which comfortable distance keeping never records. Its clips are named
+approach_NNNN.
 
 Clips go to OUT/<town>/<clip>/ (`clip_path`). Each is written atomically (`recording.ClipWriter`), so an
 interrupted recording can simply be run again: complete clips are skipped. A clip already in OUT that was
@@ -34,7 +38,9 @@ from .sim import Control, SimulatorBackend, SimulatorError, backend_class, make_
 from .sim.contract import DEFAULT_ROUTE_LENGTH
 
 WARMUP_STEPS = 10  # autopilot steps before the first recorded frame (the ego starts at rest)
-DRIVES = ("warmup", "episode")
+DRIVES = ("warmup", "episode", "approach")
+FROM_FIRST_TICK = ("episode", "approach")  # drives recorded from the reset frame on an episode's route
+APPROACH_MARGIN_M = (0.5, 3.0)  # an approach drive's full-brake margin to road users ahead, drawn per clip
 SPLITS = ("train", "val", "test")
 EPISODE_ROUTE_LENGTH = DEFAULT_ROUTE_LENGTH  # metres: the environment's default route per episode
 # Metres of route for warmup recordings. The route decides the traffic drawn after it, so this is part of what a
@@ -86,12 +92,17 @@ def clip_seed(seed: int, town: str, index: int, prefix: str = "clip") -> int:
     return int(np.random.SeedSequence([seed, index, *digest.tolist()]).generate_state(1)[0] & 0x7FFFFFFF)
 
 
-def autopilot(backend: Any) -> Control:
-    """The backend's autopilot control (embedded: `autopilot_control()`; CARLA's traffic manager
+def autopilot(backend: Any, late_brake: float | None = None) -> Control:
+    """The backend's autopilot control (embedded: `autopilot_control(late_brake)`; CARLA's traffic manager
     drives the ego itself when built with autopilot=True, and ignores the control)."""
     if hasattr(backend, "autopilot_control"):
-        return backend.autopilot_control()
+        return backend.autopilot_control(late_brake) if late_brake is not None else backend.autopilot_control()
     return Control()
+
+
+def approach_margin(clip_seed: int) -> float:
+    """The full-brake margin (m) of an approach drive's clip, drawn from its seed."""
+    return float(np.random.default_rng(clip_seed).uniform(*APPROACH_MARGIN_M))
 
 
 def episode_route_length(frames: int, every: int, fixed_delta: float) -> float:
@@ -111,8 +122,8 @@ class RecordingConfig:
     `towns` names the towns (embedded: also integer seeds, recorded as random towns in folders seed_N); when None,
     every town of `split` (default train) is recorded. With `towns`, `split` labels the clips of towns that
     belong to no split; a named town keeps its own split. `warmup` defaults to `WARMUP_STEPS` for
-    `drive="warmup"` and must be 0 for `drive="episode"`; `name` (the clip folder prefix) defaults to "clip",
-    or "episode" for `drive="episode"`. `out` defaults to `default_root()`. `host` and `port` reach the CARLA
+    `drive="warmup"` and must be 0 for the drives from the first tick (`FROM_FIRST_TICK`); `name` (the clip
+    folder prefix) defaults to "clip", or the drive's name for those. `out` defaults to `default_root()`. `host` and `port` reach the CARLA
     backend (None: its defaults). Bad values raise ValueError naming the option.
     """
 
@@ -137,14 +148,11 @@ class RecordingConfig:
         def set_(key: str, value: Any) -> None:  # frozen: the defaults are resolved once, here
             object.__setattr__(self, key, value)
 
-        if self.drive not in DRIVES:
-            raise ValueError(f"--drive {self.drive!r}: choose from {', '.join(DRIVES)}")
+        self._check_drive()
         if self.split is not None and self.split not in SPLITS:
             raise ValueError(f"--split {self.split!r}: choose from {', '.join(SPLITS)}")
-        if self.drive == "episode" and self.warmup:
-            raise ValueError(f"--warmup {self.warmup}: --drive episode records from the first tick")
         warmup = (WARMUP_STEPS if self.drive == "warmup" else 0) if self.warmup is None else self.warmup
-        name = self.name or ("clip" if self.drive == "warmup" else "episode")
+        name = self.name or ("clip" if self.drive == "warmup" else self.drive)
         set_("warmup", warmup)
         set_("name", name)
         if not name.replace("_", "").replace("-", "").isalnum() or name.startswith("-"):
@@ -161,6 +169,17 @@ class RecordingConfig:
         clash = [t for t in self.towns or () if cls.split_of(t) not in (None, self.split or cls.split_of(t))]
         if clash:  # a named town keeps its split: relabelling the test town as train would leak it
             raise ValueError(f"town {clash[0]!r} belongs to the {cls.split_of(clash[0])!r} split, not {self.split!r}")
+
+    def _check_drive(self) -> None:
+        if self.drive not in DRIVES:
+            raise ValueError(f"--drive {self.drive!r}: choose from {', '.join(DRIVES)}")
+        if self.drive in FROM_FIRST_TICK and self.warmup:
+            raise ValueError(f"--warmup {self.warmup}: --drive {self.drive} records from the first tick")
+        if self.drive == "approach" and not hasattr(self.backend_class, "autopilot_control"):
+            raise ValueError(
+                f"--drive approach: the {self.backend} backend's ego is driven by the simulator's own autopilot, "
+                "which cannot brake late; record approach drives with --backend embedded"
+            )
 
     @property
     def backend_class(self) -> type[SimulatorBackend]:
@@ -189,7 +208,7 @@ class RecordingConfig:
             "drive": self.drive,
             "world_version": self.backend_class.WORLD_VERSION,
         }
-        if self.drive == "episode":
+        if self.drive in FROM_FIRST_TICK:
             extra["route_length"] = episode_route_length(self.frames, self.every, self.fixed_delta)
         return extra
 
@@ -273,6 +292,7 @@ def _record_town(
     try:
         for i in todo:
             seed = clip_seed(config.seed, town, i, name)
+            late_brake = approach_margin(seed) if config.drive == "approach" else None
             frame = backend.reset(seed=seed, options=reset_options)
             for _ in range(warmup):
                 frame = backend.step(autopilot(backend))
@@ -289,7 +309,7 @@ def _record_town(
             ) as writer:
                 for f in range(config.frames):
                     for _ in range(config.every if f else 0):
-                        frame = backend.step(autopilot(backend))
+                        frame = backend.step(autopilot(backend, late_brake))
                     writer.write(frame)
                     counts += np.bincount(frame.semantic.ravel(), minlength=NUM_CLASSES)[:NUM_CLASSES]
                     bar.update(1)

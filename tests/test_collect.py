@@ -162,3 +162,16 @@ def test_episode_drive_records_from_the_first_tick(tmp_path, capsys):
         collect.main([*argv, "--warmup", "5"])
     with pytest.raises(SystemExit, match="--name"):
         collect.main([*argv, "--name", "../x"])
+
+
+def test_approach_drive_records_from_the_first_tick_and_needs_the_embedded_backend(tmp_path):
+    argv = ["--towns", "harbour_district", "--clips", "1", "--frames", "3", "--camera-size", "16", "32"]
+    assert collect.main([*argv, "--out", str(tmp_path), "--drive", "approach"]) == 0
+    clip = ClipStore(tmp_path).clips()[0]
+    assert clip.path.name == "approach_0000" and len(clip) == 3
+    assert clip.meta.extra["drive"] == "approach" and clip.meta.extra["warmup"] == 0
+    assert clip.meta.seed == datasets.clip_seed(0, "harbour_district", 0, "approach")
+    assert datasets.APPROACH_MARGIN_M[0] <= datasets.approach_margin(clip.meta.seed) <= datasets.APPROACH_MARGIN_M[1]
+    with pytest.raises(SystemExit, match="--drive approach: the carla backend"):
+        collect.main([*argv, "--out", str(tmp_path / "carla"), "--backend", "carla", "--drive", "approach"])
+    assert not (tmp_path / "carla").exists()

@@ -160,3 +160,49 @@ def test_traffic_turns_and_pedestrians_cross():
 
         on_side = ~b.crowd.on_road_crossing()
         assert (b.world.ground.class_at(b.crowd.xy[on_side]) == SIDEWALK).mean() > 0.95
+
+
+@pytest.mark.parametrize(
+    ("lead", "red", "late_brake", "expected"),
+    [
+        # 10 m/s: a full brake (8 m/s^2) stops in 6.25 m, so with a 1 m margin it brakes fully at <= 7.25 m
+        (7.0, math.inf, 1.0, "full brake"),
+        (7.5, math.inf, 1.0, "keeps speed"),
+        (20.0, math.inf, 1.0, "keeps speed"),
+        (20.0, math.inf, None, "brakes"),  # IDM distance keeping
+        (20.0, 20.0, 1.0, "brakes"),  # a red light as near as the lead is kept as before
+        (math.inf, math.inf, 1.0, "keeps speed"),
+    ],
+)
+def test_late_braking_autopilot_closes_in_on_road_users(lead, red, late_brake, expected):
+    from carla_gym.sim.embedded.autopilot import Autopilot, Ego
+    from carla_gym.sim.route import RouteTracker
+
+    tracker = RouteTracker(np.array([[0.0, 0.0], [200.0, 0.0]]))
+    ego = Ego(0.0, 0.0, 0.0, speed=10.0)
+    tracker.update(ego.matrix())
+    control = Autopilot(speed_limit=10.0).control(ego, tracker, (lead, 0.0, red), late_brake)
+    assert control.steer == pytest.approx(0.0, abs=1e-6)
+    if expected == "full brake":
+        assert (control.throttle, control.brake) == (0.0, 1.0)
+    elif expected == "keeps speed":
+        assert control.brake == 0.0 and control.throttle > 0.0
+    else:
+        assert 0.0 < control.brake < 1.0 and control.throttle == 0.0
+
+
+def test_late_braking_autopilot_gets_closer_to_vehicles_without_colliding():
+    """Over the same drive, the late-braking autopilot (approach recordings) comes nearer the vehicles ahead."""
+    nearest = {}
+    for late_brake in (None, 1.0):
+        with make_backend("embedded", town="ring_boulevard", render=False) as b:
+            b.reset(seed=0)
+            gaps, collisions = [], 0
+            for _ in range(600):
+                f = b.step(b.autopilot_control(late_brake) if late_brake else b.autopilot_control())
+                gaps.append(f.hazards.lead)
+                collisions += sum(e.kind == EventKind.COLLISION for e in f.events)
+        assert collisions == 0
+        nearest[late_brake] = min(gaps)
+    assert nearest[None] < 5.0  # the drive meets traffic: IDM keeps its minimum gap (2.5 m) or so
+    assert nearest[1.0] < nearest[None] - 1.0

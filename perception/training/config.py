@@ -89,16 +89,28 @@ class EpisodeData:
     drive_frames: int = _opt(
         300, "frames per long training drive, also the drive stage's window unless --window sets it"
     )
+    approach: int = _opt(
+        0,
+        "approach drives per train and val town: long drives whose autopilot brakes late for road users ahead, "
+        "so vehicles are seen close up while the ego closes in on them (`collect --drive approach`)",
+    )
 
     def __post_init__(self) -> None:
-        if self.clips < 0 or self.drives < 0 or self.drive_frames < 2:
-            raise ValueError(f"episode data needs clips >= 0, drives >= 0 and drive_frames >= 2, got {self}")
+        if self.clips < 0 or self.drives < 0 or self.approach < 0 or self.drive_frames < 2:
+            raise ValueError(f"episode data needs clips, drives and approach >= 0 and drive_frames >= 2, got {self}")
+
+    @property
+    def long_frames(self) -> int:
+        """Frames of the longest episode-style recordings (0 when there are no long drives)."""
+        return self.drive_frames if self.drives or self.approach else 0
 
     @property
     def key(self) -> str:
         """The part of the recording cache's name that these recordings decide ('' when there are none)."""
-        return (f"-ep{self.clips}" if self.clips else "") + (
-            f"-{self.drives}x{self.drive_frames}drive" if self.drives else ""
+        return (
+            (f"-ep{self.clips}" if self.clips else "")
+            + (f"-{self.drives}x{self.drive_frames}drive" if self.drives else "")
+            + (f"-{self.approach}x{self.drive_frames}approach" if self.approach else "")
         )
 
 
@@ -142,7 +154,7 @@ class TrainConfig:
         """A crop larger than the recorded frames, and stages (with epochs to run) whose window is longer than every
         recording they read (the clips of `frames` frames, and with `long_recordings` the episode drives too), or whose
         `short_window` is not shorter than the window. One line per problem; empty when all fit."""
-        drives = self.episodes.drive_frames if self.episodes.drives else 0
+        drives = self.episodes.long_frames
         problems = []
         if self.crop is not None and (self.crop[0] > self.size[0] or self.crop[1] > self.size[1]):
             problems.append(

@@ -296,12 +296,13 @@ def interpolate_weights(
 
 def stage_clips(store: ClipStore, stage: StageConfig, split: str, longest: int | None) -> list[Clip]:
     """The recordings of `split` that `stage` reads: those of at most `longest` frames (when given), and the
-    episode-style ones (`collect --drive episode`) only with `stage.episode_recordings`."""
+    episode-style ones (recorded from the first tick: `collect --drive episode` or `approach`) only with
+    `stage.episode_recordings`."""
     return [
         c
         for c in store.clips(split=split)
         if (longest is None or len(c) <= longest)
-        and (stage.episode_recordings or c.meta.extra.get("drive") != "episode")
+        and (stage.episode_recordings or c.meta.extra.get("drive", "warmup") == "warmup")
     ]
 
 

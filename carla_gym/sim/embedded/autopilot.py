@@ -26,6 +26,11 @@ THROTTLE_ACCEL, BRAKE_DECEL = 3.5, 8.0  # m/s^2 at full throttle / brake
 MAX_SPEED = 30.0
 
 
+def drag(speed: float) -> float:
+    """The ego's deceleration (m/s^2) from rolling resistance and air drag at `speed` (m/s)."""
+    return 0.1 + 0.0008 * speed * speed
+
+
 @dataclass
 class Ego:
     """Kinematic bicycle state about the vehicle centre: position (m), yaw (rad), speed (m/s)."""
@@ -37,7 +42,7 @@ class Ego:
 
     def step(self, control: Control, dt: float) -> None:
         """Apply a control for dt seconds: positive steer turns right (towards +y when heading +x)."""
-        accel = THROTTLE_ACCEL * control.throttle - BRAKE_DECEL * control.brake - 0.1 - 0.0008 * self.speed**2
+        accel = THROTTLE_ACCEL * control.throttle - BRAKE_DECEL * control.brake - drag(self.speed)
         self.speed = float(np.clip(self.speed + accel * dt, 0.0, MAX_SPEED))
         delta = control.steer * MAX_STEER
         beta = math.atan(0.5 * math.tan(delta))  # slip angle at the centre of mass
@@ -115,8 +120,16 @@ class Autopilot:
                     break
         return lead, lead_speed, red
 
-    def control(self, ego: Ego, tracker, hazards: tuple[float, float, float]) -> Control:
-        """The control for this tick, given `hazards()` of the current state."""
+    def control(
+        self, ego: Ego, tracker, hazards: tuple[float, float, float], late_brake: float | None = None
+    ) -> Control:
+        """The control for this tick, given `hazards()` of the current state.
+
+        `late_brake` None keeps IDM distance to road users ahead. A margin in metres instead ignores them
+        until a full brake would only just stop that far short of the nearest, then brakes fully: the late
+        braking of a learning policy, which recordings need (vehicles seen close while closing in) and the
+        comfortable distance keeping never shows. Red lights are kept either way.
+        """
         v = ego.speed
         progress = tracker.progress
         # Steering: pure pursuit on a look-ahead point of the route (rear-axle form).
@@ -140,6 +153,10 @@ class Autopilot:
 
         # Distance keeping: the nearer of lead and red light.
         lead, lead_speed, red = hazards
+        if late_brake is not None and lead < red:
+            if lead <= v * v / (2 * BRAKE_DECEL) + late_brake:
+                return Control(steer=steer, throttle=0.0, brake=1.0)
+            lead = math.inf
         gap, dv = lead, v - lead_speed
         if red < gap:
             gap, dv = max(red, 0.05), v
@@ -149,7 +166,7 @@ class Autopilot:
         )
         if progress >= tracker.length:
             return Control(steer=steer, throttle=0.0, brake=1.0)
-        drag = 0.1 + 0.0008 * v * v
-        if acc + drag >= 0:
-            return Control(steer=steer, throttle=float(np.clip((acc + drag) / THROTTLE_ACCEL, 0.0, 1.0)), brake=0.0)
-        return Control(steer=steer, throttle=0.0, brake=float(np.clip(-(acc + drag) / BRAKE_DECEL, 0.0, 1.0)))
+        acc += drag(v)
+        if acc >= 0:
+            return Control(steer=steer, throttle=float(np.clip(acc / THROTTLE_ACCEL, 0.0, 1.0)), brake=0.0)
+        return Control(steer=steer, throttle=0.0, brake=float(np.clip(-acc / BRAKE_DECEL, 0.0, 1.0)))

@@ -181,10 +181,11 @@ class EmbeddedBackend(SimulatorBackend):
         return points, RouteStops(np.array(stop_s), np.array(stop_lane, dtype=np.int64))
 
     # ------------------------------------------------------------------------------------------
-    def autopilot_control(self) -> Control:
-        """What the autopilot would do now: follow the route, keep distance, stop at red lights."""
+    def autopilot_control(self, late_brake: float | None = None) -> Control:
+        """What the autopilot would do now: follow the route, keep distance, stop at red lights
+        (`late_brake`: see `Autopilot.control`)."""
         self._check_ready()
-        return self.autopilot.control(self.ego, self.tracker, self._hazards)
+        return self.autopilot.control(self.ego, self.tracker, self._hazards, late_brake)
 
     def _compute_hazards(self) -> tuple[float, float, float]:
         tv = self.traffic
