@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +255,36 @@ def test_training_rejects_bad_drive_options(
         train_perception.main(["--profile", "smoke", "--out", str(tmp_path / "run"), *option])
     assert e.value.code == 2 and needle in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # stopped before recording or training
+
+
+def test_approach_drives_benchmark_scores_each_weights_on_both_kinds_of_drive(tmp_path: Path) -> None:
+
+    root = Path(__file__).resolve().parent.parent
+    weights = root / "carla_gym" / "weights" / "lite"
+    out = tmp_path / "probe.json"
+    argv = ["--weights", str(weights), "--drives", "1", "--frames", "4", "--block", "2", "--json", str(out)]
+    env = {**os.environ, "CARLA_GYM_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "approach_drives.py"), *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(out.read_text())
+    assert result["split"] == "val" and result["command"].startswith("python benchmarks/approach_drives.py --weights")
+    for kind in ("episode", "approach"):
+        section = result["weights"][str(weights)][kind]
+        assert section["drives"] == 1 and section["frames"] == [4] and len(section["blocks"]) == 2
+        assert set(section["recall_by_distance"]["temporal"]) == {"Vehicles", "Pedestrian"}
+    assert sorted(p.name for p in (tmp_path / "cache" / "drives").iterdir()) == [
+        "approach-val-128x256-4f-seed7",
+        "episode-val-128x256-4f-seed7",
+    ]
+    bad = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "approach_drives.py"), "--weights", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and f"not a weights folder (no config.json): {tmp_path}" in bad.stderr

@@ -1,0 +1,87 @@
+"""Perception weights on drives that close in on traffic vs drives that keep their distance.
+
+The autopilot keeps a comfortable distance to the road users ahead, so the episode-style drives that
+perception is trained and judged on rarely show a vehicle close up while the ego closes in on it; a
+learning policy brakes later and sees exactly that before a collision. This records the same number of
+episode drives (`collect --drive episode`) and approach drives (`collect --drive approach`: the
+autopilot brakes late for road users) on a split's towns, cached like the other long drives, and prints
+for each weights folder both modes' mIoU, the driving classes' IoU and Vehicles and Pedestrian recall
+by true distance on each kind of drive (`perception.training.long_drives`). Use the validation town to
+choose between weights; the test town only to report.
+
+    python benchmarks/approach_drives.py                                   # bundled weights, val town
+    python benchmarks/approach_drives.py --weights carla_gym/weights/lite runs/perception/weights --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+from carla_gym.datasets import RecordingConfig, cache_root, clip_name, record_clips
+from perception.data import ClipStore
+from perception.training.long_drives import evaluate_long_drives, long_drive_table
+from perception.weights import load_weights
+
+BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
+KINDS = ("episode", "approach")
+
+
+def record(kind: str, split: str, drives: int, frames: int, size: tuple[int, int], seed: int) -> list[Any]:
+    """The first `drives` drives of `kind` on the towns of `split`, recorded (or reused) in the cache."""
+    h, w = size
+    out = cache_root() / "drives" / f"{kind}-{split}-{h}x{w}-{frames}f-seed{seed}"
+    config = RecordingConfig(split=split, drive=kind, clips=drives, frames=frames, size=size, out=out, seed=seed)
+    record_clips(config)
+    wanted = {clip_name(i, cast(str, config.name)) for i in range(drives)}
+    return [c for c in ClipStore(out).clips(split=split) if c.path.name in wanted]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--weights", type=Path, nargs="+", default=[BUNDLED], help="weights folders (default: bundled)")
+    p.add_argument("--split", choices=("train", "val", "test"), default="val", help="towns to drive (default val)")
+    p.add_argument("--drives", type=int, default=3, help="drives of each kind per town (default 3)")
+    p.add_argument("--frames", type=int, default=300, help="frames per drive (default 300)")
+    p.add_argument("--block", type=int, default=100, help="frames per scored block (default 100)")
+    p.add_argument("--seed", type=int, default=7, help="recording seed (other than the training data's 0)")
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    if args.drives < 1 or args.frames < 2 or args.block < 1:
+        p.error("--drives and --block must be at least 1 and --frames at least 2")
+    missing = [str(w) for w in args.weights if not (w / "config.json").is_file()]
+    if missing:
+        p.error(f"not a weights folder (no config.json): {', '.join(missing)}")
+
+    models = {str(w): load_weights(w).eval() for w in args.weights}
+    sizes = {tuple(m.weights_config.get("input_size") or m.config.input_size) for m in models.values()}
+    if len(sizes) > 1:
+        p.error(f"the weights take different input sizes {sorted(sizes)}; compare weights of one size")
+    size = cast(tuple[int, int], sizes.pop())
+    clips = {kind: record(kind, args.split, args.drives, args.frames, size, args.seed) for kind in KINDS}
+    results: dict[str, dict[str, Any]] = {}
+    for name, model in models.items():
+        results[name] = {}
+        for kind in KINDS:
+            section = evaluate_long_drives(model, clips[kind], block=args.block, seed=args.seed)
+            results[name][kind] = section
+            print(f"\nweights {name}, {kind} drives on the {args.split} split")
+            print(long_drive_table(section), flush=True)
+    if args.json:
+        summary = {
+            "command": shlex.join(["python", "benchmarks/approach_drives.py", *sys.argv[1:]]),
+            "split": args.split,
+            "drives": args.drives,
+            "frames": args.frames,
+            "seed": args.seed,
+            "weights": results,
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
