@@ -123,8 +123,9 @@ class RecordingConfig:
     every town of `split` (default train) is recorded. With `towns`, `split` labels the clips of towns that
     belong to no split; a named town keeps its own split. `warmup` defaults to `WARMUP_STEPS` for
     `drive="warmup"` and must be 0 for the drives from the first tick (`FROM_FIRST_TICK`); `name` (the clip
-    folder prefix) defaults to "clip", or the drive's name for those. `out` defaults to `default_root()`. `host` and `port` reach the CARLA
-    backend (None: its defaults). Bad values raise ValueError naming the option.
+    folder prefix) defaults to "clip", or the drive's name for those. `out` defaults to `default_root()`.
+    `host` and `port` reach the CARLA backend (None: its defaults). Bad values raise ValueError naming the
+    option.
     """
 
     backend: str = "embedded"
