@@ -96,7 +96,7 @@ def autopilot(backend: Any, late_brake: float | None = None) -> Control:
     """The backend's autopilot control (embedded: `autopilot_control(late_brake)`; CARLA's traffic manager
     drives the ego itself when built with autopilot=True, and ignores the control)."""
     if hasattr(backend, "autopilot_control"):
-        return backend.autopilot_control(late_brake) if late_brake is not None else backend.autopilot_control()
+        return backend.autopilot_control(late_brake)
     return Control()
 
 

@@ -199,7 +199,7 @@ def test_late_braking_autopilot_gets_closer_to_vehicles_without_colliding():
             b.reset(seed=0)
             gaps, collisions = [], 0
             for _ in range(600):
-                f = b.step(b.autopilot_control(late_brake) if late_brake else b.autopilot_control())
+                f = b.step(b.autopilot_control(late_brake))
                 gaps.append(f.hazards.lead)
                 collisions += sum(e.kind == EventKind.COLLISION for e in f.events)
         assert collisions == 0

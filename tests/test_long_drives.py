@@ -258,18 +258,16 @@ def test_training_rejects_bad_drive_options(
 
 
 def test_approach_drives_benchmark_scores_each_weights_on_both_kinds_of_drive(tmp_path: Path) -> None:
-
     root = Path(__file__).resolve().parent.parent
     weights = root / "carla_gym" / "weights" / "lite"
     out = tmp_path / "probe.json"
-    argv = ["--weights", str(weights), "--drives", "1", "--frames", "4", "--block", "2", "--json", str(out)]
     env = {**os.environ, "CARLA_GYM_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "approach_drives.py"), *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+
+    def benchmark(*argv: str) -> subprocess.CompletedProcess[str]:
+        script = str(root / "benchmarks" / "approach_drives.py")
+        return subprocess.run([sys.executable, script, *argv], env=env, capture_output=True, text=True)
+
+    run = benchmark("--weights", str(weights), "--drives", "1", "--frames", "4", "--block", "2", "--json", str(out))
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["split"] == "val" and result["command"].startswith("python benchmarks/approach_drives.py --weights")
@@ -281,10 +279,5 @@ def test_approach_drives_benchmark_scores_each_weights_on_both_kinds_of_drive(tm
         "approach-val-128x256-4f-seed7",
         "episode-val-128x256-4f-seed7",
     ]
-    bad = subprocess.run(
-        [sys.executable, str(root / "benchmarks" / "approach_drives.py"), "--weights", str(tmp_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    bad = benchmark("--weights", str(tmp_path))
     assert bad.returncode == 2 and f"not a weights folder (no config.json): {tmp_path}" in bad.stderr
