@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -21,7 +22,13 @@ from agents.features import PerceptionExtractor, check_image_extractor
 from agents.policy_files import CONFIG_FILE, PolicyFileError, load_policy, save_policy
 from carla_gym.env import observation_space
 from carla_gym.env.observation import IMAGE_KEYS, VECTOR_KEYS, depth_metres, normalise_depth
-from carla_gym.env.perception_source import depth_observation
+from carla_gym.env.perception_source import (
+    GroundTruthPerception,
+    PerceptionInput,
+    depth_observation,
+    perception_input,
+)
+from perception.conventions import CLASS_IDS
 
 # The smallest observation SB3's NatureCNN takes, from a camera of the same size (cheap to render).
 NATURE_SIZE = (36, 72)
@@ -76,6 +83,31 @@ def test_depth_observation_takes_the_nearest_surface_per_cell():
     depth = torch.tensor([[[1000.0, 5.0, 1000.0, 1000.0], [1000.0, 1000.0, 1000.0, 1000.0]]])  # (1, 2, 4)
     obs = depth_observation(depth, (1, 2))
     assert obs.dtype == np.uint8 and obs.tolist() == [[[[99, 255]]]]
+
+
+def test_ground_truth_semantic_is_each_group_s_share_of_the_cell():
+    road, ground, car, sky = (CLASS_IDS[n] for n in ("Road", "Ground", "Vehicles", "Sky"))
+    semantic = np.array([[road, road, car, sky], [road, ground, car, car]], np.uint8)  # (2, 4) -> cells of 2x2
+    frame = PerceptionInput(np.eye(4), semantic=semantic, depth=np.full((2, 4), 10.0, np.float32))
+    obs = GroundTruthPerception(1, (1, 2)).step([frame])["semantic"]  # (1, 6 groups, 1, 2)
+    # road 3/4 -> 191, sidewalk (Ground) 1/4 -> 64 | vehicle 3/4 -> 191; the sky is in no group
+    assert obs[0, :, 0].tolist() == [[191, 0], [0, 0], [64, 0], [0, 191], [0, 0], [0, 0]]
+
+
+@pytest.mark.parametrize("kind, sent", [("model", {"rgb"}), ("ground_truth", {"semantic", "depth"})])
+def test_perception_input_carries_only_the_images_its_perception_reads(kind, sent):
+    frame = SimpleNamespace(
+        rgb=np.zeros((2, 4, 3), np.uint8), semantic=np.zeros((2, 4), np.uint8), depth=np.ones((2, 4), np.float32)
+    )
+    frame.camera_to_world = np.eye(4)
+    got = perception_input(frame, kind)
+    assert {name for name in ("rgb", "semantic", "depth") if getattr(got, name) is not None} == sent
+    assert got.camera_to_world is frame.camera_to_world
+
+
+def test_ground_truth_perception_of_a_frame_sent_without_labels_is_a_clear_error():
+    with pytest.raises(ValueError, match="reads each frame's 'semantic' image, and a frame came without it"):
+        GroundTruthPerception(1, (1, 2)).step([PerceptionInput(np.eye(4), rgb=np.zeros((2, 4, 3), np.uint8))])
 
 
 def test_sb3_check_env_is_silent():

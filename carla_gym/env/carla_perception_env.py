@@ -13,7 +13,7 @@ from ..sim import Control, make_backend
 from .config import EnvConfig, resolve_town
 from .contracts import Truncation
 from .observation import assemble_observation, observation_space
-from .perception_source import what_perception_saw
+from .perception_source import perception_input, what_perception_saw
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
 from .threads import cap_threads_in_worker
 
@@ -98,7 +98,7 @@ class CarlaPerceptionEnv(gym.Env):
             self.task = None  # type: ignore[assignment]  # a closed env holds no task
 
     def _observe(self, frame) -> dict[str, np.ndarray]:
-        p = self.perception.step([frame])
+        p = self.perception.step([perception_input(frame, self.perception_mode)])
         self._seen = partial(what_perception_saw, p, 0)
         self._last_obs = assemble_observation(p, 0, self.task.vector_observation(frame))
         return self._last_obs

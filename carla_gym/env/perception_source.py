@@ -6,8 +6,9 @@ Both sources are batched over streams (one per vector-env slot) and return the s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -19,6 +20,32 @@ from ..sim.contract import Frame
 from .observation import EGO_MOTION_BOUND, group_matrix, normalise_depth
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "lite"
+# the images of a frame each perception source reads
+READS: dict[str, tuple[str, ...]] = {"model": ("rgb",), "ground_truth": ("semantic", "depth")}
+
+
+class PerceptionInput(NamedTuple):
+    """What a perception source reads of a `Frame`: the camera pose and the images of `READS` (the
+    others None). A vector env's workers send only this to the main process, whose time per world
+    step limits how many worlds it can drive."""
+
+    camera_to_world: np.ndarray
+    rgb: np.ndarray | None = None
+    semantic: np.ndarray | None = None
+    depth: np.ndarray | None = None
+
+
+def perception_input(frame: Frame, kind: str) -> PerceptionInput:
+    """The part of `frame` that perception `kind` ("model" or "ground_truth") reads."""
+    return PerceptionInput(frame.camera_to_world, **{name: getattr(frame, name) for name in READS[kind]})
+
+
+def stack_images(frames: Sequence[PerceptionInput], name: str) -> np.ndarray:
+    """One image of every frame, stacked; a clear error where a frame came without it."""
+    images = [getattr(f, name) for f in frames]
+    if any(image is None for image in images):
+        raise ValueError(f"this perception reads each frame's {name!r} image, and a frame came without it")
+    return np.stack(images)
 
 
 def semantic_observation(pooled_group_probs: torch.Tensor) -> np.ndarray:
@@ -47,13 +74,14 @@ class GroundTruthPerception:
     def reset(self, i: int) -> None:
         self._last_pose[i] = None
 
-    def step(self, frames: list[Frame], streams: list[int] | None = None) -> dict[str, np.ndarray]:
+    def step(self, frames: Sequence[PerceptionInput], streams: list[int] | None = None) -> dict[str, np.ndarray]:
         """Observations for one frame per stream (every stream, or those listed in `streams`)."""
         streams = list(range(len(frames))) if streams is None else streams
-        labels = self._lut[torch.from_numpy(np.stack([f.semantic for f in frames])).long()]
-        onehot = F.one_hot(labels, self._num_groups + 1)[..., : self._num_groups].permute(0, 3, 1, 2)
-        depth = torch.from_numpy(np.stack([f.depth for f in frames]))
-        semantic = semantic_observation(F.adaptive_avg_pool2d(onehot.float(), self.obs_size))
+        labels = self._lut[torch.from_numpy(stack_images(frames, "semantic")).long()]
+        # a float32 one-hot made by scatter: F.one_hot makes int64, more memory to fill, convert and pool
+        onehot = torch.zeros(len(frames), self._num_groups + 1, *labels.shape[1:]).scatter_(1, labels[:, None], 1.0)
+        depth = torch.from_numpy(stack_images(frames, "depth"))
+        semantic = semantic_observation(F.adaptive_avg_pool2d(onehot, self.obs_size)[:, : self._num_groups])
         depth_obs = depth_observation(depth, self.obs_size)
         ego = np.zeros((len(frames), 6), dtype=np.float32)
         for row, (i, frame) in enumerate(zip(streams, frames, strict=False)):
@@ -121,10 +149,10 @@ class ModelPerception:
     def reset(self, i: int) -> None:
         self.model.reset(i)
 
-    def step(self, frames: list[Frame], streams: list[int] | None = None) -> dict[str, Any]:
+    def step(self, frames: Sequence[PerceptionInput], streams: list[int] | None = None) -> dict[str, Any]:
         """Observations for one frame per stream (every stream, or those listed in `streams`), and
         under "seen" what the model saw (see `what_perception_saw`)."""
-        out = self.model.step(np.stack([f.rgb for f in frames]), streams=streams)
+        out = self.model.step(stack_images(frames, "rgb"), streams=streams)
         return {
             "semantic": semantic_observation(out.pooled_probs(self.obs_size, self._groups)),
             "depth": depth_observation(out.depth, self.obs_size),

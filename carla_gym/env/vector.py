@@ -44,8 +44,8 @@ from ..sim import make_backend
 from .carla_perception_env import CarlaPerceptionEnv, action_space
 from .config import CARLA_PORT_SPACING, EnvConfig, world_options
 from .observation import assemble_observation, observation_space
-from .perception_source import what_perception_saw
-from .task import DrivingTask, StepResult, check_action
+from .perception_source import PerceptionInput, perception_input, what_perception_saw
+from .task import DrivingTask, check_action
 
 __all__ = ["CARLA_PORT_SPACING", "BatchedPerceptionVecEnv", "CarlaPerceptionVectorEnv", "make_vec", "world_options"]
 
@@ -53,15 +53,29 @@ CLOSE_GRACE_SECONDS = 5.0  # close() waits this long for workers to exit, then t
 KILL_WAIT_SECONDS = 5.0  # after SIGKILL, close() waits at most this long for the kernel to reap a worker
 
 
+@dataclass
+class WorldStep:
+    """One world's step as its worker sends it: the task's `StepResult` with only the part of the
+    frame that the main process's perception reads."""
+
+    frame: PerceptionInput
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+
+
 class _WorkerWorld:
     """A worker's world and driving task, and what each command from the main process does with them."""
 
-    def __init__(self, task: DrivingTask) -> None:
-        self.task, self.rng = task, seeding.np_random(None)[0]
+    def __init__(self, task: DrivingTask, perception: str) -> None:
+        self.task, self.perception, self.rng = task, perception, seeding.np_random(None)[0]
 
-    def _next_episode(self, options: dict[str, Any] | None) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
+    def _next_episode(
+        self, options: dict[str, Any] | None
+    ) -> tuple[PerceptionInput, dict[str, np.ndarray], dict[str, Any]]:
         frame, info = self.task.reset(int(self.rng.integers(2**31 - 1)), options)
-        return frame, self.task.vector_observation(frame), info
+        return perception_input(frame, self.perception), self.task.vector_observation(frame), info
 
     def reset(self, data: tuple[int | None, dict[str, Any] | None]) -> Any:
         seed, options = data
@@ -73,7 +87,14 @@ class _WorkerWorld:
         result = self.task.step(action)
         vectors = self.task.vector_observation(result.frame)
         ended = result.terminated or result.truncated
-        return result, vectors, self._next_episode(None) if ended else None  # same-step autoreset, in the worker
+        sent = WorldStep(
+            perception_input(result.frame, self.perception),
+            result.reward,
+            result.terminated,
+            result.truncated,
+            result.info,
+        )
+        return sent, vectors, self._next_episode(None) if ended else None  # same-step autoreset, in the worker
 
     def call(self, data: tuple[str, tuple, dict]) -> Any:
         name, args, kwargs = data
@@ -93,7 +114,7 @@ def _worker(conn: Any, config: EnvConfig, index: int, max_episode_steps: int | N
             **config.task_kwargs(),
             max_episode_steps=max_episode_steps,
         )
-        world = _WorkerWorld(task)
+        world = _WorkerWorld(task, config.perception)
         handlers: dict[str, Callable[[Any], Any]] = {"reset": world.reset, "step": world.step, "call": world.call}
         conn.send(("ok", None))
         while True:
@@ -119,7 +140,7 @@ class WorldSteps:
     """One step of every world, perceived: the per-world view that both vector APIs are built from."""
 
     observations: dict[str, np.ndarray]  # batched; a world whose episode ended shows its next episode's first
-    results: list[StepResult]
+    results: list[WorldStep]
     final_observations: dict[int, dict[str, np.ndarray]]  # world -> last observation of its ended episode
     reset_infos: dict[int, dict[str, Any]]  # world -> info of the episode it started
 
