@@ -96,6 +96,21 @@ class GroundTruthPerception:
         }
 
 
+class PerceivedInWorkers:
+    """Perception that a vector env's workers run themselves, each on its own world's frames: ground
+    truth, which has no model to batch, so it runs in parallel and the workers send the main process
+    only the observation arrays. Here `step` stacks what the worlds sent."""
+
+    def reset(self, i: int) -> None:
+        """Nothing here: a worker starts its world's perception afresh with each episode."""
+
+    def step(
+        self, perceived: Sequence[dict[str, np.ndarray]], streams: list[int] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The observation arrays of every world in `perceived` (one dict per world), batched."""
+        return {key: np.stack([p[key] for p in perceived]) for key in perceived[0]}
+
+
 def what_perception_saw(perceived: dict, row: int) -> dict[str, np.ndarray]:
     """Full-size `labels` and `depth_m` of row `row` of a perception step, for the dashboard.
 

@@ -40,11 +40,17 @@ from stable_baselines3.common.vec_env.base_vec_env import (
     VecEnvStepReturn,
 )
 
-from ..sim import make_backend
+from ..sim import Frame, make_backend
 from .carla_perception_env import CarlaPerceptionEnv, action_space
 from .config import CARLA_PORT_SPACING, EnvConfig, world_options
 from .observation import assemble_observation, observation_space
-from .perception_source import PerceptionInput, perception_input, what_perception_saw
+from .perception_source import (
+    GroundTruthPerception,
+    PerceivedInWorkers,
+    PerceptionInput,
+    perception_input,
+    what_perception_saw,
+)
 from .task import DrivingTask, check_action
 
 __all__ = ["CARLA_PORT_SPACING", "BatchedPerceptionVecEnv", "CarlaPerceptionVectorEnv", "make_vec", "world_options"]
@@ -55,10 +61,10 @@ KILL_WAIT_SECONDS = 5.0  # after SIGKILL, close() waits at most this long for th
 
 @dataclass
 class WorldStep:
-    """One world's step as its worker sends it: the task's `StepResult` with only the part of the
-    frame that the main process's perception reads."""
+    """One world's step as its worker sends it: the task's `StepResult` with, instead of the frame,
+    what the main process needs of it (`_WorkerWorld.perceived`)."""
 
-    frame: PerceptionInput
+    frame: PerceptionInput | dict[str, np.ndarray]
     reward: float
     terminated: bool
     truncated: bool
@@ -68,14 +74,26 @@ class WorldStep:
 class _WorkerWorld:
     """A worker's world and driving task, and what each command from the main process does with them."""
 
-    def __init__(self, task: DrivingTask, perception: str) -> None:
-        self.task, self.perception, self.rng = task, perception, seeding.np_random(None)[0]
+    def __init__(self, task: DrivingTask, config: EnvConfig) -> None:
+        self.task, self.rng = task, seeding.np_random(None)[0]
+        self.ground_truth = GroundTruthPerception(1, config.obs_size) if config.perception == "ground_truth" else None
+
+    def perceived(self, frame: Frame) -> PerceptionInput | dict[str, np.ndarray]:
+        """What the main process needs of `frame`: the camera image, for the model's batched pass there;
+        or ground truth's observation arrays, made here, in parallel with the other worlds."""
+        if self.ground_truth is None:
+            return perception_input(frame, "model")
+        return {
+            key: value[0] for key, value in self.ground_truth.step([perception_input(frame, "ground_truth")]).items()
+        }
 
     def _next_episode(
         self, options: dict[str, Any] | None
-    ) -> tuple[PerceptionInput, dict[str, np.ndarray], dict[str, Any]]:
+    ) -> tuple[PerceptionInput | dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
         frame, info = self.task.reset(int(self.rng.integers(2**31 - 1)), options)
-        return perception_input(frame, self.perception), self.task.vector_observation(frame), info
+        if self.ground_truth is not None:
+            self.ground_truth.reset(0)
+        return self.perceived(frame), self.task.vector_observation(frame), info
 
     def reset(self, data: tuple[int | None, dict[str, Any] | None]) -> Any:
         seed, options = data
@@ -88,7 +106,7 @@ class _WorkerWorld:
         vectors = self.task.vector_observation(result.frame)
         ended = result.terminated or result.truncated
         sent = WorldStep(
-            perception_input(result.frame, self.perception),
+            self.perceived(result.frame),
             result.reward,
             result.terminated,
             result.truncated,
@@ -114,7 +132,7 @@ def _worker(conn: Any, config: EnvConfig, index: int, max_episode_steps: int | N
             **config.task_kwargs(),
             max_episode_steps=max_episode_steps,
         )
-        world = _WorkerWorld(task, config.perception)
+        world = _WorkerWorld(task, config)
         handlers: dict[str, Callable[[Any], Any]] = {"reset": world.reset, "step": world.step, "call": world.call}
         conn.send(("ok", None))
         while True:
@@ -209,7 +227,11 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         self._obs: list[dict[str, np.ndarray] | None] = [None] * self.num_envs  # each world's last observation
         # what perception saw in each world, made when rendered (`what_perception_saw`)
         self._seen: list[Callable[[], dict[str, np.ndarray]]] = [dict] * self.num_envs
-        self.perception = cfg.make_perception(self.num_envs)  # a missing weights folder fails before any world starts
+        # the model runs here, one batch for every world (a missing weights folder fails before any world
+        # starts); ground truth runs in the workers
+        self.perception = (
+            PerceivedInWorkers() if cfg.perception == "ground_truth" else cfg.make_perception(self.num_envs)
+        )
         ctx = mp.get_context(start_method)
         self._conns, self._procs = [], []
         self.closed = False
