@@ -50,7 +50,7 @@ from perception.training import (
 from perception.training.checkpoint import run_seconds
 from perception.training.long_drives import LongDriveConfig
 from perception.training.report import report_text, write_report
-from perception.weights import save_weights
+from perception.weights import save_weights, weights_lineage
 
 from .cli import HelpFormatter, deprecated_alias
 from .config_cli import ConfigFlags, PerStageFlags, from_dict
@@ -368,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         "train_seconds": round(train_s, 1),
         "command": "python -m carla_gym.train_perception " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
+    if args.init_from is not None:
+        extra["init_from"] = weights_lineage(args.init_from)
     meta = store.clips()[0].meta
     size = (meta.height, meta.width)
     weights_dir = save_weights(model, args.out / "weights", training_data=description, extra=extra, input_size=size)

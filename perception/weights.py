@@ -113,6 +113,14 @@ def read_weights_config(folder: str | Path) -> dict[str, Any]:
     return config
 
 
+def weights_lineage(folder: str | Path) -> dict[str, Any]:
+    """How the weights in `folder` were made: their training command and seconds and, for weights
+    fine-tuned from others, the same of those (`init_from`, nested). A run started with `--init-from`
+    records this, so a weights folder names every command of its recipe."""
+    extra = read_weights_config(folder).get("extra") or {}
+    return {key: extra[key] for key in ("command", "train_seconds", "init_from") if key in extra}
+
+
 def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:
     """Raise `WeightsError` naming the first tensor that is missing, unexpected or of another shape."""
     for name, tensor in expected.items():

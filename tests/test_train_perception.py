@@ -130,6 +130,21 @@ def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Pa
         torch.testing.assert_close(again[k], full[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def test_fine_tuned_weights_name_every_command_of_their_recipe(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    common = ["--profile", "smoke", "--data", str(smoke_data), "--device", "cpu", "--no-eval"]
+    first, second, third = (tmp_path / name for name in ("first", "second", "third"))
+    assert train_perception.main([*common, "--out", str(first)]) == 0
+    tune = [*common, "--stages", "drive", "--epochs", "drive=1"]
+    assert train_perception.main([*tune, "--init-from", str(first / "weights"), "--out", str(second)]) == 0
+    assert train_perception.main([*tune, "--init-from", str(second / "weights"), "--out", str(third)]) == 0
+    extra = json.loads((third / "weights" / "config.json").read_text())["extra"]
+    assert f"--init-from {second / 'weights'}" in extra["command"]
+    assert f"--init-from {first / 'weights'}" in extra["init_from"]["command"]
+    root = extra["init_from"]["init_from"]
+    assert f"--out {first}" in root["command"] and "init_from" not in root and root["train_seconds"] > 0
+    assert "init_from" not in json.loads((first / "weights" / "config.json").read_text())["extra"]
+
+
 def test_stage_ends_with_its_best_validation_epoch(
     smoke_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture, one_thread
 ) -> None:
