@@ -2,8 +2,9 @@
 
 With `perception="model"`, stepping n copies of `CarlaPerception-v0` in Gymnasium's `AsyncVectorEnv`
 or SB3's `SubprocVecEnv` would load n models and run n batch-1 forward passes that fight over the
-CPU cores. Here the workers only simulate (world, reward, termination); the main process runs one
-batched forward pass over the n camera frames on one device.
+CPU cores. Here the workers simulate (world, reward, termination) and send only the camera image;
+the main process runs one batched forward pass over the n camera frames on one device. Ground-truth
+perception, with no model to batch, runs in the workers, which send only its observation arrays.
 
 `CarlaPerceptionVectorEnv` is the implementation, a Gymnasium `VectorEnv` registered as the
 `vector_entry_point` of both env ids, so `gym.make_vec("CarlaPerception-v0", num_envs=n)` returns
