@@ -3,9 +3,9 @@
 `record` records (or reuses) the train, val and test clips of a `TrainConfig` (the backend's towns, plus
 random embedded towns as training data, plus the episode-style and approach recordings of
 `TrainConfig.episodes`) into a cache folder named after everything that decides which clips it holds
-(`training_data_root`). `record_drives`
-records (or reuses) long episode-style drives on the test town for the report's long-drive section, in a
-cache folder of their own (`drives_root`). Both record with `datasets.record_clips`.
+(`training_data_root`). `record_drives` records (or reuses) long episode-style drives on the test town
+for the report's long-drive section, in a cache folder of their own (`drives_root`). Both record with
+`datasets.record_clips`.
 """
 
 from __future__ import annotations
