@@ -22,14 +22,29 @@ def expert_actions(vec: VecEnv) -> np.ndarray:
     return controls_to_actions(vec.env_method("autopilot_control"))
 
 
-def mean_action_and_value(policy: ActorCriticPolicy, obs: PyTorchObs) -> tuple[torch.Tensor, torch.Tensor]:
+def mean_action_and_value(
+    policy: ActorCriticPolicy, obs: PyTorchObs, value_shapes_features: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The policy's mean action (the deterministic one) and its value estimate for a batch of observations, with
-    one pass of a shared features extractor (`get_distribution` and `predict_values` run it once each)."""
+    one pass of a shared features extractor (`get_distribution` and `predict_values` run it once each).
+
+    `value_shapes_features=False` detaches the value head's input when the extractor is shared, so a loss
+    on the value trains only the critic's own layers."""
     features = policy.extract_features(obs)
     pi_features, vf_features = features if isinstance(features, tuple) else (features, features)
+    if not value_shapes_features and policy.share_features_extractor:
+        vf_features = vf_features.detach()
     mean = policy.action_net(policy.mlp_extractor.forward_actor(pi_features))
     value = policy.value_net(policy.mlp_extractor.forward_critic(vf_features))
     return mean, value.flatten()
+
+
+def critic_parameters(policy: ActorCriticPolicy) -> list[torch.nn.Parameter]:
+    """The parameters only the value estimate uses (its MLP, its head, and its own features extractor if any)."""
+    modules = [policy.mlp_extractor.value_net, policy.value_net]
+    if not policy.share_features_extractor:
+        modules.append(policy.vf_features_extractor)
+    return [p for module in modules for p in module.parameters()]
 
 
 class ObservationChunks:
@@ -61,10 +76,18 @@ def fit(
 ) -> tuple[float, float]:
     """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
 
-    Returns the mean action and value losses of the last epoch (value 0 without returns)."""
+    The value fit does not move what the actor learns: its loss does not reach a features extractor shared
+    with the actor, and the actor's and the critic's gradients are clipped apart. Returns of a few tens
+    give a value loss whose gradient is about a thousand times the action loss's; through a shared
+    extractor and one joint clip it would set the features and shrink every actor step, and the policy
+    would underfit the rare labels that matter (braking for a red light). Returns the mean action and
+    value losses of the last epoch (value 0 without returns)."""
     if not isinstance(observations, ObservationChunks):
         observations = ObservationChunks([observations])
     policy = model.policy
+    critic = critic_parameters(policy)
+    critic_ids = {id(p) for p in critic}
+    actor = [p for p in policy.parameters() if id(p) not in critic_ids]
     policy.set_training_mode(True)
     n = len(labels)
     rng = np.random.default_rng(0)
@@ -75,7 +98,7 @@ def fit(
         for start in range(0, n, batch_size):
             idx = np.sort(order[start : start + batch_size])
             obs = policy.obs_to_tensor(observations.take(idx))[0]
-            mean, value = mean_action_and_value(policy, obs)
+            mean, value = mean_action_and_value(policy, obs, value_shapes_features=False)
             a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
             v_loss = torch.zeros((), device=policy.device)
             if returns is not None:
@@ -83,7 +106,8 @@ def fit(
             loss = a_loss + value_weight * v_loss
             policy.optimizer.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 0.5)
+            torch.nn.utils.clip_grad_norm_(actor, 0.5)
+            torch.nn.utils.clip_grad_norm_(critic, 0.5)
             policy.optimizer.step()
             totals += (a_loss.item() * len(idx), v_loss.item() * len(idx))
         action_loss, value_loss = totals / n

@@ -505,6 +505,29 @@ def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     assert value_loss < 25.0 / 2  # the value head moved from ~0 towards returns of ~5
 
 
+def test_fitting_the_value_leaves_the_actors_update_unchanged():
+    """Returns of any scale train the critic only: the actor (shared features extractor included) ends
+    where fitting the labels alone takes it."""
+    space = observation_space((40, 80))
+    space.seed(0)
+    rng = np.random.default_rng(0)
+    obs = {k: np.stack([v.sample() for _ in range(64)]) for k, v in space.spaces.items()}
+    labels = rng.uniform(-1, 1, (64, 2)).astype(np.float32)
+    env = DummyVecEnv([lambda: _SpaceOnlyEnv(space)])
+    actors, critics = [], []
+    for returns in (None, rng.normal(300.0, 100.0, 64).astype(np.float32)):
+        model = training.new_model(env, seed=0, verbose=0)
+        imitation.fit(model, obs, labels, returns, epochs=2, batch_size=32)
+        policy = model.policy
+        critic = {id(p) for p in cloning.critic_parameters(policy)}
+        assert not any(id(p) in critic for p in policy.features_extractor.parameters())
+        actors.append([p.detach().clone() for p in policy.parameters() if id(p) not in critic])
+        critics.append([p.detach().clone() for p in policy.parameters() if id(p) in critic])
+    for without, with_returns in zip(*actors, strict=True):
+        torch.testing.assert_close(without, with_returns)
+    assert any(not torch.equal(a, b) for a, b in zip(*critics, strict=True))  # the value head did learn
+
+
 @pytest.mark.parametrize("shared", [True, False])
 def test_mean_action_and_value_match_sb3s_separate_passes(shared: bool) -> None:
     """One pass of the features extractor gives SB3's deterministic action and value, shared extractor or not."""
