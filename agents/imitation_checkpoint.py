@@ -103,7 +103,7 @@ def restore(out: Path, state: ImitationState, policy: BasePolicy) -> list[RoundD
     """Every finished round's labels, with the policy and optimizer of the last one restored into `policy`;
     raises `ImitationCheckpointError` naming a damaged or missing file."""
     folder = out / CHECKPOINT_DIR
-    rounds = [_read_round(folder / f"round_{r}.npz") for r in range(1, state.rounds_done + 1)]
+    rounds = [read_round(folder / f"round_{r}.npz") for r in range(1, state.rounds_done + 1)]
     path = folder / f"policy_{state.rounds_done}.pt"
     try:
         tensors = torch.load(path, map_location=policy.device, weights_only=True)
@@ -116,7 +116,7 @@ def restore(out: Path, state: ImitationState, policy: BasePolicy) -> list[RoundD
     return rounds
 
 
-def _read_round(path: Path) -> RoundData:
+def read_round(path: Path) -> RoundData:
     """A round's labels file, or `ImitationCheckpointError` naming it."""
     try:
         with np.load(path, allow_pickle=False) as f:
