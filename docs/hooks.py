@@ -319,6 +319,10 @@ def weights_card(source: str = "weights") -> str:
     stages = extra.get("train_config", {}).get("stages", [])
     test = c["metrics"]["test"]
     named = [t for t in data["towns"]["train"] if not t.startswith("seed_")]
+    recipe, step = [], extra  # fine-tuned weights name the runs they started from in `init_from`, nested
+    while "command" in step:
+        recipe.insert(0, (step["command"], step.get("train_seconds", 0.0)))
+        step = step.get("init_from", {})
     rows = [
         [
             "preset",
@@ -332,15 +336,21 @@ def weights_card(source: str = "weights") -> str:
             "stored as",
             f"{c.get('storage_dtype', 'float32')} safetensors; format `{c['format']}` v{c['format_version']}",
         ],
-        ["training command", f"`{extra['command']}`" if "command" in extra else "-"],
-        ["training time", f"{extra['train_seconds'] / 60:.0f} min" if "train_seconds" in extra else "-"],
+        [
+            "training commands",
+            "; then ".join(f"`{command}` ({seconds / 60:.0f} min)" for command, seconds in recipe) or "-",
+        ],
+        ["training time", f"{sum(seconds for _, seconds in recipe) / 60:.0f} min" if recipe else "-"],
         [
             "training data",
             f"{data['backend']} world, {data['clips']['train']} clips ({data['frames']} frames) from "
             f"{len(named)} named towns and {len(data['towns']['train']) - len(named)} random ones",
         ],
         ["validation / test towns", f"{', '.join(data['towns']['val'])} / {', '.join(data['towns']['test'])}"],
-        ["stages (epochs)", ", ".join(f"{s['name']} {s['epochs']}" for s in stages) or "-"],
+        [
+            "stages (epochs)" + (" of the last command" if len(recipe) > 1 else ""),
+            ", ".join(f"{s['name']} {s['epochs']}" for s in stages) or "-",
+        ],
         ["software", f"carla-perception-gym {c['software_version']}, torch {c['torch_version']}"],
     ]
     for mode, name in MODES.items():

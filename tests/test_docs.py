@@ -169,3 +169,22 @@ def test_code_holds_no_design_doc_references_or_dates(path: Path) -> None:
     text = path.read_text()
     assert not re.search(r"SPEC \d", text), f"{path} cites the design doc, which is not in the repository"
     assert not re.search(r"\b20\d\d-\d\d-\d\d\b", text), f"{path} holds a date: history belongs in docs/"
+
+
+def test_weights_card_names_a_fine_tuned_recipe_first_command_first(hooks, tmp_path: Path) -> None:
+    config = json.loads((ROOT / "carla_gym/weights/lite/config.json").read_text())
+    config["extra"] = {
+        "command": "train --init-from b",
+        "train_seconds": 600.0,
+        "init_from": {"command": "train --init-from a", "train_seconds": 1200.0, "init_from": {"command": "train"}},
+    }
+    (tmp_path / "card.json").write_text(json.dumps(config))
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line for line in hooks.render('{{ weights_card("card.json") }}').splitlines()
+    }
+    assert (
+        "`train` (0 min); then `train --init-from a` (20 min); then `train --init-from b` (10 min)"
+        in rows["training commands"]
+    )
+    assert "| 30 min |" in rows["training time"]
+    assert "stages (epochs) of the last command" in rows
