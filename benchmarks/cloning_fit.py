@@ -125,7 +125,7 @@ def main() -> None:
         f"gradient norm on the shared extractor, one batch: action loss {norms['action']:.3g}, value loss {norms['value']:.3g}"
     )
     results: dict[str, object] = {"labels": len(labels), "epochs": args.epochs, "gradient_norms": norms}
-    for name in ("joint", "cloning.fit"):
+    for name in ("joint", "critic_apart"):  # the former fit, and `cloning.fit`
         policy = fresh_policy(args.run_a, args.seed)
         started = time.perf_counter()
         if name == "joint":
@@ -135,7 +135,7 @@ def main() -> None:
         errors = held_out_errors(policy, held_out)
         results[name] = {**errors, "seconds": round(time.perf_counter() - started, 1)}
         bands = ", ".join(f"{lo:g}-{hi:g} m {errors[f'red_{lo:g}_{hi:g}m']:.4f}" for lo, hi in RED_BANDS)
-        print(f"{name:12s} held-out action MSE {errors['all']:.4f}; before a red light: {bands}")
+        print(f"{name:13s}held-out action MSE {errors['all']:.4f}; before a red light: {bands}")
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
