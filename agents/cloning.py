@@ -77,11 +77,11 @@ def fit(
     """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
 
     The value fit does not move what the actor learns: its loss does not reach a features extractor shared
-    with the actor, and the actor's and the critic's gradients are clipped apart. Returns of a few tens
-    give a value loss whose gradient is about a thousand times the action loss's; through a shared
-    extractor and one joint clip it would set the features and shrink every actor step, and the policy
-    would underfit the rare labels that matter (braking for a red light). Returns the mean action and
-    value losses of the last epoch (value 0 without returns)."""
+    with the actor, and the actor's and the critic's gradients are clipped apart. Returns in the tens
+    give a value loss whose gradient dwarfs the action loss's; through a shared extractor and
+    one joint clip it would set the features and shrink every actor step, and the policy would underfit
+    the rare labels that matter (braking for a red light). Returns the mean action and value losses of
+    the last epoch (value 0 without returns)."""
     if not isinstance(observations, ObservationChunks):
         observations = ObservationChunks([observations])
     policy = model.policy
