@@ -69,33 +69,28 @@ def joint_fit(policy, observations: ObservationChunks, labels, returns, epochs: 
 def gradient_norms(policy, observations: ObservationChunks, labels, returns) -> dict[str, float]:
     """Norm of each loss's gradient on the shared features extractor, for one batch."""
     idx = np.arange(min(BATCH, len(labels)))
-    obs = policy.obs_to_tensor(observations.take(idx))[0]
+    mean, value = mean_action_and_value(policy, policy.obs_to_tensor(observations.take(idx))[0])
+    losses = {
+        "action": torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx])),
+        "value": 0.5 * torch.nn.functional.mse_loss(value, torch.as_tensor(returns[idx])),
+    }
+    extractor = list(policy.features_extractor.parameters())
     norms = {}
-    for name in ("action", "value"):
-        policy.zero_grad()
-        mean, value = mean_action_and_value(policy, obs)
-        target = labels[idx] if name == "action" else returns[idx]
-        output = mean if name == "action" else value
-        weight = 1.0 if name == "action" else 0.5
-        (weight * torch.nn.functional.mse_loss(output, torch.as_tensor(target))).backward()
-        grads = [p.grad.norm() for p in policy.features_extractor.parameters() if p.grad is not None]
-        norms[name] = float(torch.stack(grads).norm())
-    policy.zero_grad()
+    for name, loss in losses.items():
+        grads = torch.autograd.grad(loss, extractor, retain_graph=True, allow_unused=True)
+        norms[name] = float(torch.stack([g.norm() for g in grads if g is not None]).norm())
     return norms
 
 
 def held_out_errors(policy, data: RoundData) -> dict[str, float]:
     """Action MSE against the autopilot on `data`, overall and per red-light band (moving states)."""
     obs, labels, _ = data
+    chunks = []
     with torch.no_grad():
-        pred = np.concatenate(
-            [
-                mean_action_and_value(policy, policy.obs_to_tensor({k: v[s : s + 512] for k, v in obs.items()})[0])[0]
-                .cpu()
-                .numpy()
-                for s in range(0, len(labels), 512)
-            ]
-        )
+        for start in range(0, len(labels), 512):
+            batch = policy.obs_to_tensor({k: v[start : start + 512] for k, v in obs.items()})[0]
+            chunks.append(mean_action_and_value(policy, batch)[0].cpu().numpy())
+    pred = np.concatenate(chunks)
     red, speed = obs["state"][:, 6] * RED_SCALE, obs["state"][:, 0] * SPEED_SCALE
     errors = {"all": float(((pred - labels) ** 2).mean())}
     for lo, hi in RED_BANDS:
