@@ -669,7 +669,9 @@ def bundle_policy(
     The policy must have been trained on model perception with the package's bundled perception
     weights (its recorded SHA-256 must match them), and must load. `scores` (e.g. `agents.evaluate`
     summaries by route set) and `extra_metadata` (e.g. the whole recipe's command and wall time) are
-    added to its metadata. The earlier bundled policy is replaced only once the new one is written.
+    added to its metadata, and its `perception_weights` becomes None (the package's default weights, which the hash
+    shows they are: the folder it was trained from may have moved since). The earlier bundled policy is replaced only
+    once the new one is written.
     """
     saved = load_policy(source, device="cpu")
     recorded, current = saved.metadata.get("perception_weights_sha256"), bundled_perception_sha256()
@@ -680,7 +682,12 @@ def bundle_policy(
             f"package's bundled weights (SHA-256 {current})"
         )
     config = dict(saved.config)
-    config["metadata"] = {**saved.metadata, **(extra_metadata or {}), **({"scores": scores} if scores else {})}
+    config["metadata"] = {
+        **saved.metadata,
+        "perception_weights": None,
+        **(extra_metadata or {}),
+        **({"scores": scores} if scores else {}),
+    }
     text = json.dumps(config, indent=2, allow_nan=False)
 
     def write(staging: Path) -> None:

@@ -6,7 +6,7 @@ Modelled on simple-parsing, tyro and transformers' HfArgumentParser, on argparse
   optional prefix or rename), the type from the annotation (int, float, str, bool as `--x / --no-x`,
   fixed-length tuples, `X | None`), the help from `field(metadata={"help": ...})` unless overridden.
 - `PerStageFlags` does the same for a dataclass there is one of per stage: each flag takes one value per
-  stage (`--epochs 10,14,4,8,8`), `stage=value` pairs (`--bptt drive=20`) or a single value.
+  stage (`--epochs 7,11,4,4,2`), `stage=value` pairs (`--bptt drive=20`) or a single value.
 - `from_dict` builds a dataclass back from its `dataclasses.asdict` JSON (a saved config), types checked.
 
 A flag that is not given is absent from the parsed namespace (argparse.SUPPRESS), so whatever the values
@@ -194,7 +194,7 @@ class PerStage:
 
 class PerStageFlags:
     """One flag per field of `cls`, a dataclass there is one of per stage (in the order `stages`). Each flag
-    takes one value per stage, comma-separated in that order (`--epochs 10,14,4,8,8`), or `stage=value` pairs
+    takes one value per stage, comma-separated in that order (`--epochs 7,11,4,4,2`), or `stage=value` pairs
     (`--bptt drive=20`, `--lr ego=1e-4,seq=3e-5`), or a single value for every stage; `single` names the stages a
     field's single value goes to when not every stage (`--bptt 20`: the memory stages). Options, help and
     defaults as in `ConfigFlags`; `defaults` is one instance per stage."""

@@ -7,7 +7,7 @@
     torchrun --nproc_per_node 2 -m carla_gym.train_perception --data ~/clips
 
 Every field of the training, stage, episode and long-drive configs is a flag (`--help` lists them in groups);
-per-stage flags take one value per stage (`--epochs 10,14,4,8,8`), stage=value pairs (`--bptt drive=20`) or one value.
+per-stage flags take one value per stage (`--epochs 7,11,4,4,2`), stage=value pairs (`--bptt drive=20`) or one value.
 
 Without --data, clips are recorded with `carla_gym.collect` (train, val and test towns of the
 backend, plus --extra-towns random embedded towns as training data) into a cache folder named after
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     EPISODE_FLAGS.add_to(data)
     stages = p.add_argument_group(
         "stages",
-        f"per-stage settings: one value per stage ({','.join(STAGE_NAMES)}), e.g. --epochs 10,14,4,8,8; "
+        f"per-stage settings: one value per stage ({','.join(STAGE_NAMES)}), e.g. --epochs 7,11,4,4,2; "
         "stage=value pairs, e.g. --bptt drive=20 --lr ego=1e-4,seq=3e-5; or a single value for every stage "
         "(--window: the multi-frame stages; --bptt: the memory stages)",
     )

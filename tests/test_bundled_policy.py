@@ -30,7 +30,12 @@ def _tiny_policy(folder, sha256: str | None, perception: str = "model"):
     model = PPO(
         "MultiInputPolicy", DummyVecEnv([_SpacesEnv]), n_steps=8, batch_size=8, seed=0, policy_kwargs={"net_arch": [4]}
     )
-    metadata = {"perception": perception, "perception_weights_sha256": sha256, "command": COMMAND}
+    metadata = {
+        "perception": perception,
+        "perception_weights": "runs/weights",
+        "perception_weights_sha256": sha256,
+        "command": COMMAND,
+    }
     return model, save_policy(model, folder, metadata)
 
 
@@ -94,6 +99,7 @@ def test_bundle_copies_a_policy_with_its_scores_and_refuses_one_on_other_weights
     metadata = agents.load_policy("bundled", device="cpu").metadata
     assert metadata["scores"] == {"test30": {"routes": "test30", "route_completion": 0.97}}
     assert metadata["train_seconds"] == 60 and metadata["command"] == COMMAND
+    assert metadata["perception_weights"] is None  # the package's weights (the hash matched), not the trained-on path
 
     _, other = _tiny_policy(package / "runs" / "gt_policy", None, perception="ground_truth")
     with pytest.raises(StalePolicyError, match="must be trained on model perception"):

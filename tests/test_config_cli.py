@@ -188,7 +188,7 @@ def test_help_groups_and_defaults():
     text = " ".join(train_perception.build_parser().format_help().split())
     for group in ("data:", "stages:", "training:", "report:", "output:"):
         assert group in text
-    assert "(default: the preset's; lite 10,14,4,8,8)" in text  # --epochs
+    assert "(default: the preset's; lite 7,11,4,4,2)" in text  # --epochs
     assert "(default: the preset's; lite none,none,none,none,20)" in text  # --bptt
 
 

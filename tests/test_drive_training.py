@@ -47,13 +47,12 @@ def test_longest_keeps_the_short_clips_and_long_windows_come_from_drives(smoke_d
 
 @pytest.mark.parametrize(
     "stage, episode_style, drives",
-    [("seg", False, False), ("depth", False, False), ("ego", True, True), ("seq", True, False), ("drive", True, True)],
+    [("seg", True, True), ("depth", True, True), ("ego", True, True), ("seq", True, False), ("drive", True, True)],
 )
 def test_stages_read_the_recordings_of_their_recipe(
     stage: str, episode_style: bool, drives: bool, smoke_data: Path
 ) -> None:
-    """The per-frame stages read the warm-up clips alone, the seq stage the short clips of both kinds, the ego and
-    drive stages everything."""
+    """The seq stage reads the short clips of both kinds, every other stage everything."""
     cfg = default_config("lite", "smoke")
     s = cfg.stage(stage)
     clips = stage_clips(ClipStore(smoke_data), s, "train", None if s.long_recordings else cfg.frames)
@@ -114,8 +113,10 @@ def test_recipes_train_the_memory_on_clips_then_through_whole_drives(preset: str
     assert seq.window <= cfg.frames and seq.pose_weight > 0 and seq.bptt is None
     assert cfg.episodes.drives > 0 and drive.window == drive.stride == cfg.episodes.drive_frames
     assert drive.bptt is not None and drive.bptt < drive.window and drive.pose_weight == 0
-    assert [s.long_recordings for s in cfg.stages] == [False, False, True, False, True]
-    assert [s.episode_recordings for s in cfg.stages] == [False, False, True, True, True]
+    assert [s.long_recordings for s in cfg.stages] == [True, True, True, False, True]
+    assert all(s.episode_recordings for s in cfg.stages)
+    # The per-frame stages sample a capped number of batches from the drives' near-duplicate frames.
+    assert all(s.max_batches is not None for s in cfg.stages if s.window == 1)
     assert cfg.window_problems() == []
 
 
@@ -185,6 +186,7 @@ def test_approach_drives_are_recorded_per_town_and_read_as_episode_style(tmp_pat
         assert sorted(c.meta.town for c in approach) == sorted({c.meta.town for c in store.clips(split=split)})
         assert all(len(c) == 3 and c.meta.extra["drive"] == "approach" for c in approach)
     assert not any(c.path.name.startswith("approach_") for c in store.clips(split="test"))
-    seg, drive = cfg.stage("seg"), dataclasses.replace(cfg.stage("drive"), episode_recordings=True)
-    assert not any(c.meta.extra["drive"] == "approach" for c in stage_clips(store, seg, "train", None))
-    assert any(c.meta.extra["drive"] == "approach" for c in stage_clips(store, drive, "train", None))
+    seg = cfg.stage("seg")
+    assert any(c.meta.extra["drive"] == "approach" for c in stage_clips(store, seg, "train", None))
+    warmup_only = dataclasses.replace(seg, episode_recordings=False)
+    assert not any(c.meta.extra["drive"] == "approach" for c in stage_clips(store, warmup_only, "train", None))

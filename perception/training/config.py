@@ -1,10 +1,10 @@
 """Training configuration: one `StageConfig` per curriculum stage, per-preset defaults and the smoke profile.
 
-The `lite` defaults are sized for a run of a few hours on 2 CPU cores at 128x256: named train towns plus
-random towns for variety (with the named towns alone the model overfits their look), episode-style
-recordings (standing and starting for the ego stage, long drives for the memory), per-stage epochs where
-validation stops improving, a sequence stage that trains the memory on the 20-frame clips and a drive
-stage that trains it through whole drives. How each default was chosen, with the throughput and the
+The `lite` defaults are sized for one run of at most 2.5 hours on 2 CPU cores at 128x256: named train towns
+plus random towns for variety (with the named towns alone the model overfits their look), episode-style
+recordings (standing and starting, vehicles close up, long drives for the memory), per-frame stages that
+sample a fixed number of batches per epoch from all of them, a sequence stage that trains the memory on the
+20-frame clips and a drive stage that trains it through whole drives. How each default was chosen, with the throughput and the
 measurements behind it, is in the docs' training guide and experiment log. `full` keeps the original
 design's four stages, epochs (20, 20, 20, 10) and batch sizes (8, 8, 4, 2), and no drive stage.
 """
@@ -211,10 +211,16 @@ LITE_DRIVE_BPTT = 20
 # its gain, and the short clips lose none of the earlier stages' (chosen on the validation town; experiment log).
 LITE_DRIVE_INTERPOLATE = 0.5
 # lite's episode-style recordings per named train and val town: short clips with standing and starting for the
-# ego and seq stages, and long drives for the drive stage.
+# ego and seq stages, and long drives (plain and approach drives) for every stage but seq.
 LITE_EPISODE_CLIPS = 4
 LITE_DRIVES = 2
+LITE_APPROACH = 2
 LITE_DRIVE_FRAMES = 300
+# lite's per-frame stages sample this many batches per epoch from all their recordings: the long drives' frames are
+# near-duplicates at 20 per second, so a cap keeps an epoch at the clips' cost while the drives add what the clips
+# lack (standing, starting, vehicles close ahead).
+LITE_SEG_BATCHES = 600
+LITE_DEPTH_BATCHES = 460
 
 
 def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
@@ -250,15 +256,11 @@ def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> l
 
 
 def drive_stages(stages: list[StageConfig], drive_frames: int, bptt: int) -> list[StageConfig]:
-    """`stages` made to use episode-style recordings. The per-frame stages read neither the long drives (near-duplicate
-    frames at 20 per second) nor the episode clips (the frames of a standing car, and a car's first ticks, again and
-    again); the seq stage trains the memory on the 20-frame clips (episode clips included) and the drive stage then
-    through whole drives (one window per drive, truncated back-propagation in chunks of `bptt` frames, the state
-    carried from chunk to chunk) without the pose loss, so the ego-motion filter keeps what the earlier stages taught
-    it (long windows with the pose loss degrade it)."""
-    for s in stages:
-        if s.window == 1:
-            s.long_recordings = s.episode_recordings = False
+    """`stages` made to use episode-style recordings. Every stage reads them (the per-frame stages' `max_batches`
+    decides how much of them an epoch samples) but the seq stage, which trains the memory on the 20-frame clips
+    (episode clips included); the drive stage then trains it through whole drives (one window per drive, truncated
+    back-propagation in chunks of `bptt` frames, the state carried from chunk to chunk) without the pose loss, so the
+    ego-motion filter keeps what the earlier stages taught it (long windows with the pose loss degrade it)."""
     seq = next(s for s in stages if s.name == "seq")
     seq.long_recordings = False
     drive = next(s for s in stages if s.name == "drive")
@@ -297,11 +299,14 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
         )
     if preset == "lite":
         frames = 20
-        stages = _stages((10, 14, 4, 8, 8), (8, 8, 4, 2), stride=5)
-        seq, drive = stages[3], stages[4]
+        stages = _stages((7, 11, 4, 4, 2), (8, 8, 4, 2), stride=5)
+        seg, depth, _, seq, drive = stages
+        seg.max_batches, depth.max_batches = LITE_SEG_BATCHES, LITE_DEPTH_BATCHES
         seq.window, seq.lr = frames, LITE_SEQ_LR
         drive.lr, drive.interpolate = LITE_SEQ_LR, LITE_DRIVE_INTERPOLATE
-        episodes = EpisodeData(clips=LITE_EPISODE_CLIPS, drives=LITE_DRIVES, drive_frames=LITE_DRIVE_FRAMES)
+        episodes = EpisodeData(
+            clips=LITE_EPISODE_CLIPS, drives=LITE_DRIVES, approach=LITE_APPROACH, drive_frames=LITE_DRIVE_FRAMES
+        )
         stages = drive_stages(stages, episodes.drive_frames, bptt=LITE_DRIVE_BPTT)
         return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=frames, episodes=episodes, stages=stages)
     raise ValueError(f"unknown preset {preset!r}; known: full, lite")
