@@ -4,8 +4,8 @@ The `lite` defaults are sized for one run of at most 2.5 hours on 2 CPU cores at
 plus random towns for variety (with the named towns alone the model overfits their look), episode-style
 recordings (standing and starting, vehicles close up, long drives for the memory), per-frame stages that
 sample a fixed number of batches per epoch from all of them, a sequence stage that trains the memory on the
-20-frame clips and a drive stage that trains it through whole drives. How each default was chosen, with the throughput and the
-measurements behind it, is in the docs' training guide and experiment log. `full` keeps the original
+20-frame clips and a drive stage that trains it through whole drives. How each default was chosen, with the
+throughput and the measurements behind it, is in the docs' training guide and experiment log. `full` keeps the original
 design's four stages, epochs (20, 20, 20, 10) and batch sizes (8, 8, 4, 2), and no drive stage.
 """
 
