@@ -85,7 +85,7 @@ EPISODE_FLAGS = ConfigFlags(
 STAGE_FLAGS = PerStageFlags(
     StageConfig,
     STAGE_NAMES,
-    rename={"clutter_p": "--clutter"},
+    rename={"clutter_p": "--clutter", "hold_p": "--hold"},
     skip=("name",),
     single={"window": "the multi-frame stages (ego, seq, drive)", "bptt": "the memory stages (seq, drive)"},
     defaults=LITE.stages,
@@ -110,6 +110,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "window": (lambda v: v >= 1, "a window needs at least 1 frame"),
     "stride": (lambda v: v >= 1, "window starts need at least 1 frame between them"),
     "clutter_p": (lambda v: v <= 1.0, "probabilities must be at most 1"),
+    "hold_p": (lambda v: v <= 1.0, "probabilities must be at most 1"),
     "interpolate": (lambda v: 0.0 < v <= 1.0, "the fraction must be above 0 and at most 1"),
     "bptt": (lambda v: v is None or v >= 2, "a chunk needs at least 2 frames"),
     "max_batches": (lambda v: v is None or v >= 1, "a cap needs at least 1 batch (none: no cap)"),

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from perception.data import AugmentConfig, TemporalAugment, corrupt, mirror_frames, random_crops, zoom_frames
+from perception.data import (
+    AugmentConfig,
+    TemporalAugment,
+    corrupt,
+    hold_frames,
+    mirror_frames,
+    random_crops,
+    zoom_frames,
+)
 from perception.data.augment import clutter, color_jitter, crop_and_resize, crop_box, lighting_drift
 
 
@@ -156,3 +164,49 @@ def test_zoom_frames_keeps_shapes_and_label_set() -> None:
     assert ((zoom >= 1.0) & (zoom <= 2.0)).all() and (zoom > 1.0).any()
     assert zoom_frames(batch, torch.Generator().manual_seed(0), max_zoom=2.0, p=0.0) is batch
     assert zoom_frames(batch, torch.Generator().manual_seed(0), max_zoom=1.0, p=1.0) is batch
+
+
+def moving_windows(count=2, t=5):
+    """Windows whose frames, labels, depth and poses all differ from frame to frame: frame j of item i shows
+    the value 10 i + j, and its camera stands at x = j metres."""
+    value = (10 * torch.arange(count)[:, None] + torch.arange(t)[None]).view(count, t, 1, 1)
+    pose = torch.eye(4).repeat(count, t, 1, 1)
+    pose[..., 0, 3] = torch.arange(t, dtype=torch.float32)
+    rel = torch.eye(4).repeat(count, t, 1, 1)
+    rel[:, 1:, 0, 3] = 1.0
+    return {
+        "rgb": value[:, :, None].expand(count, t, 3, 2, 2).to(torch.uint8),
+        "semantic": value.expand(count, t, 2, 2).clone(),
+        "depth": value.expand(count, t, 2, 2).float(),
+        "pose": pose,
+        "rel_pose": rel,
+        "intrinsics": torch.eye(3).repeat(count, 1, 1),
+    }
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_hold_frames_stands_exactly_the_pairs_between_repeated_frames(seed):
+    """p=1: every window stops or starts once; a pair stands (identity `rel_pose`) exactly where its two frames
+    are one repeated frame, and labels, depth and poses repeat with the image. The input is not modified."""
+    batch = moving_windows()
+    out = hold_frames(batch, gen(seed), p=1.0)
+    for i in range(2):
+        shown = out["semantic"][i, :, 0, 0].tolist()  # which recorded frame each frame now is
+        assert shown != list(range(10 * i, 10 * i + 5))  # held somewhere
+        repeated = [shown[j] == shown[j - 1] for j in range(1, 5)]
+        runs = "".join("h" if r else "m" for r in repeated)
+        assert runs.strip("m") == "h" * runs.count("h") and (runs.startswith("h") or runs.endswith("h"))
+        for j in range(1, 5):
+            assert torch.equal(out["rel_pose"][i, j], torch.eye(4)) == repeated[j - 1]
+        assert out["rgb"][i, :, 0, 0, 0].tolist() == shown
+        assert out["depth"][i, :, 0, 0].tolist() == shown
+        assert out["pose"][i, :, 0, 3].tolist() == [float(v - 10 * i) for v in shown]
+    assert batch["semantic"][1, :, 0, 0].tolist() == [10, 11, 12, 13, 14]
+    assert torch.equal(out["intrinsics"], batch["intrinsics"])
+
+
+@pytest.mark.parametrize("p, t", [(0.0, 5), (1.0, 1)])
+def test_hold_frames_passes_windows_unchanged_at_p_0_or_one_frame(p, t):
+    batch = moving_windows(t=t)
+    out = hold_frames(batch, gen(), p=p)
+    assert all(torch.equal(out[k], batch[k]) for k in batch)

@@ -214,6 +214,7 @@ def test_train_drive_frames_sets_the_drive_window_unless_window_sets_it():
         (["--epochs=-1,0,0,0,0"], "--epochs -1,0,0,0,0: must not be negative"),
         (["--batch-size", "0"], "--batch-size 0: a batch needs at least 1 item"),
         (["--clutter", "seq=1.5"], "--clutter seq=1.5: probabilities must be at most 1"),
+        (["--hold", "ego=2"], "--hold ego=2: probabilities must be at most 1"),
         (["--bptt", "seq=1"], "--bptt seq=1: a chunk needs at least 2 frames"),
         (["--window", "ego=1"], "--window ego=1: a window needs at least 2 frames"),
         (["--extra-towns", "-1"], "--extra-towns -1: must not be negative"),

@@ -191,6 +191,10 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
     assert ego["moving"]["true_translation_median_m"] == pytest.approx(0.5)
     for state in ego.values():
         assert state["per_frame"]["translation_error_m"] >= 0 and state["temporal"]["rotation_error_deg"] >= 0
+    assert ego["standing"]["per_drive"]["pairs"] == [3, 3, 3]
+    for state in ego.values():  # the drives' sums add up to the mean over all pairs in the state
+        sums = state["per_drive"]["temporal_translation_error_sum_m"]
+        assert sum(sums) / state["pairs"] == pytest.approx(state["temporal"]["translation_error_m"])
     table = long_drive_table(section)
     assert "0-10" in table and "20-25" in table and "standing" in table and "Vehicles" in table
     assert "Pedestrian recall by true distance (0-5 m, 5-10 m, 10-20 m, 20-40 m, 40+ m)" in table

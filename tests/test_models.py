@@ -75,7 +75,7 @@ def test_geometry_filter_window_shapes_and_depth_scale(lite):
         out = lite.geometry_filter(x)
     assert out["seg_logits"].shape == (2, 3, 22, H, W)
     assert out["log_depth"].shape == out["depth"].shape == (2, 3, 1, H, W)
-    assert out["embeddings"].shape[:3] == (2, 3, lite.geometry_filter.embed_channels)
+    assert out["embeddings"].shape[:3] == (2, 3, lite.geometry_filter.motion_channels)
     assert torch.isfinite(out["log_depth"]).all()
     assert (out["depth"] >= MIN_DEPTH_M).all() and (out["depth"] <= MAX_DEPTH_M).all()
 
@@ -98,7 +98,7 @@ def test_log_depth_has_no_final_relu_and_clamps():
 
 
 def test_ego_motion_shapes_and_matrix_from_conventions(lite):
-    emb = torch.randn(2, 4, lite.geometry_filter.embed_channels, 4, 8)
+    emb = torch.randn(2, 4, lite.geometry_filter.motion_channels, 4, 8)
     out = lite.ego_motion_filter(emb)
     assert out["pose6"].shape == (2, 3, 6) and out["matrix"].shape == (2, 3, 4, 4)
     assert out["state"].shape == (2, 128)
@@ -121,7 +121,7 @@ def test_gradients_flow_through_recurrent_states_within_a_window(lite):
     out = lite.geometry_filter(x)
     out["seg_logits"][:, -1].sum().backward()  # loss on the last frame only
     assert x.grad[:, 0].abs().sum() > 0, "no gradient reached frame 0 through the ConvGRU state"
-    emb = torch.randn(1, 3, lite.geometry_filter.embed_channels, 4, 8, requires_grad=True)
+    emb = torch.randn(1, 3, lite.geometry_filter.motion_channels, 4, 8, requires_grad=True)
     lite.ego_motion_filter(emb)["pose6"][:, -1].sum().backward()  # pair (1, 2) only
     assert emb.grad[:, 0].abs().sum() > 0, "no gradient reached pair (0, 1) through the GRU state"
     lite.zero_grad(set_to_none=True)
@@ -214,3 +214,33 @@ def test_step_masked_names_an_incomplete_state(lite):
     x = torch.zeros(1, 3, 32, 64)
     with pytest.raises(ValueError, match="complete PipelineState"):
         lite.step_masked(x, PipelineState(), torch.tensor([True]))
+
+
+@pytest.mark.parametrize("difference, first_half", [(True, [2.0, -1.0]), (False, [1.0, 3.0])])
+def test_ego_motion_pair_is_change_and_current_or_previous_and_current(difference, first_half):
+    """Embeddings (1, 2 channels) of frames t-1 = (1, 3) and t = (3, 2): (change, current) = (2, -1, 3, 2) with
+    `difference`, else (previous, current) = (1, 3, 3, 2); a standing pair's change is exactly zero."""
+    ego = build_ego_motion_filter("lite", motion_difference=difference, motion_detail=None, embed_channels=2)
+    prev, cur = torch.tensor([[1.0, 3.0]]), torch.tensor([[3.0, 2.0]])
+    assert ego.pair(prev, cur, dim=1).tolist() == [[*first_half, 3.0, 2.0]]
+    if difference:
+        assert ego.pair(cur, cur, dim=1)[:, :2].abs().sum() == 0
+
+
+def test_motion_embedding_folds_the_detail_feature_onto_the_embedding_grid(lite):
+    """lite pairs its 96-channel embedding at stride 16 with the 40-channel stride-8 features folded 2x2 into
+    channels: 96 + 4 x 40 = 256 channels, the folded part exactly `pixel_unshuffle` of the stride-8 map."""
+    g = lite.geometry_filter
+    assert (g.embed_channels, g.motion_channels) == (96, 256)
+    with torch.no_grad():
+        emb, feats = g.encode(torch.randn(1, 3, H, W))
+        motion = g.motion_embedding(emb, feats)
+    assert torch.equal(motion[:, :96], emb)
+    assert torch.equal(motion[:, 96:], torch.nn.functional.pixel_unshuffle(feats["s8"], 2))
+    assert lite.ego_motion_filter.motion_estimator.convs[0].in_channels == 2 * 256
+
+
+@pytest.mark.parametrize("detail", ["out", "s16", "x8"])
+def test_motion_detail_must_be_a_finer_backbone_feature(detail):
+    with pytest.raises(ValueError, match=f"motion_detail '{detail}' is not a backbone feature"):
+        build_geometry_filter("lite", motion_detail=detail, device="meta")

@@ -127,3 +127,19 @@ def test_refuses_folded_models_and_unknown_architecture_keys(saved, tmp_path):
     (folder / "model.safetensors").write_bytes((saved[1] / "model.safetensors").read_bytes())
     with pytest.raises(WeightsError, match="attention_heads"):
         load_weights(folder)
+
+
+def test_weights_saved_before_the_motion_fields_load_with_the_original_ego_motion_input(tmp_path):
+    """A config.json without `motion_difference` / `motion_detail` (every weights folder saved before they existed,
+    the bundled ones among them) builds the original ego-motion input: (previous, current) of the embedding alone."""
+    model = build_model("lite", motion_difference=False, motion_detail=None)
+    folder = tmp_path / "old"
+    save_weights(model, folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["architecture"]["motion_difference"], config["architecture"]["motion_detail"]
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = load_weights(folder)
+    assert not loaded.ego_motion_filter.difference and loaded.geometry_filter.motion_channels == 96
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )

@@ -1,6 +1,15 @@
 """Loading recorded clips for training and evaluation, and temporal augmentations."""
 
-from .augment import CORRUPTIONS, AugmentConfig, TemporalAugment, corrupt, mirror_frames, random_crops, zoom_frames
+from .augment import (
+    CORRUPTIONS,
+    AugmentConfig,
+    TemporalAugment,
+    corrupt,
+    hold_frames,
+    mirror_frames,
+    random_crops,
+    zoom_frames,
+)
 from .clips import FORMAT_VERSION, MODALITIES, Clip, ClipFormatError, ClipMeta, ClipStore, frame_filename
 from .windows import ClipWindows, EqualLengthBatches, mixed_windows
 
@@ -18,6 +27,7 @@ __all__ = [
     "TemporalAugment",
     "corrupt",
     "frame_filename",
+    "hold_frames",
     "mixed_windows",
     "mirror_frames",
     "random_crops",

@@ -212,3 +212,32 @@ def zoom_frames(
             item = crop_and_resize(item, top, left, height, width)
         items.append(item)
     return {k: torch.stack([it[k] for it in items]) for k in batch}
+
+
+def hold_frames(batch: dict[str, torch.Tensor], generator: torch.Generator, p: float) -> dict[str, torch.Tensor]:
+    """With probability `p` per window, the camera stops or starts at a random frame: the frames after it
+    repeat it (a stop) or the frames before it repeat it (a start), with their labels, depth and poses, so the
+    pairs of repeated frames stand (`rel_pose` the identity). A window with one frame, or `p` 0, passes unchanged.
+
+    Training applies it after the per-frame noise, so a held frame repeats exactly, as a standing camera's frames
+    do in the simulator. It shows the ego-motion filter standing pairs before any scene: an estimator that reads
+    the look of a scene more than its change reports motion where it stands before a scene it has mostly seen
+    while moving (a vehicle close ahead)."""
+    count, t = batch["rgb"].shape[:2]
+    chosen = torch.rand(count, generator=generator) < p
+    if t < 2 or not chosen.any():
+        return batch
+    out = {k: v.clone() if k in ("rgb", "semantic", "depth", "pose", "rel_pose") else v for k, v in batch.items()}
+    eye = torch.eye(4, dtype=batch["rel_pose"].dtype)
+    for i in torch.nonzero(chosen).flatten().tolist():
+        k = int(torch.randint(1, t, (), generator=generator))
+        if bool(torch.rand((), generator=generator) < 0.5):  # a stop: frames k.. repeat frame k-1
+            held, source = slice(k, t), k - 1
+        else:  # a start: frames ..k-1 repeat frame k
+            held, source = slice(0, k), k
+        for key in ("rgb", "semantic", "depth", "pose"):
+            if key in out:
+                out[key][i, held] = batch[key][i, source]
+        # the pairs (t-1, t) between equal frames stand: from k on after a stop, up to k before a start
+        out["rel_pose"][i, held if held.start else slice(1, k + 1)] = eye
+    return out

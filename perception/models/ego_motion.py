@@ -1,10 +1,11 @@
 """`EgoMotionFilter`: camera motion between consecutive frames from the geometry embeddings.
 
-MotionEstimator (three stride-2 3x3 convs with BatchNorm2d on the concatenated embeddings of frames
-t-1 and t, pooling, linear) -> GRUCell(128) -> CameraHead -> pose6 = (x, y, z, roll, pitch, yaw) in
-metres and radians, the camera-relative motion `T_rel = inv(M_{t-1}) @ M_t` -> 4x4 through
-`conventions.pose6_to_matrix`. Angles are regressed directly (no `asin` of clamped values) and
-there is no BatchNorm1d, so batch size 1 trains.
+MotionEstimator (three stride-2 3x3 convs with BatchNorm2d on the pair of embeddings of frames t-1
+and t, as (change, current) or (previous, current): `EgoMotionFilter.pair`; pooling, linear) ->
+GRUCell(128) -> CameraHead -> pose6 = (x, y, z, roll, pitch, yaw) in metres and radians, the
+camera-relative motion `T_rel = inv(M_{t-1}) @ M_t` -> 4x4 through `conventions.pose6_to_matrix`.
+Angles are regressed directly (no `asin` of clamped values) and there is no BatchNorm1d, so batch
+size 1 trains.
 """
 
 from __future__ import annotations
@@ -78,19 +79,28 @@ class EgoMotionFilter(nn.Module):
         strides: Sequence[int] = (2, 2, 2),
         gru_hidden: int = 128,
         rotation_scale: float = 0.1,
+        difference: bool = False,
     ) -> None:
         super().__init__()
         self.embed_channels = embed_channels
+        self.difference = difference
         self.gru_hidden = gru_hidden
         self.motion_estimator = MotionEstimator(2 * embed_channels, channels, strides, gru_hidden)
         self.gru = nn.GRUCell(gru_hidden, gru_hidden)
         self.camera_head = CameraHead(gru_hidden, rotation_scale)
 
+    def pair(self, prev: torch.Tensor, current: torch.Tensor, dim: int) -> torch.Tensor:
+        """The MotionEstimator's input for frames t-1 and t, stacked along `dim`: (change, current) with
+        `difference`, else (previous, current). Both hold the same information, but the change makes a standing
+        camera's pair exactly zero in half the channels, which the estimator learns to read; from (previous,
+        current) it learns the look of scenes it usually moves through and reports motion where it stands."""
+        return torch.cat([current - prev if self.difference else prev, current], dim=dim)
+
     def step(
         self, prev_embedding: torch.Tensor, embedding: torch.Tensor, state: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """One pair: embeddings (N, E, h, w) of frames t-1 and t -> pose6 (N, 6), matrix (N, 4, 4), state (N, hidden)."""
-        feat = self.motion_estimator(torch.cat([prev_embedding, embedding], dim=1))
+        feat = self.motion_estimator(self.pair(prev_embedding, embedding, dim=1))
         h = self.gru(feat, state)
         pose6 = self.camera_head(h)
         return {"pose6": pose6, "matrix": pose6_to_matrix(pose6), "state": h}
@@ -101,7 +111,7 @@ class EgoMotionFilter(nn.Module):
         if embeddings_seq.dim() != 5 or embeddings_seq.shape[1] < 2:
             raise ValueError(f"expected (B, T>=2, E, h, w) embeddings, got shape {tuple(embeddings_seq.shape)}")
         b, t = embeddings_seq.shape[:2]
-        pairs = torch.cat([embeddings_seq[:, :-1], embeddings_seq[:, 1:]], dim=2).flatten(0, 1)
+        pairs = self.pair(embeddings_seq[:, :-1], embeddings_seq[:, 1:], dim=2).flatten(0, 1)
         feats = self.motion_estimator(pairs).unflatten(0, (b, t - 1))
         h = state
         poses = []

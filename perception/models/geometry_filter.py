@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .backbones import build_backbone, build_projection
@@ -18,8 +19,8 @@ from .segmentation import SegmentationHead
 class GeometryFilter(nn.Module):
     """The temporal segmentation + depth model.
 
-    Each frame goes through the backbone and the projection; the result (the *embedding*, also fed
-    to the `EgoMotionFilter`) updates a ConvGRU state at the bottleneck, and both heads read that
+    Each frame goes through the backbone and the projection; the result (the *embedding*, which the
+    `EgoMotionFilter` pairs across frames, with `motion_detail` beside finer backbone features) updates a ConvGRU state at the bottleneck, and both heads read that
     state, so predictions carry memory from earlier frames. The embedding is taken before the GRU
     so the ego-motion filter sees the current frame's evidence, and stays valid when the GRU is
     fine-tuned with the backbone frozen (stage 4).
@@ -43,6 +44,7 @@ class GeometryFilter(nn.Module):
         decoder_reduce_kernel: int = 3,
         seg_inter_channels: int = 128,
         decoder_convs_per_stage: int = 2,
+        motion_detail: str | None = None,
     ) -> None:
         super().__init__()
         self.backbone = build_backbone(backbone)
@@ -51,6 +53,16 @@ class GeometryFilter(nn.Module):
         self.hidden_channels = hidden_channels or self.embed_channels
         self.num_classes = num_classes
         self.proj = build_projection(out_ch, embed_channels)
+        self.motion_detail = motion_detail
+        self.motion_channels = self.embed_channels
+        if motion_detail is not None:
+            strides = {n: int(n[1:]) for n in self.backbone.channels if n != "out"}  # "s8" -> 8
+            if motion_detail not in strides or self.backbone.out_stride % strides[motion_detail]:
+                raise ValueError(
+                    f"motion_detail {motion_detail!r} is not a backbone feature finer than 'out': {list(strides)}"
+                )
+            self.detail_factor = self.backbone.out_stride // strides[motion_detail]
+            self.motion_channels += self.backbone.channels[motion_detail] * self.detail_factor**2
         self.convgru = ConvGRUCell(self.embed_channels, self.hidden_channels, gru_kernel)
         skips = SkipSpec(tuple(skip_names), tuple(decoder_widths), decoder_reduce_kernel, decoder_convs_per_stage)
         self.seg_head = SegmentationHead(
@@ -73,6 +85,14 @@ class GeometryFilter(nn.Module):
         feats = self.backbone(x.contiguous(memory_format=torch.channels_last))
         return self.proj(feats["out"]), feats
 
+    def motion_embedding(self, emb: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the ego-motion filter pairs across frames: the embedding (N, embed, h, w), and with `motion_detail`
+        that finer backbone feature folded onto the embedding's grid (`pixel_unshuffle`) beside it, so a shift of
+        a fraction of an embedding cell still shows: (N, motion_channels, h, w)."""
+        if self.motion_detail is None:
+            return emb
+        return torch.cat([emb, F.pixel_unshuffle(feats[self.motion_detail], self.detail_factor)], dim=1)
+
     def decode(
         self, h: torch.Tensor, feats: dict[str, torch.Tensor], out_size: tuple[int, int], upsample_seg: bool = True
     ) -> dict[str, torch.Tensor]:
@@ -86,16 +106,17 @@ class GeometryFilter(nn.Module):
         self, x: torch.Tensor, state: torch.Tensor | None = None, upsample_seg: bool = True
     ) -> dict[str, torch.Tensor]:
         """One frame for every stream: (N, 3, H, W) -> dict of seg_logits (N, C, H, W), log_depth and
-        depth (N, 1, H, W), embedding (N, embed, h, w) and the new state (N, hidden, h, w)."""
+        depth (N, 1, H, W), embedding (N, motion_channels, h, w: `motion_embedding`) and the new state
+        (N, hidden, h, w)."""
         emb, feats = self.encode(x)
         h = self.convgru(emb, state)
         out = self.decode(h, feats, (x.shape[-2], x.shape[-1]), upsample_seg)
-        out.update(embedding=emb, state=h)
+        out.update(embedding=self.motion_embedding(emb, feats), state=h)
         return out
 
     def forward(self, rgb_seq: torch.Tensor, state: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """A window (B, T, 3, H, W) -> seg_logits (B, T, C, H, W), log_depth and depth (B, T, 1, H, W),
-        embeddings (B, T, embed, h, w) and the final state (B, hidden, h, w).
+        embeddings (B, T, motion_channels, h, w: `motion_embedding`) and the final state (B, hidden, h, w).
 
         The backbone and heads run on all B*T frames at once; only the GRU runs frame by frame.
         """
@@ -112,5 +133,6 @@ class GeometryFilter(nn.Module):
             states.append(h)
         out = self.decode(torch.stack(states, 1).flatten(0, 1), feats, size)
         out = {k: v.unflatten(0, (b, t)) for k, v in out.items()}
-        out.update(embeddings=emb_seq, state=cast(torch.Tensor, h))  # T >= 1: the GRU ran
+        embeddings = self.motion_embedding(emb, feats).unflatten(0, (b, t))
+        out.update(embeddings=embeddings, state=cast(torch.Tensor, h))  # T >= 1: the GRU ran
         return out

@@ -22,8 +22,9 @@ class PipelineState:
     """Recurrent state of the pipeline, batched over streams.
 
     `geometry`: ConvGRU state (N, hidden, h, w); `ego`: GRUCell state (N, 128); `embedding`: the
-    last frame's embedding (N, E, h, w), the "t-1" of the next ego-motion pair. None means a
-    fresh start. States keep their autograd graph; call `detach()` between training windows.
+    last frame's motion embedding (N, E, h, w: `GeometryFilter.motion_embedding`), the "t-1" of the
+    next ego-motion pair. None means a fresh start. States keep their autograd graph; call `detach()`
+    between training windows.
     """
 
     geometry: torch.Tensor | None = None
@@ -57,7 +58,11 @@ class PerceptionPipeline(nn.Module):
         self.num_classes = num_classes
         self.geometry_filter = GeometryFilter(num_classes=num_classes, **config.geometry_filter_kwargs())
         self.ego_motion_filter = EgoMotionFilter(
-            self.geometry_filter.embed_channels, config.motion_channels, config.motion_strides, config.ego_gru_hidden
+            self.geometry_filter.motion_channels,
+            config.motion_channels,
+            config.motion_strides,
+            config.ego_gru_hidden,
+            difference=config.motion_difference,
         )
 
     @property

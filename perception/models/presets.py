@@ -6,11 +6,12 @@
 - `lite` is built for real-time CPU streaming at 128x256: MobileNetV3-Large (dilated, output
   stride 16, reduced tail), a 1x1 projection to a 96-channel ConvGRU, two light decoders with
   stride-8 and stride-4 skips (`SkipDecoder`), one for class logits and one for log-depth, both at
-  H/4 and upsampled, and the same ego-motion design on the narrow embedding (its last conv keeps
-  stride 1 so BatchNorm2d sees more than one value per channel at batch size 1 on small inputs).
+  H/4 and upsampled, and an ego-motion filter that pairs frames as (change, current) of the narrow
+  embedding and the stride-8 features folded onto its grid (its last conv keeps stride 1 so
+  BatchNorm2d sees more than one value per channel at batch size 1 on small inputs).
   The segmentation decoder replaced torchvision's LR-ASPP head (stride-8 logits), under which
-  classes a few pixels wide scored near zero IoU. About 3.0M parameters and 0.74 GFLOPs per
-  128x256 frame (0.59 with LR-ASPP).
+  classes a few pixels wide scored near zero IoU. About 3.3M parameters and 0.77 GFLOPs per
+  128x256 frame.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 
 from perception.conventions import NUM_CLASSES
 
-from .backbones import build_backbone
 from .decoder import SkipSpec
 from .depth import DepthEstimationModel
 from .ego_motion import EgoMotionFilter
@@ -51,6 +51,10 @@ class PresetConfig:
     motion_channels: tuple[int, ...] = (1024, 256, 128)
     motion_strides: tuple[int, ...] = (2, 2, 2)
     ego_gru_hidden: int = 128
+    # The ego-motion filter's input. The defaults are the original design's, which weights saved before these
+    # fields existed were trained with: the pair (previous, current) of embeddings alone.
+    motion_difference: bool = False  # pair the embeddings as (change, current): `EgoMotionFilter.pair`
+    motion_detail: str | None = None  # a finer backbone feature ("s8") the filter reads beside the embedding
 
     def geometry_filter_kwargs(self) -> dict[str, Any]:
         """The `GeometryFilter` arguments this preset fixes (all but `num_classes`)."""
@@ -65,6 +69,7 @@ class PresetConfig:
             "decoder_reduce_kernel",
             "seg_inter_channels",
             "decoder_convs_per_stage",
+            "motion_detail",
         )
         return {n: getattr(self, n) for n in names}
 
@@ -98,6 +103,8 @@ PRESETS: dict[str, PresetConfig] = {
         decoder_convs_per_stage=1,
         motion_channels=(128, 128, 128),
         motion_strides=(2, 2, 1),
+        motion_difference=True,
+        motion_detail="s8",
     ),
 }
 
@@ -150,13 +157,12 @@ def build_ego_motion_filter(
 ) -> EgoMotionFilter:
     """The preset's `EgoMotionFilter` alone."""
     c = get_preset(preset, **overrides)
-    if c.embed_channels is None:
-        with torch.device("meta"):  # only its channel count is needed
-            embed = build_backbone(c.backbone).channels["out"]
-    else:
-        embed = c.embed_channels
+    with torch.device("meta"):  # only its channel count is needed
+        embed = GeometryFilter(num_classes=NUM_CLASSES, **c.geometry_filter_kwargs()).motion_channels
     with _on(device):
-        return EgoMotionFilter(embed, c.motion_channels, c.motion_strides, c.ego_gru_hidden)
+        return EgoMotionFilter(
+            embed, c.motion_channels, c.motion_strides, c.ego_gru_hidden, difference=c.motion_difference
+        )
 
 
 def build_segmentation_model(

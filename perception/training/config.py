@@ -45,6 +45,11 @@ class StageConfig:
         0.0, "weight of the pose L1 (metres + 10 x radians); 0 also freezes the ego-motion filter"
     )
     clutter_p: float = _opt(0.25, "probability per stage that a training window gets occluding clutter")
+    hold_p: float = _opt(
+        0.0,
+        "probability per stage that a training window's camera stops or starts at a random frame, the frames "
+        "after (before) it repeating it: standing pairs before any scene for the ego-motion filter (windows only)",
+    )
     bptt: int | None = _opt(
         None,
         "truncated back-propagation through each window in chunks of N frames, the state carried between them "
@@ -221,6 +226,9 @@ LITE_DRIVE_FRAMES = 300
 # lack (standing, starting, vehicles close ahead).
 LITE_SEG_BATCHES = 600
 LITE_DEPTH_BATCHES = 460
+# lite's stages that train the ego-motion filter (ego, seq) stop or start the camera in this share of their windows,
+# so it sees standing and starting pairs before any scene (experiment log).
+LITE_HOLD = 0.25
 
 
 def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
@@ -274,6 +282,7 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
         stages = _stages((1, 1, 1, 1, 1), (2, 2, 2, 1), stride=1)
         for s in stages:
             s.max_batches, s.val_batches = 2, 1
+        stages[2].hold_p = stages[3].hold_p = LITE_HOLD
         stages[4].interpolate = LITE_DRIVE_INTERPOLATE
         episodes = EpisodeData(clips=1, drives=1, drive_frames=10)
         return TrainConfig(
@@ -300,9 +309,10 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
     if preset == "lite":
         frames = 20
         stages = _stages((7, 11, 4, 4, 2), (8, 8, 4, 2), stride=5)
-        seg, depth, _, seq, drive = stages
+        seg, depth, ego, seq, drive = stages
         seg.max_batches, depth.max_batches = LITE_SEG_BATCHES, LITE_DEPTH_BATCHES
         seq.window, seq.lr = frames, LITE_SEQ_LR
+        ego.hold_p = seq.hold_p = LITE_HOLD
         drive.lr, drive.interpolate = LITE_SEQ_LR, LITE_DRIVE_INTERPOLATE
         episodes = EpisodeData(
             clips=LITE_EPISODE_CLIPS, drives=LITE_DRIVES, approach=LITE_APPROACH, drive_frames=LITE_DRIVE_FRAMES

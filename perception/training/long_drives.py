@@ -13,7 +13,8 @@ and predicted chunk by chunk so a drive never sits in memory whole:
 - the road users' (`DISTANCE_CLASSES`) recall per band of true distance (`DISTANCE_BANDS_M`), per mode:
   whether a vehicle is seen when it is close, where a miss becomes a collision;
 - ego-motion error per motion state of the frame pair (`motion_states`: standing, starting, moving),
-  per mode, beside the median predicted and true motion per step.
+  per mode, beside the median predicted and true motion per step, and per drive (its pairs in each state and
+  their summed temporal error: whether a state's misses are spread over the drives or sit in a few).
 """
 
 from __future__ import annotations
@@ -269,6 +270,7 @@ def evaluate_long_drives(
         }
 
     all_states, all_gt = np.concatenate(states), np.concatenate(gt_rel)
+    temporal_errors = [pose_errors(p, g)[0] for p, g in zip(pose6["temporal"], gt_rel, strict=True)]
     ego: dict[str, Any] = {}
     for code, state in enumerate(MOTION_STATES):
         sel = all_states == code
@@ -277,6 +279,13 @@ def evaluate_long_drives(
             "pairs": int(sel.sum()),
             "true_translation_median_m": float(np.median(true_moved)) if sel.any() else float("nan"),
             **{m: _ego_scores(np.concatenate(pose6[m])[sel], all_gt[sel]) for m in MODES},
+            # where the errors fall: each drive's pairs in this state and their summed temporal error
+            "per_drive": {
+                "pairs": [int((st == code).sum()) for st in states],
+                "temporal_translation_error_sum_m": [
+                    float(e[st == code].sum()) for e, st in zip(temporal_errors, states, strict=True)
+                ],
+            },
         }
     return _clean(
         {

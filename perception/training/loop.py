@@ -44,6 +44,7 @@ from perception.data import (
     ClipWindows,
     EqualLengthBatches,
     TemporalAugment,
+    hold_frames,
     mirror_frames,
     mixed_windows,
     random_crops,
@@ -164,7 +165,7 @@ def stage_loss(
     parts: dict[str, torch.Tensor] = {}
     if stage.name == "ego":
         with torch.no_grad():  # geometry features frozen: embeddings only
-            emb, _ = model.geometry_filter.encode(x.flatten(0, 1))
+            emb = model.geometry_filter.motion_embedding(*model.geometry_filter.encode(x.flatten(0, 1)))
         pose6 = model.ego_motion_filter(emb.unflatten(0, x.shape[:2]))["pose6"]
         parts["pose"] = pose_loss(pose6, matrix_to_pose6(batch["rel_pose"][:, 1:]))
         out: dict[str, Any] = {"pose6": pose6}
@@ -458,8 +459,12 @@ class StageRun:
             batch = mirror_frames(batch, g) if cfg.mirror else batch
             if not stage.depth_weight:  # a zoom also changes the camera height that metric depth is learnt against
                 batch = zoom_frames(batch, g, cfg.zoom)
-        x = prepare_rgb(batch["rgb"], self.augment, seed_of(cfg.seed, self.index, epoch, b, rank)).to(self.ctx.device)
-        return x, {k: v.to(self.ctx.device) for k, v in batch.items()}
+        x = prepare_rgb(batch["rgb"], self.augment, seed_of(cfg.seed, self.index, epoch, b, rank))
+        if stage.window > 1 and stage.hold_p:  # after the noise: a held frame repeats exactly, as a standing camera's
+            g = torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 11))
+            batch = hold_frames({**batch, "rgb": x}, g, stage.hold_p)
+            x = batch.pop("rgb")
+        return x.to(self.ctx.device), {k: v.to(self.ctx.device) for k, v in batch.items()}
 
     def validate(self) -> Validation:
         """The validation windows (at most `val_batches` batches): mean loss, segmentation and depth metrics, and
