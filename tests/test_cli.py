@@ -114,7 +114,7 @@ def test_train_ppo_shows_a_progress_bar_over_the_steps(tmp_path, capsys):
         (["--batch-size", "4,4,2,1,1"], lambda c, d: [s.batch_size for s in c.stages] == [4, 4, 2, 1, 1]),
         (["--lr", "1e-3,1e-3,1e-3,1e-4,1e-5"], lambda c, d: (c.stage("seq").lr, c.stage("drive").lr) == (1e-4, 1e-5)),
         (["--clutter", "0,0,0,0.5,0.4"], lambda c, d: [s.clutter_p for s in c.stages] == [0, 0, 0, 0.5, 0.4]),
-        (["--hold", "ego=0.5"], lambda c, d: [s.hold_p for s in c.stages] == [0, 0, 0.5, 0, 0]),
+        (["--hold", "ego=0.5"], lambda c, d: [s.hold_p for s in c.stages] == [0, 0, 0.5, 0.25, 0]),
         (["--window", "6"], lambda c, d: [s.window for s in c.stages] == [1, 1, 6, 6, 6]),
         (["--bptt", "4"], lambda c, d: [s.bptt for s in c.stages] == [None, None, None, 4, 4]),
         (["--no-mirror", "--zoom", "1.2"], lambda c, d: (c.mirror, c.zoom) == (False, 1.2)),
