@@ -6,6 +6,7 @@ Shared by `agents.imitation` (DAgger) and `agents.guided_ppo` (PPO with an imita
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,9 +18,22 @@ from stable_baselines3.common.vec_env import VecEnv
 from carla_gym.env.contracts import controls_to_actions
 
 
-def expert_actions(vec: VecEnv) -> np.ndarray:
-    """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state."""
+def expert_actions(vec: VecEnv, infos: Sequence[dict[str, Any]] | None = None) -> np.ndarray:
+    """(n_envs, 2) autopilot (steer, acceleration) of every world in its current state.
+
+    `infos`, those of the current observations (`current_infos`), give it without asking the worlds again when
+    the env puts it there (`EnvConfig(expert_action=True)`); otherwise each world is asked (one more round trip).
+    """
+    if infos is not None and all("expert_action" in info for info in infos):
+        return np.stack([info["expert_action"] for info in infos]).astype(np.float32)
     return controls_to_actions(vec.env_method("autopilot_control"))
+
+
+def current_infos(vec: VecEnv, infos: Sequence[dict[str, Any]], dones: np.ndarray) -> list[dict[str, Any]]:
+    """The info of each world's current observation: its step's, or the reset's where an episode just ended
+    (the vec env reset it in the same step; SB3 keeps that info in `reset_infos`)."""
+    reset_infos = vec.unwrapped.reset_infos
+    return [reset_infos[i] if done else info for i, (info, done) in enumerate(zip(infos, dones, strict=True))]
 
 
 def mean_action_and_value(

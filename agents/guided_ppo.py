@@ -18,7 +18,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 
-from .cloning import expert_actions, fit
+from .cloning import current_infos, expert_actions, fit
 
 
 class ExpertLabels(BaseCallback):
@@ -30,7 +30,7 @@ class ExpertLabels(BaseCallback):
         self._pending: np.ndarray | None = None  # the label of the observation the next step acts on
 
     def _on_training_start(self) -> None:
-        self._pending = expert_actions(self.training_env)
+        self._pending = expert_actions(self.training_env, self.training_env.unwrapped.reset_infos)
 
     def _on_rollout_start(self) -> None:
         self.labels = []
@@ -41,7 +41,8 @@ class ExpertLabels(BaseCallback):
         if self._pending is None:
             raise RuntimeError("ExpertLabels: no pending label; the callback was not started by learn()")
         self.labels.append(self._pending)
-        self._pending = expert_actions(self.training_env)
+        infos = current_infos(self.training_env, self.locals["infos"], self.locals["dones"])
+        self._pending = expert_actions(self.training_env, infos)
         return True
 
     def flat(self) -> np.ndarray:

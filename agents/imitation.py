@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from carla_gym.cli import HelpFormatter, deprecated_alias, non_negative_int, positive_int
 
-from .cloning import ObservationChunks, expert_actions, fit
+from .cloning import ObservationChunks, current_infos, expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
 from .imitation_checkpoint import (
     ImitationCheckpointError,
@@ -66,21 +66,23 @@ def drive(
     Returns of episodes still running at the end are cut there (bootstrapped with 0).
     """
     obs = cast(dict[str, np.ndarray], vec.reset())  # the env's observations are a Dict
+    infos: list[dict[str, Any]] = list(vec.unwrapped.reset_infos)
     n = vec.num_envs
     observations: dict[str, list[np.ndarray]] = {k: [] for k in obs}
     labels, rewards, dones = [], [], []
     finished: list[dict] = []
     for _ in range(max(steps // n, 1)):
-        expert = expert_actions(vec)
+        expert = expert_actions(vec, infos)
         action = model.predict(obs, deterministic=True)[0] if student_drives else expert
         for k, v in obs.items():
             observations[k].append(v.copy())
         labels.append(expert)
-        next_obs, reward, done, infos = vec.step(action)
+        next_obs, reward, done, step_infos = vec.step(action)
         obs = cast(dict[str, np.ndarray], next_obs)
+        infos = current_infos(vec, step_infos, done)
         rewards.append(reward)
         dones.append(done)
-        finished += [info for info, d in zip(infos, done, strict=False) if d]
+        finished += [info for info, d in zip(step_infos, done, strict=False) if d]
         if progress is not None:
             progress.update(n)
     rewards_t, dones_t = np.array(rewards), np.array(dones)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.exit(2, f"error: {err}\n")
     state = starting_state(args, parser)
-    vec = make_vec_env(args, "train", args.n_envs)
+    vec = make_vec_env(args, "train", args.n_envs, expert_action=True)
     model = new_model(vec, args.seed, args.device, tensorboard_log=None, verbose=0, last_action=args.last_action)
     data: list[RoundData] = []
     if args.resume:

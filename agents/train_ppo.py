@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume and resume_from is None:
         parser.exit(2, f"error: --resume given but {checkpoints} holds no ppo_*_steps.zip checkpoint\n")
 
-    env = make_vec_env(args, "train", args.n_envs)
+    env = make_vec_env(args, "train", args.n_envs, expert_action=args.bc_epochs > 0)
     model = build_model(args, env, resume_from, parser)
     metadata = policy_metadata(args, tuple(model.observation_space["semantic"].shape[-2:]), command)  # type: ignore[index]  # a Dict space
     callbacks: list[BaseCallback] = [

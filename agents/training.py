@@ -159,8 +159,9 @@ def reward_config(args: argparse.Namespace) -> RewardConfig:
     return RewardConfig(**REWARD_FLAGS.given(args))
 
 
-def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> EnvConfig:
-    """The env options of a run: its perception (and weights), camera size, reward and the town split."""
+def env_config(args: argparse.Namespace, split: str, town_index: int = 0, expert_action: bool = False) -> EnvConfig:
+    """The env options of a run: its perception (and weights), camera size, reward and the town split;
+    `expert_action` puts the autopilot's action in every info (imitation's labels)."""
     return EnvConfig(
         reward=reward_config(args),
         perception=args.perception,
@@ -169,14 +170,15 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0) -> Env
         town_index=town_index,
         camera_size=args.camera_size,
         terminate_red_light=args.terminate_red_light,
+        expert_action=expert_action,
     )
 
 
-def make_vec_env(args: argparse.Namespace, split: str, n_envs: int) -> VecEnv:
+def make_vec_env(args: argparse.Namespace, split: str, n_envs: int, expert_action: bool = False) -> VecEnv:
     """One env in this process, or `carla_gym.make_vec` worlds (one process each) with batched perception; either
     behind a `VecMonitor`, so a training env and its one-world evaluation env are of the same type (SB3's
     EvalCallback warns otherwise), and behind a `VecFrameStack` of `args.frame_stack` steps when that is over 1."""
-    config = env_config(args, split)
+    config = env_config(args, split, expert_action=expert_action)
     if n_envs == 1:
         vec: VecEnv = DummyVecEnv(
             [lambda: gym.make("CarlaPerception-v0", config=config, max_episode_steps=args.max_steps)]

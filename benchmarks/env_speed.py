@@ -1,6 +1,6 @@
 """Steps per second of `CarlaPerception-v0` (world + perception + task) and of `make_vec`.
 
-    python benchmarks/env_speed.py [--steps 300] [--weights FOLDER] [--envs 1 2 4]
+    python benchmarks/env_speed.py [--steps 300] [--weights FOLDER] [--envs 1 2 4] [--ask-autopilot]
 
 Measures one env and `carla_gym.make_vec` with 2 and 4 worlds, for `perception="model"` on both
 CPU engines (`engine="torch"`, eager PyTorch, and `"onnxruntime"`, the default) and for
@@ -8,7 +8,9 @@ CPU engines (`engine="torch"`, eager PyTorch, and `"onnxruntime"`, the default) 
 untrained weights unless `--weights` (which does not change the speed). For each number of
 worlds the configurations run side by side: they take turns in blocks of 25 steps, so a change
 in the machine's load affects them alike. Each figure is the median over blocks after a warm-up
-block; vector figures count env steps (n per call). Targets (2 CPU cores): >= 120 steps/s for one
+block; vector figures count env steps (n per call). The worlds' autopilots drive: their actions come with
+each step's infos (`expert_action=True`, as DAgger reads its labels); `--ask-autopilot` adds runs (default
+engine and ground truth) that ask every world each step instead, one more round trip. Targets (2 CPU cores): >= 120 steps/s for one
 env with `lite` perception on the default engine.
 """
 
@@ -25,11 +27,13 @@ import gymnasium as gym
 import torch
 
 import carla_gym
+from agents.cloning import current_infos, expert_actions
 from carla_gym.env.contracts import controls_to_actions
 from perception import build_model, save_weights
 
 BLOCK = 25
 CONFIGS = (("model", "torch"), ("model", "onnxruntime"), ("ground_truth", "auto"))
+ASKED = (("model", "onnxruntime"), ("ground_truth", "auto"))  # --ask-autopilot runs these again, asking
 
 
 class SingleEnv:
@@ -55,32 +59,46 @@ class SingleEnv:
 
 
 class VecEnv:
-    """`carla_gym.make_vec(n)` driven by the worlds' autopilots, timed block by block (env steps/s)."""
+    """`carla_gym.make_vec(n)` driven by the worlds' autopilots, timed block by block (env steps/s).
 
-    def __init__(self, n: int, perception: str, engine: str, weights: str) -> None:
-        self.n = n
-        self.vec = carla_gym.make_vec(n, perception=perception, weights=weights, engine=engine, camera_size=(128, 256))
+    The autopilots' actions come with each step's infos (`expert_action=True`), as DAgger reads its labels;
+    `ask=True` asks every world for them instead, one more round trip per step."""
+
+    def __init__(self, n: int, perception: str, engine: str, weights: str | None, ask: bool = False) -> None:
+        self.n, self.ask = n, ask
+        self.vec = carla_gym.make_vec(
+            n, perception=perception, weights=weights, engine=engine, camera_size=(128, 256), expert_action=not ask
+        )
         self.vec.seed(0)
         self.vec.reset()
+        self.infos = list(self.vec.reset_infos)
 
     def block(self) -> float:
         t0 = time.perf_counter()
         for _ in range(BLOCK):
-            self.vec.step(controls_to_actions(self.vec.env_method("autopilot_control")))
+            if self.ask:
+                self.vec.step(controls_to_actions(self.vec.env_method("autopilot_control")))
+                continue
+            _, _, dones, infos = self.vec.step(expert_actions(self.vec, self.infos))
+            self.infos = current_infos(self.vec, infos, dones)
         return self.n * BLOCK / (time.perf_counter() - t0)
 
     def close(self) -> None:
         self.vec.close()
 
 
-def side_by_side(n: int, weights: str, steps: int) -> dict[tuple[str, str], float]:
-    """Median steps/s of every configuration in `CONFIGS` with `n` worlds, measured in turns."""
-    runners = {}
+def side_by_side(n: int, weights: str, steps: int, ask: bool = False) -> dict[tuple[str, str], float]:
+    """Median steps/s of every configuration in `CONFIGS` with `n` worlds, measured in turns; `ask` adds
+    the default engine and ground truth with the autopilots asked each step (engine suffixed " asked") for n > 1."""
+    runners: dict[tuple[str, str], SingleEnv | VecEnv] = {}
     try:
         for perception, engine in CONFIGS:
             runners[perception, engine] = (
                 SingleEnv(perception, engine, weights) if n == 1 else VecEnv(n, perception, engine, weights)
             )
+        if ask and n > 1:
+            for perception, engine in ASKED:
+                runners[perception, f"{engine} asked"] = VecEnv(n, perception, engine, weights, ask=True)
         rates: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
         for block in range(steps // BLOCK + 1):
             for key, runner in runners.items():
@@ -98,6 +116,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="timed steps per configuration")
     parser.add_argument("--weights", default=None, help="lite weights folder (default: untrained lite weights)")
     parser.add_argument("--envs", type=int, nargs="*", default=[1, 2, 4])
+    parser.add_argument(
+        "--ask-autopilot",
+        action="store_true",
+        help="also run make_vec (default engine, ground truth) asking every world for its autopilot's action each step "
+        "(one more round trip), beside reading it from the step's infos",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)  # the same untrained weights in every run: their ONNX export is cached once
@@ -108,13 +132,22 @@ def main() -> None:
         )
         for n in args.envs:
             label = "1 env" if n == 1 else f"make_vec({n})"
-            rates = side_by_side(n, weights, args.steps)
+            rates = side_by_side(n, weights, args.steps, args.ask_autopilot)
             for (perception, engine), rate in rates.items():
-                name = f"{perception} ({engine})" if perception == "model" else perception
+                asked = ", asked" if engine.endswith("asked") else ""
+                name = (
+                    f"{perception} ({engine.removesuffix(' asked')}){asked}"
+                    if perception == "model"
+                    else perception + asked
+                )
                 target = "  (target >= 120)" if n == 1 and engine == "onnxruntime" else ""
                 print(f"  {name:<20} {label:<12} {rate:7.1f} steps/s{target}", flush=True)
             ratio = rates["model", "onnxruntime"] / rates["model", "torch"]
             print(f"  model onnxruntime / torch, {label}: {ratio:.2f}x", flush=True)
+            for perception, engine in ASKED:
+                if (perception, f"{engine} asked") in rates:
+                    ratio = rates[perception, engine] / rates[perception, f"{engine} asked"]
+                    print(f"  {perception}, actions in the infos / asked, {label}: {ratio:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

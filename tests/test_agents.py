@@ -14,9 +14,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import EvalCallback
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.utils import FloatSchedule
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 
 import agents
+import carla_gym
 from agents import cloning, evaluate, imitation, train_ppo, training
 from agents.cloning import ObservationChunks
 from agents.features import PerceptionExtractor
@@ -25,6 +26,7 @@ from agents.imitation_checkpoint import settings_differences
 from agents.learning_curves import read_scalars
 from agents.training import latest_checkpoint
 from carla_gym.env import observation_space
+from carla_gym.env.contracts import controls_to_actions
 
 TINY = [
     "--n-envs",
@@ -549,3 +551,42 @@ class _SpaceOnlyEnv(gym.Env):
 
     def __init__(self, space):
         self.observation_space, self.action_space = space, gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+def test_expert_labels_from_infos_match_asking_the_worlds_through_episode_ends():
+    """The labels DAgger reads from the step infos are those the worlds' autopilots give when asked, also right
+    after a same-step auto-reset (the label of the new episode's first observation comes from the reset info)."""
+    vec = VecMonitor(
+        carla_gym.make_vec(2, perception="ground_truth", expert_action=True, max_episode_steps=3, camera_size=(64, 128))
+    )
+    try:
+        vec.seed(5)
+        vec.reset()
+        infos = list(vec.unwrapped.reset_infos)
+        ended = 0
+        for _ in range(5):
+            asked = controls_to_actions(vec.env_method("autopilot_control"))
+            assert np.array_equal(cloning.expert_actions(vec, infos), asked)
+            _, _, dones, step_infos = vec.step(asked)
+            infos = cloning.current_infos(vec, step_infos, dones)
+            ended += int(dones.sum())
+        assert ended == 2  # both worlds hit the time limit at step 3
+    finally:
+        vec.close()
+
+
+def test_expert_actions_without_infos_ask_the_worlds_and_current_infos_take_resets_where_done():
+    class Worlds:
+        unwrapped = SimpleNamespace(reset_infos=[{"expert_action": np.array([0.5, 0.5])}, {"at": "reset 1"}])
+
+        def env_method(self, name):
+            assert name == "autopilot_control"
+            return [SimpleNamespace(steer=0.1, throttle=0.7, brake=0.2)] * 2
+
+    worlds = Worlds()
+    from_infos = [{"expert_action": np.array([0.25, -1.0])}, {"expert_action": np.array([0.0, 1.0])}]
+    assert cloning.expert_actions(worlds, from_infos).tolist() == [[0.25, -1.0], [0.0, 1.0]]
+    # an info without the action (an env made without expert_action): the worlds are asked
+    assert np.allclose(cloning.expert_actions(worlds, [from_infos[0], {}]), [[0.1, 0.5], [0.1, 0.5]])
+    current = cloning.current_infos(worlds, [{"at": "step 0"}, {"at": "step 1"}], np.array([False, True]))
+    assert current == [{"at": "step 0"}, {"at": "reset 1"}]

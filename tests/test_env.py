@@ -11,6 +11,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from test_embedded_driving import _facing_building
 
 import carla_gym
+from carla_gym.env import EnvConfig
+from carla_gym.env.contracts import control_to_action
 from perception import build_model, save_weights
 
 SMALL = dict(camera_size=(64, 128), obs_size=(16, 32), vehicles=3, pedestrians=3)
@@ -175,3 +177,25 @@ def test_default_env_uses_the_bundled_weights():
         assert env.observation_space.contains(obs)
     finally:
         env.close()
+
+
+def test_expert_action_in_info_is_the_autopilots_action_in_the_returned_state():
+    env = gym.make("CarlaPerception-v0", perception="ground_truth", expert_action=True, max_episode_steps=5, **SMALL)
+    try:
+        _, info = env.reset(seed=3)
+        for _ in range(3):
+            expected = control_to_action(env.unwrapped.autopilot_control())
+            assert info["expert_action"].dtype == np.float32 and np.array_equal(info["expert_action"], expected)
+            _, _, _, _, info = env.step(expected)
+    finally:
+        env.close()
+    plain = make("ground_truth")
+    try:
+        assert "expert_action" not in plain.reset(seed=3)[1]  # off by default
+    finally:
+        plain.close()
+
+
+def test_expert_action_needs_a_backend_with_an_autopilot():
+    with pytest.raises(ValueError, match="expert_action.*'carla'"):
+        EnvConfig(backend="carla", expert_action=True)

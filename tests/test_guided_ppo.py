@@ -42,8 +42,27 @@ class CounterEnv(gym.Env):
         return Control(steer=float(self._obs()["state"][0]) / 1000.0)
 
 
-def _model(algorithm, **kwargs):
-    env = DummyVecEnv([lambda: CounterEnv(0), lambda: CounterEnv(500)])
+class InfoCounterEnv(CounterEnv):
+    """CounterEnv that puts the autopilot's action in every info, as `EnvConfig(expert_action=True)` does, and
+    answers no direct question: the labels must come from the infos."""
+
+    def reset(self, seed=None, options=None):
+        obs, _ = super().reset(seed=seed)
+        return obs, {"expert_action": self._expert()}
+
+    def step(self, action):
+        obs, reward, terminated, truncated, _ = super().step(action)
+        return obs, reward, terminated, truncated, {"expert_action": self._expert()}
+
+    def _expert(self) -> np.ndarray:
+        return np.array([float(self._obs()["state"][0]) / 1000.0, 0.0], np.float32)
+
+    def autopilot_control(self) -> Control:
+        raise AssertionError("the label was asked of the world, not read from the info")
+
+
+def _model(algorithm, env_class=CounterEnv, **kwargs):
+    env = DummyVecEnv([lambda: env_class(0), lambda: env_class(500)])
     return algorithm(
         "MultiInputPolicy", env, n_steps=12, batch_size=12, n_epochs=1, seed=0, learning_rate=1e-3, **kwargs
     )
@@ -56,8 +75,9 @@ def _action_mse(model, labels: np.ndarray) -> float:
     return float(np.mean((mean - labels) ** 2))
 
 
-def test_labels_match_the_observations_they_were_taken_at():
-    model = _model(GuidedPPO, bc_epochs=1)
+@pytest.mark.parametrize("env_class", [CounterEnv, InfoCounterEnv])
+def test_labels_match_the_observations_they_were_taken_at(env_class):
+    model = _model(GuidedPPO, env_class, bc_epochs=1)
     model.learn(48)
     state = model.rollout_buffer.observations["state"][:, 0]  # flattened by train(), env by env
     labels = model._expert.flat()

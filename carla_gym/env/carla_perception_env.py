@@ -28,7 +28,8 @@ class CarlaPerceptionEnv(gym.Env):
         render_mode: None or "rgb_array".
         **options: the fields of `EnvConfig` (backend, perception, weights, device, engine,
             camera_size, obs_size, route_length, split, town_index, reward, discrete,
-            blocked_seconds, max_route_offset, terminate_off_road, terminate_red_light); any other keyword is a backend
+            blocked_seconds, max_route_offset, terminate_off_road, terminate_red_light, expert_action); any other
+            keyword is a backend
             option passed to `make_backend` (town, host, port, vehicles, ...).
     """
 

@@ -108,6 +108,10 @@ class EnvConfig:
         terminate_off_road: end the episode when the ego leaves the road (it is penalised either way).
         terminate_red_light: end the episode when the ego runs a red light (it is penalised either way), as
             Roach does in training; the leaderboard does not, so evaluation leaves it off.
+        expert_action: put the simulator autopilot's (steer, acceleration) action for the state of the returned
+            observation in `info["expert_action"]` of every reset and step (privileged: the labels of imitation
+            learning). A vector env's worlds compute it in their own processes, in the same round trip as the
+            step. Needs a backend with an autopilot (embedded).
         backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
@@ -127,6 +131,7 @@ class EnvConfig:
     max_route_offset: float = 6.0
     terminate_off_road: bool = True
     terminate_red_light: bool = False
+    expert_action: bool = False
     backend_options: dict[str, Any] = field(default_factory=dict)
     camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
@@ -156,14 +161,16 @@ class EnvConfig:
         except TypeError as err:
             raise ValueError(f"EnvConfig.reward: {err}") from None
         self.discrete, self.terminate_off_road = bool(self.discrete), bool(self.terminate_off_road)
-        self.terminate_red_light = bool(self.terminate_red_light)
+        self.terminate_red_light, self.expert_action = bool(self.terminate_red_light), bool(self.expert_action)
         self.backend_options = dict(self.backend_options)
         for reserved in ("size", "route_length"):
             if reserved in self.backend_options:
                 option = "camera_size" if reserved == "size" else reserved
                 raise ValueError(f"backend option {reserved!r} is set by EnvConfig.{option}; pass {option}= instead")
         # an unknown backend or split, or a town outside the split, fails here rather than in a worker process
-        backend_class(self.backend)
+        backend = backend_class(self.backend)
+        if self.expert_action and not hasattr(backend, "autopilot_control"):
+            raise ValueError(f"EnvConfig.expert_action needs a backend with an autopilot; {self.backend!r} has none")
         self.world_options(0)
 
     @classmethod
@@ -208,4 +215,5 @@ class EnvConfig:
             "max_route_offset": self.max_route_offset,
             "terminate_off_road": self.terminate_off_road,
             "terminate_red_light": self.terminate_red_light,
+            "expert_action": self.expert_action,
         }

@@ -73,8 +73,10 @@ class DrivingTask:
         max_episode_steps: int | None = None,
         terminate_off_road: bool = True,
         terminate_red_light: bool = False,
+        expert_action: bool = False,
     ) -> None:
         self.sim = sim
+        self.expert_action = expert_action
         self.reward_config = reward
         self.blocked_seconds = blocked_seconds
         self.max_route_offset = max_route_offset
@@ -93,7 +95,7 @@ class DrivingTask:
         self.infractions: Counter[Infraction] = Counter({k: 0 for k in Infraction})
         self.trail = [frame.transform[:3, 3].copy()]
         self.episode_return = 0.0
-        return frame, self.info(frame)
+        return frame, self._with_expert(self.info(frame))
 
     def step(self, action: np.ndarray) -> StepResult:
         """Advance one tick with a checked (steer, acceleration) action."""
@@ -135,7 +137,13 @@ class DrivingTask:
         truncated = termination is None and self.max_episode_steps is not None and self.steps >= self.max_episode_steps
         if truncated:
             info["truncation"] = Truncation.TIME_LIMIT.value
-        return StepResult(frame, reward, termination is not None, truncated, info)
+        return StepResult(frame, reward, termination is not None, truncated, self._with_expert(info))
+
+    def _with_expert(self, info: dict[str, Any]) -> dict[str, Any]:
+        """`info` with the autopilot's action in the current state under "expert_action", when asked for."""
+        if self.expert_action:
+            info["expert_action"] = control_to_action(self.sim.autopilot_control())  # type: ignore[attr-defined]
+        return info
 
     def vector_observation(self, frame: Frame) -> dict[str, np.ndarray]:
         """The observation keys that do not come from perception: `state` and `route`."""
