@@ -29,11 +29,11 @@ import torch
 from approach_drives import KINDS, record
 from tqdm import tqdm
 
-from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment, hold_frames
+from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment
 from perception.models import PerceptionPipeline, build_model
 from perception.training.config import StageConfig
 from perception.training.long_drives import evaluate_long_drives
-from perception.training.loop import prepare_rgb, seed_of, stage_loss
+from perception.training.loop import prepare_rgb, seed_of, stage_loss, window_inputs
 from perception.weights import load_weights
 
 DEFAULT_VARIANTS = ("pair,none,0.25", "difference,none,0.25", "difference,s8,0", "difference,s8,0.25")
@@ -73,9 +73,8 @@ def train_filter(
         for b, batch in enumerate(tqdm(loader, total=min(batches, len(loader)), desc=f"epoch {epoch + 1}/{epochs}")):
             if b >= batches:
                 break
-            x = prepare_rgb(batch["rgb"], augment, seed_of(seed, epoch, b))
-            batch = hold_frames({**batch, "rgb": x}, torch.Generator().manual_seed(seed_of(seed, epoch, b, 11)), hold)
-            loss, _, _ = stage_loss(model, stage, batch.pop("rgb"), batch, None, "silog")
+            x, batch = window_inputs(batch, augment, hold, seed_of(seed, epoch, b), seed_of(seed, epoch, b, 11))
+            loss, _, _ = stage_loss(model, stage, x, batch, None, "silog")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -20,8 +20,9 @@ class GeometryFilter(nn.Module):
     """The temporal segmentation + depth model.
 
     Each frame goes through the backbone and the projection; the result (the *embedding*, which the
-    `EgoMotionFilter` pairs across frames, with `motion_detail` beside finer backbone features) updates a ConvGRU state at the bottleneck, and both heads read that
-    state, so predictions carry memory from earlier frames. The embedding is taken before the GRU
+    `EgoMotionFilter` pairs across frames, with `motion_detail` finer backbone features beside it)
+    updates a ConvGRU state at the bottleneck, and both heads read that state, so predictions carry
+    memory from earlier frames. The embedding is taken before the GRU
     so the ego-motion filter sees the current frame's evidence, and stays valid when the GRU is
     fine-tuned with the backbone frozen (stage 4).
 

@@ -129,6 +129,19 @@ def prepare_rgb(rgb: torch.Tensor, augment: TemporalAugment | None, seed: int) -
     return normalize(x)
 
 
+def window_inputs(
+    batch: dict[str, torch.Tensor], augment: TemporalAugment | None, hold_p: float, seed: int, hold_seed: int
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The network input of a batch of windows (`prepare_rgb`, seeded by `seed`) and the batch; with `hold_p`, the
+    cameras of that share of windows stop or start (`hold_frames`, seeded by `hold_seed`) after the noise, so a held
+    frame repeats exactly, as a standing camera's frames do."""
+    x = prepare_rgb(batch["rgb"], augment, seed)
+    if hold_p:
+        batch = hold_frames({**batch, "rgb": x}, torch.Generator().manual_seed(hold_seed), hold_p)
+        x = batch.pop("rgb")
+    return x, batch
+
+
 def selection_metric(stage: StageConfig) -> tuple[str, bool]:
     """The validation metric that schedules a stage's learning rate and picks its best epoch (`keep_best`), and
     whether higher is better: mIoU where segmentation trains with full weight (the CE loss can rise
@@ -459,11 +472,13 @@ class StageRun:
             batch = mirror_frames(batch, g) if cfg.mirror else batch
             if not stage.depth_weight:  # a zoom also changes the camera height that metric depth is learnt against
                 batch = zoom_frames(batch, g, cfg.zoom)
-        x = prepare_rgb(batch["rgb"], self.augment, seed_of(cfg.seed, self.index, epoch, b, rank))
-        if stage.window > 1 and stage.hold_p:  # after the noise: a held frame repeats exactly, as a standing camera's
-            g = torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 11))
-            batch = hold_frames({**batch, "rgb": x}, g, stage.hold_p)
-            x = batch.pop("rgb")
+        x, batch = window_inputs(
+            batch,
+            self.augment,
+            stage.hold_p,
+            seed_of(cfg.seed, self.index, epoch, b, rank),
+            seed_of(cfg.seed, self.index, epoch, b, rank, 11),
+        )
         return x.to(self.ctx.device), {k: v.to(self.ctx.device) for k, v in batch.items()}
 
     def validate(self) -> Validation:
