@@ -54,6 +54,12 @@ def _origin(run: str | Path) -> str:
     return str(run) if saved is None else str(saved.get("run", run))
 
 
+def _label(run: str | Path) -> str:
+    """A run's legend label when none is given: a saved curve's own label, else the run's path."""
+    saved = _saved(run)
+    return str(run) if saved is None else str(saved["label"])
+
+
 def _logs(run: Path) -> list[EventAccumulator]:
     folders = sorted({f.parent for f in run.rglob("events.out.tfevents.*")}) if run.is_dir() else []
     if not folders:
@@ -114,18 +120,29 @@ def smooth(values: Sequence[float], window: int) -> list[float]:
     return [sum(values[max(0, i + 1 - window) : i + 1]) / min(window, i + 1) for i in range(len(values))]
 
 
+def _per_run(window: int | Sequence[int], runs: int) -> list[int]:
+    """One smoothing window per run, from one window for all of them or one each."""
+    windows = [window] if isinstance(window, int) else list(window)
+    if len(windows) == 1:
+        return windows * runs
+    if len(windows) != runs:
+        raise ValueError(f"{len(windows)} smoothing windows for {runs} runs: give one, or one per run")
+    return windows
+
+
 def plot_curves(
     runs: Sequence[str | Path],
     out: str | Path,
     labels: Sequence[str] | None = None,
     tags: Sequence[str] = DEFAULT_TAGS,
     title: str | None = None,
-    window: int = 1,
+    window: int | Sequence[int] = 1,
     json_out: str | Path | None = None,
     timesteps: int | None = None,
 ) -> Path:
-    """Plot each run's curve (see `read_scalars`, smoothed over `window` points) against env steps into the PNG
-    `out`; returns its path. `json_out` also writes the raw points and every `SAVED_PREFIXES` scalar of each run,
+    """Plot each run's curve (see `read_scalars`, smoothed over `window` points: one window for every run, or one per
+    run, so that a run logged every few thousand steps and one logged once a round can share a figure) against env
+    steps into the PNG `out`; returns its path. `json_out` also writes the raw points and every `SAVED_PREFIXES` scalar of each run,
     so the figure and the episode statistics behind it outlive the runs' logs. `timesteps` keeps only the points up
     to that many env steps (curves and JSON), to compare runs of different lengths on the same budget.
 
@@ -134,13 +151,14 @@ def plot_curves(
         raise ValueError(f"{len(labels)} labels for {len(runs)} runs: give one label per run")
     if timesteps is not None and timesteps < 1:
         raise ValueError(f"--timesteps must be >= 1, got {timesteps}")
+    windows = _per_run(window, len(runs))
     raw = []
     for run in runs:
         tag, steps, values = read_scalars(run, tags)
         cut = up_to({"steps": steps, "values": values}, timesteps)
         raw.append((tag, cut["steps"], cut["values"]))
-    curves = [(tag, steps, smooth(values, window)) for tag, steps, values in raw]
-    names = list(labels or [str(r) for r in runs])
+    curves = [(tag, steps, smooth(values, w)) for (tag, steps, values), w in zip(raw, windows, strict=True)]
+    names = list(labels or [_label(r) for r in runs])
     try:
         import matplotlib
 
@@ -148,18 +166,19 @@ def plot_curves(
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("plotting learning curves needs matplotlib: pip install matplotlib") from None
-    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for (_, steps, values), label in zip(curves, names, strict=True):
-        axes.plot(steps, values, label=label)
+    # The legend goes under the axes, a line per run, so that it never hides a curve.
+    figure, axes = plt.subplots(figsize=(6.4, 4.0 + 0.2 * len(runs)), dpi=100)
+    for (_, steps, values), label, w in zip(curves, names, windows, strict=True):
+        axes.plot(steps, values, label=label + (f" (mean of {w} points)" if w > 1 else ""))
     used = sorted({tag for tag, _, _ in curves})
     axes.set_xlabel("env steps")
-    axes.set_ylabel(" / ".join(used) + (f" (mean of {window} points)" if window > 1 else ""))
+    axes.set_ylabel(" / ".join(used))
     if "driving/route_completion" in used and len(used) == 1:
         axes.set_ylim(0.0, 1.0)
     if title:
         axes.set_title(title)
     axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize="small")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), fontsize="small", frameon=False)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -171,13 +190,14 @@ def plot_curves(
                 "label": label,
                 "run": _origin(run),
                 "tag": tag,
+                "smoothing_window": w,
                 "steps": steps,
                 "values": values,
                 "scalars": {tag: up_to(points, timesteps) for tag, points in read_all(run).items()},
             }
-            for run, label, (tag, steps, values) in zip(runs, names, raw, strict=True)
+            for run, label, (tag, steps, values), w in zip(runs, names, raw, windows, strict=True)
         ]
-        Path(json_out).write_text(json.dumps({"smoothing_window": window, "curves": rows}, indent=1) + "\n")
+        Path(json_out).write_text(json.dumps({"curves": rows}, indent=1) + "\n")
     return out
 
 
@@ -194,7 +214,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--title", default=None)
     parser.add_argument("--out", type=Path, default=Path("learning_curves.png"), help="PNG to write")
-    parser.add_argument("--smooth", type=int, default=1, help="plot the trailing mean of N points (1: raw)")
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="plot the trailing mean of N points (1: raw): one N for every run, or one per run",
+    )
     parser.add_argument(
         "--json", type=Path, default=None, help="also write the raw points (and driving/*, rollout/* scalars) here"
     )

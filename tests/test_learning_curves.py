@@ -49,7 +49,7 @@ def test_cli_plots_each_run_into_a_png_and_keeps_an_earlier_png_on_a_bad_run(tmp
         learning_curves.main([str(tmp_path / "a"), str(tmp_path / "b"), "--labels", "A", "B", "--out", str(out)]) == 0
     )
     image = cv2.imread(str(out))
-    assert image is not None and image.shape == (400, 640, 3)
+    assert image is not None and image.shape == (440, 640, 3)  # a legend line under the axes per run
     before = out.read_bytes()
     with pytest.raises(SystemExit) as err:
         learning_curves.main([str(tmp_path / "a"), str(tmp_path / "missing"), "--out", str(out)])
@@ -85,8 +85,8 @@ def test_cli_writes_the_raw_points_as_json(tmp_path):
         == 0
     )
     saved = json.loads(data.read_text())
-    assert saved["smoothing_window"] == 2
     curve = saved["curves"][0]
+    assert curve["smoothing_window"] == 2
     assert len(saved["curves"]) == 1 and (curve["label"], curve["tag"]) == ("A", "driving/route_completion")
     assert curve["steps"] == [0, 1000, 2000] and curve["values"] == pytest.approx([0.0, 0.4, 0.8])  # not smoothed
     assert curve["scalars"]["driving/route_completion"]["steps"] == [0, 1000, 2000]
@@ -94,6 +94,19 @@ def test_cli_writes_the_raw_points_as_json(tmp_path):
     assert "train/loss" not in curve["scalars"]
     with pytest.raises(SystemExit):
         learning_curves.main([str(tmp_path / "a"), "--smooth", "0", "--out", str(out)])
+
+
+def test_smooth_takes_one_window_per_run(tmp_path):
+    pytest.importorskip("matplotlib")
+    _log(tmp_path / "ppo", {"driving/route_completion": [(0, 0.0), (1000, 0.4), (2000, 0.8)]})
+    _log(tmp_path / "dagger", {"driving/route_completion": [(0, 0.9), (1000, 0.5)]})
+    runs, out, data = [str(tmp_path / "ppo"), str(tmp_path / "dagger")], str(tmp_path / "c.png"), tmp_path / "c.json"
+    assert learning_curves.main([*runs, "--smooth", "2", "1", "--out", out, "--json", str(data)]) == 0
+    assert [c["smoothing_window"] for c in json.loads(data.read_text())["curves"]] == [2, 1]
+    assert learning_curves.main([*runs, "--smooth", "3", "--out", out, "--json", str(data)]) == 0
+    assert [c["smoothing_window"] for c in json.loads(data.read_text())["curves"]] == [3, 3]
+    with pytest.raises(ValueError, match="3 smoothing windows for 2 runs"):
+        learning_curves.plot_curves(runs, out, window=[1, 2, 3])
 
 
 def test_timesteps_cuts_every_run_to_the_same_budget(tmp_path):
@@ -128,7 +141,7 @@ def test_a_curve_saved_with_json_is_drawn_again_without_its_logs(tmp_path):
     run = f"{saved}#old run"
     assert learning_curves.main([run, "--out", str(tmp_path / "2.png"), "--json", str(again)]) == 0
     curve = json.loads(again.read_text())["curves"][0]
-    assert (curve["tag"], curve["steps"]) == ("driving/route_completion", [0, 1000])
+    assert (curve["label"], curve["tag"], curve["steps"]) == ("old run", "driving/route_completion", [0, 1000])
     assert curve["values"] == pytest.approx([0.2, 0.6])
     assert curve["run"] == str(tmp_path / "a")  # where the points were logged, not the JSON they came from
     assert curve["scalars"]["rollout/ep_len_mean"]["values"] == pytest.approx([9.0])
