@@ -142,8 +142,8 @@ def plot_curves(
 ) -> Path:
     """Plot each run's curve (see `read_scalars`, smoothed over `window` points: one window for every run, or one per
     run, so that a run logged every few thousand steps and one logged once a round can share a figure) against env
-    steps into the PNG `out`; returns its path. `json_out` also writes the raw points and every `SAVED_PREFIXES` scalar of each run,
-    so the figure and the episode statistics behind it outlive the runs' logs. `timesteps` keeps only the points up
+    steps into the PNG `out`; returns its path. `json_out` also writes the raw points and every `SAVED_PREFIXES`
+    scalar of each run, so the figure and the episode statistics behind it outlive the runs' logs. `timesteps` keeps only the points up
     to that many env steps (curves and JSON), to compare runs of different lengths on the same budget.
 
     Every run is read before anything is written, so a bad run leaves an earlier `out` untouched."""

@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from perception.conventions import CLASS_NAMES
-from perception.data import Clip, ClipStore
+from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import confusion_matrix, iou_from_confusion
 from perception.models.preprocess import normalize
 from perception.training.long_drives import DRIVING_CLASSES
-from perception.weights import load_weights
+from perception.weights import WeightsError, load_weights
 
 BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
 CHUNK = 10  # frames per forward pass; the state is carried across chunks
@@ -123,9 +123,14 @@ def main() -> None:
     p.add_argument("--sweeps", type=int, default=2, help="coordinate-ascent sweeps over the classes (default 2)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
+    if min(args.frame_step, args.pixel_step, args.sweeps) < 1:
+        p.error("--frame-step, --pixel-step and --sweeps must be at least 1")
     torch.set_grad_enabled(False)
-    model = load_weights(args.weights).eval()
-    store = ClipStore(args.data.expanduser())
+    try:
+        model = load_weights(args.weights).eval()
+        store = ClipStore(args.data.expanduser())
+    except (WeightsError, ClipFormatError, FileNotFoundError) as e:
+        p.error(str(e))
     val, test = store.clips(split="val"), store.clips(split="test")
     if not val or not test:
         p.error(f"{args.data}: needs recordings of both the val and the test split")
