@@ -27,24 +27,21 @@ from perception.conventions import CLASS_NAMES
 from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import confusion_matrix, iou_from_confusion
 from perception.models.preprocess import normalize
-from perception.training.long_drives import DRIVING_CLASSES
+from perception.training.long_drives import DRIVING_CLASSES, read_chunks
 from perception.weights import WeightsError, load_weights
 
 BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
-CHUNK = 10  # frames per forward pass; the state is carried across chunks
 
 
 @torch.no_grad()
 def recording_logits(model: torch.nn.Module, clip: Clip) -> tuple[torch.Tensor, np.ndarray]:
     """Temporal-mode logits (T, C, H, W) of one recording, the state carried through it, and its labels (T, H, W)."""
     state, logits, labels = None, [], []
-    for start in range(0, len(clip), CHUNK):
-        frames = [clip.frame(i) for i in range(start, min(start + CHUNK, len(clip)))]
-        rgb = torch.from_numpy(np.stack([f["rgb"] for f in frames])).permute(0, 3, 1, 2).float() / 255.0
-        out = model(normalize(rgb)[None], state)
+    for chunk in read_chunks(clip):
+        out = model(normalize(chunk["rgb"])[None], state)
         state = out["state"]
         logits.append(out["seg_logits"][0])
-        labels.append(np.stack([f["semantic"] for f in frames]))
+        labels.append(chunk["semantic"])
     return torch.cat(logits), np.concatenate(labels)
 
 

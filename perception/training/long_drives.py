@@ -121,7 +121,7 @@ def motion_states(
     return states
 
 
-def _read_chunks(clip: Clip, size: int = CHUNK) -> Iterator[dict[str, Any]]:
+def read_chunks(clip: Clip, size: int = CHUNK) -> Iterator[dict[str, Any]]:
     """A clip's frames in chunks: rgb (t, 3, H, W) in [0, 1], semantic (t, H, W) class ids, depth (t, H, W) metres."""
     for start in range(0, len(clip), size):
         frames = [clip.frame(i) for i in range(start, min(start + size, len(clip)))]
@@ -180,7 +180,7 @@ def _score_drive(
     of every frame, and the `road_users` classes' recall counts by distance (hits and totals stacked,
     `recall_by_distance_counts`). Each chunk of frames is read once and fed to both modes."""
     truths: deque[tuple[np.ndarray, np.ndarray]] = deque()  # of the chunks read, until both modes predicted them
-    feeds = itertools.tee(_split_chunks(_read_chunks(clip), truths), len(MODES))
+    feeds = itertools.tee(_split_chunks(read_chunks(clip), truths), len(MODES))
     drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
     drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
     recall = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
