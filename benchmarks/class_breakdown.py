@@ -24,26 +24,24 @@ import torch
 
 from perception.conventions import CLASS_NAMES
 from perception.data import Clip, ClipFormatError, ClipStore
+from perception.metrics.segmentation import recall_by_distance_counts
 from perception.models.preprocess import normalize
-from perception.training.long_drives import read_chunks
+from perception.training.long_drives import band_label, read_chunks
 from perception.weights import WeightsError, load_weights
 
 BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
-EDGES = (10.0, 20.0, 40.0, 80.0)
+EDGES_M = (0.0, 10.0, 20.0, 40.0, 80.0, float("inf"))
 
 
 def band_counts(
-    pred: np.ndarray, label: np.ndarray, depth: np.ndarray, cls: int, edges: tuple[float, ...]
+    pred: np.ndarray, label: np.ndarray, depth: np.ndarray, cls: int, edges_m: tuple[float, ...]
 ) -> np.ndarray:
-    """True positives, false positives and misses of class `cls` (rows) per true-depth band (columns: below
-    `edges[0]`, between consecutive edges, from `edges[-1]` on), over pixels of equal-shaped arrays."""
-    band = np.digitize(depth, edges)
-    counts = np.zeros((3, len(edges) + 1), np.int64)
-    for row, mask in enumerate(
-        ((pred == cls) & (label == cls), (pred == cls) & (label != cls), (pred != cls) & (label == cls))
-    ):
-        counts[row] = np.bincount(band[mask], minlength=len(edges) + 1)
-    return counts
+    """True positives, false positives and misses of class `cls` (rows) per band of true depth (columns; band b holds
+    `edges_m[b] <= depth < edges_m[b + 1]`), from the report's recall counts: a pixel predicted as the class is
+    counted where it truly is."""
+    (hits,), (labelled,) = recall_by_distance_counts(pred, label, depth, [cls], edges_m)
+    _, (predicted,) = recall_by_distance_counts(label, pred, depth, [cls], edges_m)
+    return np.stack([hits, predicted - hits, labelled - hits])
 
 
 def scores(counts: np.ndarray) -> dict:
@@ -70,18 +68,18 @@ def shares(counts: np.ndarray, top: int = 3) -> dict[str, float]:
 
 
 @torch.no_grad()
-def recording_breakdown(model: torch.nn.Module, clip: Clip, cls: int, edges: tuple[float, ...]) -> dict:
+def recording_breakdown(model: torch.nn.Module, clip: Clip, cls: int, edges_m: tuple[float, ...]) -> dict:
     """Band counts of one recording (state carried through it), what its false positives truly are (`false_as`) and
     what its missed pixels were predicted as (`missed_as`), per class, and the median true depth of its labelled pixels
     (None: none)."""
-    state, counts = None, np.zeros((3, len(edges) + 1), np.int64)
+    state, counts = None, np.zeros((3, len(edges_m) - 1), np.int64)
     false_as, missed_as = np.zeros((2, len(CLASS_NAMES)), np.int64)
     depths = []
     for chunk in read_chunks(clip):
         out = model(normalize(chunk["rgb"])[None], state)
         state = out["state"]
         pred, label, depth = out["seg_logits"][0].argmax(1).numpy(), chunk["semantic"], chunk["depth"]
-        counts += band_counts(pred, label, depth, cls, edges)
+        counts += band_counts(pred, label, depth, cls, edges_m)
         false_as += np.bincount(label[(pred == cls) & (label != cls)], minlength=len(CLASS_NAMES))
         missed_as += np.bincount(pred[(pred != cls) & (label == cls)], minlength=len(CLASS_NAMES))
         depths.append(depth[label == cls])
@@ -94,12 +92,12 @@ def recording_breakdown(model: torch.nn.Module, clip: Clip, cls: int, edges: tup
     }
 
 
-def dataset_breakdown(model: torch.nn.Module, clips: list[Clip], cls: int, edges: tuple[float, ...]) -> dict:
+def dataset_breakdown(model: torch.nn.Module, clips: list[Clip], cls: int, edges_m: tuple[float, ...]) -> dict:
     """The class's scores over all recordings, per depth band and per recording, with what its false positives
     truly are and what its misses were predicted as."""
-    per = [recording_breakdown(model, clip, cls, edges) for clip in clips]
+    per = [recording_breakdown(model, clip, cls, edges_m) for clip in clips]
     counts = sum(r["counts"] for r in per)
-    names = [f"<{edges[0]:g}"] + [f"{a:g}-{b:g}" for a, b in pairwise(edges)] + [f">={edges[-1]:g}"]
+    names = [band_label(lo, hi) for lo, hi in pairwise(edges_m)]
     return {
         "overall": scores(counts.sum(1)),
         "by_depth_m": {name: scores(counts[:, i]) for i, name in enumerate(names)},
@@ -128,12 +126,16 @@ def main() -> None:
     p.add_argument("--drives", type=Path, default=None, help="long drives to score too (optional)")
     p.add_argument("--class", dest="cls", default="Vehicles", choices=CLASS_NAMES, help="class (default Vehicles)")
     p.add_argument(
-        "--edges", type=float, nargs="+", default=list(EDGES), help="depth band edges in metres (default 10 20 40 80)"
+        "--edges",
+        type=float,
+        nargs="+",
+        default=list(EDGES_M[1:-1]),
+        help="inner depth band edges in metres, the bands running from 0 to infinity (default 10 20 40 80)",
     )
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
-    edges = tuple(args.edges)
-    if any(b <= a for a, b in pairwise(edges)) or edges[0] <= 0:
+    edges_m = (0.0, *args.edges, float("inf"))
+    if any(b <= a for a, b in pairwise(edges_m)):
         p.error(f"--edges must be positive and increasing, got {' '.join(map(str, args.edges))}")
     torch.set_grad_enabled(False)
     try:
@@ -151,7 +153,7 @@ def main() -> None:
         "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "weights": str(args.weights),
         "class": args.cls,
-        **{name: dataset_breakdown(model, clips, cls, edges) for name, clips in sets.items()},
+        **{name: dataset_breakdown(model, clips, cls, edges_m) for name, clips in sets.items()},
     }
     print(json.dumps(result, indent=1))
     if args.json:

@@ -26,8 +26,8 @@ def test_band_counts_split_hits_false_alarms_and_misses_by_true_depth():
     label = np.array([1, 1, 0, 0, 1, 0])
     pred = np.array([1, 0, 1, 0, 1, 1])
     depth = np.array([5.0, 15.0, 15.0, 5.0, 50.0, 10.0])  # 10 m falls in the second band: bands are [a, b)
-    counts = class_breakdown.band_counts(pred, label, depth, 1, (10.0, 20.0))
-    #                          <10  10-20  >=20
+    counts = class_breakdown.band_counts(pred, label, depth, 1, (0.0, 10.0, 20.0, float("inf")))
+    #                         0-10 10-20  20+
     assert counts.tolist() == [[1, 0, 1], [0, 2, 0], [0, 1, 0]]  # true positives, false positives, misses
 
 
@@ -67,12 +67,12 @@ class Always(torch.nn.Module):
 def test_a_model_that_says_vehicles_everywhere_finds_every_vehicle_pixel(smoke_data: Path):
     clips = ClipStore(smoke_data).clips(split="val")
     labels = np.concatenate([clip.frame(i)["semantic"].ravel() for clip in clips for i in range(len(clip))])
-    out = class_breakdown.dataset_breakdown(Always(VEHICLES), clips, VEHICLES, (10.0, 40.0))
+    out = class_breakdown.dataset_breakdown(Always(VEHICLES), clips, VEHICLES, (0.0, 10.0, 40.0, float("inf")))
     vehicles = int((labels == VEHICLES).sum())
     assert out["overall"]["pixels"] == vehicles == sum(r["pixels"] for r in out["recordings"])
     assert sum(r["false_positives"] for r in out["recordings"]) == labels.size - vehicles
     assert sum(b["pixels"] for b in out["by_depth_m"].values()) == vehicles
-    assert list(out["by_depth_m"]) == ["<10", "10-40", ">=40"]
+    assert list(out["by_depth_m"]) == ["0-10 m", "10-40 m", "40+ m"]
     if vehicles:
         assert out["overall"]["recall"] == 1.0
     assert out["misses_predicted_as"] == {}
