@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from carla_gym.datasets import RecordingConfig, cache_root, clip_name, record_clips
+from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from perception.data import ClipStore
 from perception.training.long_drives import evaluate_long_drives, long_drive_table
 from perception.weights import load_weights
 
-BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
 KINDS = ("episode", "approach")
 
 
@@ -43,7 +43,9 @@ def record(kind: str, split: str, drives: int, frames: int, size: tuple[int, int
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, nargs="+", default=[BUNDLED], help="weights folders (default: bundled)")
+    p.add_argument(
+        "--weights", type=Path, nargs="+", default=[BUNDLED_WEIGHTS], help="weights folders (default: bundled)"
+    )
     p.add_argument("--split", choices=("train", "val", "test"), default="val", help="towns to drive (default val)")
     p.add_argument("--drives", type=int, default=3, help="drives of each kind per town (default 3)")
     p.add_argument("--frames", type=int, default=300, help="frames per drive (default 300)")

@@ -23,14 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from perception.conventions import CLASS_NAMES
 from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import confusion_matrix, iou_from_confusion
 from perception.models.preprocess import normalize
 from perception.training.long_drives import DRIVING_CLASSES, read_chunks
 from perception.weights import WeightsError, load_weights
-
-BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
 
 
 @torch.no_grad()
@@ -112,7 +111,7 @@ def scores(model: torch.nn.Module, clips: list[Clip], offsets: np.ndarray) -> di
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=BUNDLED, help="weights folder (default: bundled)")
+    p.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, help="weights folder (default: bundled)")
     p.add_argument("--data", type=Path, required=True, help="recordings with val and test splits (the training cache)")
     p.add_argument("--drives", type=Path, default=None, help="long test-town drives to score too (optional)")
     p.add_argument("--frame-step", type=int, default=2, help="fit on every N-th validation frame (default 2)")

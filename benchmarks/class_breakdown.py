@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from perception.conventions import CLASS_NAMES
 from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import recall_by_distance_counts
@@ -29,7 +30,6 @@ from perception.models.preprocess import normalize
 from perception.training.long_drives import band_label, read_chunks
 from perception.weights import WeightsError, load_weights
 
-BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
 EDGES_M = (0.0, 10.0, 20.0, 40.0, 80.0, float("inf"))
 
 
@@ -120,7 +120,7 @@ def dataset_breakdown(model: torch.nn.Module, clips: list[Clip], cls: int, edges
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=BUNDLED, help="weights folder (default: bundled)")
+    p.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, help="weights folder (default: bundled)")
     p.add_argument("--data", type=Path, required=True, help="recordings folder (e.g. the training cache)")
     p.add_argument("--split", default="test", help="which split of --data and --drives to score (default test)")
     p.add_argument("--drives", type=Path, default=None, help="long drives to score too (optional)")

@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from perception.data.clips import Clip, ClipStore
 from perception.metrics.depth import DepthMetrics
 from perception.metrics.segmentation import SegmentationMetrics
 from perception.onnx_engine import RESULT_NAMES, STATE_NAMES, OnnxStep, cpu_session
 from perception.streaming import PerceptionOutput, TemporalPerception
 
-BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
 ROUND = 5  # frames per graph before the next one takes its turn
 
 
@@ -169,7 +169,7 @@ def _version(package: str) -> str | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=BUNDLED, help="weights folder (default: the bundled lite)")
+    p.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, help="weights folder (default: the bundled lite)")
     p.add_argument("--data", type=Path, required=True, help="clips recorded with carla_gym.collect (train and val)")
     p.add_argument("--calib-every", type=int, default=2, help="calibrate on every n-th training frame (default 2)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: torch's)")

@@ -17,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from carla_gym.training_data import record_drives
 from perception.training.long_drives import (
     LongDriveConfig,
@@ -25,12 +26,10 @@ from perception.training.long_drives import (
 )
 from perception.weights import load_weights
 
-BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--weights", type=Path, default=BUNDLED)
+    p.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS)
     p.add_argument("--drives", "--clips", type=int, default=3, help="drives on the test town (default 3)")
     p.add_argument("--frames", type=int, default=1000, help="frames per drive (default 1000, the env's episode limit)")
     p.add_argument("--block", "--stretch", type=int, default=100, help="frames per scored block (default 100)")

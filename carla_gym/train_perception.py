@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from perception.data import ClipFormatError, ClipStore
 from perception.training import (
+    SCHEDULES,
     STAGE_NAMES,
     EpisodeData,
     StageConfig,
@@ -111,6 +112,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "stride": (lambda v: v >= 1, "window starts need at least 1 frame between them"),
     "clutter_p": (lambda v: v <= 1.0, "probabilities must be at most 1"),
     "hold_p": (lambda v: v <= 1.0, "probabilities must be at most 1"),
+    "schedule": (lambda v: v in SCHEDULES, f"known schedules: {', '.join(SCHEDULES)}"),
     "interpolate": (lambda v: 0.0 < v <= 1.0, "the fraction must be above 0 and at most 1"),
     "bptt": (lambda v: v is None or v >= 2, "a chunk needs at least 2 frames"),
     "max_batches": (lambda v: v is None or v >= 1, "a cap needs at least 1 batch (none: no cap)"),

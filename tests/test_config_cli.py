@@ -216,6 +216,7 @@ def test_train_drive_frames_sets_the_drive_window_unless_window_sets_it():
         (["--clutter", "seq=1.5"], "--clutter seq=1.5: probabilities must be at most 1"),
         (["--hold", "ego=2"], "--hold ego=2: probabilities must be at most 1"),
         (["--bptt", "seq=1"], "--bptt seq=1: a chunk needs at least 2 frames"),
+        (["--schedule", "seg=linear"], "--schedule seg=linear: known schedules: plateau, cosine"),
         (["--window", "ego=1"], "--window ego=1: a window needs at least 2 frames"),
         (["--extra-towns", "-1"], "--extra-towns -1: must not be negative"),
         (["--camera-size", "0", "64"], "--camera-size 0 64: an image needs at least 1 pixel"),

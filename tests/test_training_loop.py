@@ -23,6 +23,7 @@ from perception.training.loop import (
     Validation,
     check_inputs,
     interpolate_weights,
+    lr_scheduler,
     run_stage,
     snapshot,
     starting_checkpoint,
@@ -81,24 +82,25 @@ def test_check_inputs_names_bad_stages(stages: list[str], needle: str, tmp_path:
 
 
 def _seg_stage(
-    data: Path, out: Path, budgets: list[int | None], interpolate: float = 1.0
-) -> tuple[dict, dict, list[StageResult], dict]:
+    data: Path, out: Path, budgets: list[int | None], interpolate: float = 1.0, schedule: str = "plateau"
+) -> tuple[dict, dict, list[StageResult], list[dict]]:
     """The smoke profile's seg stage for 2 epochs at a high learning rate, run in calls of `budgets` epochs, each
     resuming from the checkpoint the call before left; returns the weights before and after, each call's result
-    and the last checkpoint."""
+    and the checkpoint each call left."""
     cfg = default_config("lite", "smoke")
     stage = cfg.stage("seg")
-    stage.epochs, stage.lr, stage.interpolate = 2, 1e-2, interpolate
+    stage.epochs, stage.lr, stage.interpolate, stage.schedule = 2, 1e-2, interpolate, schedule
     cfg.stages = [stage]
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.preset)
     before = snapshot(model)
     ctx = RunContext(cfg, data, out, torch.device("cpu"), Dist(), None, None, lambda _: None, {"data": {}})
-    ckpt, results = None, []
+    ckpt, results, ckpts = None, [], []
     for budget in budgets:
         results.append(run_stage(model, stage, ctx, ckpt, [], budget))
         ckpt = torch.load(ctx.folder / CHECKPOINT_FILE, weights_only=True)
-    return before, model.state_dict(), results, ckpt
+        ckpts.append(ckpt)
+    return before, model.state_dict(), results, ckpts
 
 
 def test_stage_stops_after_its_epoch_budget_and_resumes(smoke_data: Path, tmp_path: Path, one_thread) -> None:
@@ -106,7 +108,8 @@ def test_stage_stops_after_its_epoch_budget_and_resumes(smoke_data: Path, tmp_pa
     one, restoring the step count, and ends with the same weights and best epoch as an uninterrupted stage."""
     final, best = {}, {}
     for name, budgets in (("whole", [None]), ("split", [1, None])):
-        _, final[name], results, ckpt = _seg_stage(smoke_data, tmp_path / name, budgets)
+        _, final[name], results, ckpts = _seg_stage(smoke_data, tmp_path / name, budgets)
+        ckpt = ckpts[-1]
         expected = [StageResult(2, True)] if budgets == [None] else [StageResult(1, False), StageResult(1, True)]
         assert results == expected
         assert (ckpt["epoch"], ckpt["step"], ckpt["completed"]) == (2, 4, ["seg"])  # 2 batches per epoch
@@ -131,8 +134,8 @@ def test_interpolated_stage_ends_between_its_start_and_its_training_also_when_re
     smoke_data: Path, tmp_path: Path, one_thread
 ) -> None:
     before, trained, _, _ = _seg_stage(smoke_data, tmp_path / "full", [None])
-    _, half, _, half_ckpt = _seg_stage(smoke_data, tmp_path / "half", [None], interpolate=0.5)
-    _, resumed, _, resumed_ckpt = _seg_stage(smoke_data, tmp_path / "resumed", [1, None], interpolate=0.5)
+    _, half, _, (half_ckpt,) = _seg_stage(smoke_data, tmp_path / "half", [None], interpolate=0.5)
+    _, resumed, _, (_, resumed_ckpt) = _seg_stage(smoke_data, tmp_path / "resumed", [1, None], interpolate=0.5)
     assert "stage_start" not in half_ckpt and "stage_start" not in resumed_ckpt  # only a stage in progress has it
     moved = [k for k, v in trained.items() if v.is_floating_point() and not torch.equal(v, before[k])]
     assert moved
@@ -140,3 +143,38 @@ def test_interpolated_stage_ends_between_its_start_and_its_training_also_when_re
         torch.testing.assert_close(half[k], (before[k] + trained[k]) / 2)
     for k, v in half.items():
         assert torch.equal(v, resumed[k]), k
+
+
+@pytest.mark.parametrize("epochs, batches, expected", [(1, 4, [0.8536, 0.5, 0.1464, 0.0]), (2, 1, [0.5, 0.0])])
+def test_cosine_schedule_falls_to_zero_over_the_stage_batches(epochs: int, batches: int, expected: list) -> None:
+    """lr 1 over 4 batches: 0.5 (1 + cos(pi k / 4)) after batch k = 1..4."""
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    stage = StageConfig("seg", epochs, 1, schedule="cosine")
+    scheduler = lr_scheduler(optimizer, stage, batches, higher=True)
+    seen = []
+    for _ in range(epochs * batches):
+        optimizer.step()
+        scheduler.step()
+        seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == pytest.approx(expected, abs=1e-4)
+
+
+def test_plateau_schedule_drops_after_patience_epochs_without_improvement() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = lr_scheduler(optimizer, StageConfig("seg", 5, 1, patience=1), 10, higher=True)
+    lrs = []
+    for score in (0.5, 0.4, 0.4):  # best first, then two epochs without improvement: the second drops it
+        scheduler.step(score)
+        lrs.append(optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1.0, 1.0, 0.1])
+
+
+def test_cosine_stage_resumes_where_its_schedule_stopped(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    """The smoke seg stage (2 epochs of 2 batches, lr 1e-2) with the cosine schedule: half the rate after its
+    first epoch, 0 at its end; stopped after one epoch and resumed, it ends with the same weights."""
+    _, whole, _, (end,) = _seg_stage(smoke_data, tmp_path / "whole", [None], schedule="cosine")
+    _, split, _, (half, _) = _seg_stage(smoke_data, tmp_path / "split", [1, None], schedule="cosine")
+    assert half["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.5e-2)
+    assert end["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    for k, v in whole.items():
+        assert torch.equal(v, split[k]), k

@@ -3,7 +3,16 @@
 Never imports `carla_gym`: data comes in as a folder of recorded clips.
 """
 
-from .config import STAGE_NAMES, EpisodeData, StageConfig, TrainConfig, default_config
+from .config import SCHEDULES, STAGE_NAMES, EpisodeData, StageConfig, TrainConfig, default_config
 from .loop import TrainingError, train
 
-__all__ = ["STAGE_NAMES", "EpisodeData", "StageConfig", "TrainConfig", "TrainingError", "default_config", "train"]
+__all__ = [
+    "SCHEDULES",
+    "STAGE_NAMES",
+    "EpisodeData",
+    "StageConfig",
+    "TrainConfig",
+    "TrainingError",
+    "default_config",
+    "train",
+]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 STAGE_NAMES: tuple[str, ...] = ("seg", "depth", "ego", "seq", "drive")
+# A stage's learning-rate schedules (`StageConfig.schedule`).
+SCHEDULES: tuple[str, ...] = ("plateau", "cosine")
 # The stages that run the whole pipeline through time, its recurrent state carried from frame to frame: `seq` on the
 # short clips, `drive` through whole long drives.
 MEMORY_STAGES: tuple[str, ...] = ("seq", "drive")
@@ -65,6 +67,11 @@ class StageConfig:
         None,
         "also train on windows of N frames cut from the recordings shorter than the stage's window, e.g. the "
         "20-frame clips beside whole drives (none: recordings shorter than the window are left out)",
+    )
+    schedule: str = _opt(
+        "plateau",
+        "learning-rate schedule per stage: plateau (ReduceLROnPlateau on the validation metric) or cosine (from "
+        "lr down to 0 over the stage's batches, a half cosine)",
     )
     patience: int = _opt(2, "ReduceLROnPlateau epochs without improvement before the learning rate drops 10x")
     keep_best: bool = _opt(True, "end the stage with its best validation epoch (off: with its last)")

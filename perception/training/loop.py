@@ -6,10 +6,11 @@ train, validate, step the scheduler, keep the best epoch, report, checkpoint. Th
 per-batch pieces (seeding, input preparation, the stage loss, gradient averaging).
 
 Every stage trains the one `PerceptionPipeline`; `stages.TRAINABLE` says which parts. After each
-epoch: validation (the stage's selection metric, `selection_metric`, drives ReduceLROnPlateau and
-picks the epoch whose weights the stage ends with), TensorBoard scalars and a sample image, and an
-atomic checkpoint, so `resume=True` continues from the last completed epoch and ends with the same
-weights as an uninterrupted run (shuffling and augmentation are seeded from (seed, stage, epoch, batch)).
+epoch: validation (the stage's selection metric, `selection_metric`, drives ReduceLROnPlateau when that
+is the stage's schedule, `lr_scheduler`, and picks the epoch whose weights the stage ends with),
+TensorBoard scalars and a sample image, and an atomic checkpoint, so `resume=True` continues from the
+last completed epoch and ends with the same weights as an uninterrupted run (shuffling and augmentation
+are seeded from (seed, stage, epoch, batch)).
 Checkpoints keep the run's config and an identity of its clips; resuming with other settings or other
 data is refused with the list of differences.
 
@@ -33,6 +34,7 @@ from typing import Any, NamedTuple, cast
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, ReduceLROnPlateau
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -66,7 +68,7 @@ from .checkpoint import (
     save_checkpoint,
     stage_checkpoint_file,
 )
-from .config import STAGE_NAMES, StageConfig, TrainConfig
+from .config import SCHEDULES, STAGE_NAMES, StageConfig, TrainConfig
 from .errors import TrainingError
 from .stages import describe, set_trainable
 
@@ -352,6 +354,21 @@ def stage_loaders(
     )
 
 
+def lr_scheduler(
+    optimizer: torch.optim.Optimizer, stage: StageConfig, batches: int, higher: bool
+) -> LRScheduler | ReduceLROnPlateau:
+    """The stage's learning-rate schedule (`stage.schedule`): `plateau` drops the rate 10x when the validation metric
+    (higher or lower is better, `higher`) has not improved for `stage.patience` epochs, stepped once per epoch with
+    the score; `cosine` takes it from `stage.lr` down to 0 along a half cosine over the stage's `epochs x batches`
+    batches, stepped once per batch (a rate annealed to 0 ends the stage on settled weights, not on the last noisy
+    steps at full rate)."""
+    if stage.schedule == "plateau":
+        return ReduceLROnPlateau(optimizer, mode="max" if higher else "min", factor=0.1, patience=stage.patience)
+    if stage.schedule == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=max(stage.epochs * batches, 1))
+    raise ValueError(f"stage {stage.name!r}: unknown schedule {stage.schedule!r} (known: {', '.join(SCHEDULES)})")
+
+
 class StageRun:
     """One curriculum stage in training: its data loaders, trainable parameters, optimizer and scheduler, the
     optimizer step count and the best validation epoch so far. `run_stage` drives it epoch by epoch.
@@ -374,9 +391,8 @@ class StageRun:
         ctx.log(describe(model, stage))
         self.optimizer = torch.optim.Adam(self.params, lr=stage.lr)
         self.metric, self.higher = selection_metric(stage)
-        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.optimizer, mode="max" if self.higher else "min", factor=0.1, patience=stage.patience
-        )
+        batches = min(len(self.loader), stage.max_batches or len(self.loader))
+        self.scheduler = lr_scheduler(self.optimizer, stage, batches, self.higher)
         self.step = 0
         self.best: Best | None = None
         # With `interpolate` < 1 the stage ends between the weights it starts from and those it trains.
@@ -433,6 +449,8 @@ class StageRun:
                 for k, v in losses.items():
                     sums[k] = sums.get(k, 0.0) + v
                 bar.set_postfix(loss=f"{losses['total']:.3f}")
+            if not isinstance(self.scheduler, ReduceLROnPlateau):  # per-batch schedules
+                self.scheduler.step()
         sync_buffers(self.model, self.ctx.d)
         return {k: v / max(n, 1) for k, v in sums.items()}
 
@@ -604,7 +622,8 @@ def run_stage(
         train_means = run.train_epoch(epoch)
         val = run.validate()
         score = val.score(run.metric)
-        run.scheduler.step(score)
+        if isinstance(run.scheduler, ReduceLROnPlateau):
+            run.scheduler.step(score)
         run.keep_if_best(score, epoch + 1)
         run.report(epoch, train_means, val, time.time() - t0)
         last = epoch + 1 == stage.epochs
