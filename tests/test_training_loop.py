@@ -147,7 +147,7 @@ def test_interpolated_stage_ends_between_its_start_and_its_training_also_when_re
 
 @pytest.mark.parametrize("epochs, batches, expected", [(1, 4, [0.8536, 0.5, 0.1464, 0.0]), (2, 1, [0.5, 0.0])])
 def test_cosine_schedule_falls_to_zero_over_the_stage_batches(epochs: int, batches: int, expected: list) -> None:
-    """lr 1 over 4 batches: 0.5 (1 + cos(pi k / 4)) after batch k = 1..4."""
+    """lr 1 over N = epochs x batches batches: 0.5 (1 + cos(pi k / N)) after batch k = 1..N, whatever the epochs."""
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     stage = StageConfig("seg", epochs, 1, schedule="cosine")
     scheduler = lr_scheduler(optimizer, stage, batches, higher=True)
