@@ -8,8 +8,10 @@ a stage's end, `perception.training.loop.interpolate_weights`) are scored on the
 (the training run's recordings), so that the fraction is chosen without the test town: temporal and
 per-frame mIoU on its clips of at most `--clip-frames` frames, and on its long drives (the longer
 recordings) overall and per block, with the number of blocks where the temporal model's lead has a 95%
-interval above 0. `--start` and `--end` are weights folders or training checkpoints (`OUT/checkpoints/*.pt`);
-`--save DIR` also writes each fraction's weights to DIR/F<fraction> (for `evaluate_perception`).
+interval above 0, and where the memory's update gate sits on the clips. `--start` and `--end` are weights
+folders or training checkpoints (`OUT/checkpoints/*.pt`; two checkpoints score the network of their run's
+preset, and `--fractions 0,1` scores a stage's start and end); `--save DIR` also writes each fraction's
+weights to DIR/F<fraction> (for `evaluate_perception`).
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from perception.data import ClipStore
-from perception.models import PerceptionPipeline
+from perception.models import PerceptionPipeline, build_model
 from perception.training.checkpoint import load_checkpoint, restore_model
-from perception.training.evaluation import evaluate
+from perception.training.evaluation import evaluate, load_clip, predict_clip
 from perception.training.long_drives import evaluate_long_drives
 from perception.training.loop import interpolate_weights, snapshot
 from perception.weights import load_weights, read_weights_config, save_weights
@@ -40,8 +43,47 @@ def state_of(path: Path, model: PerceptionPipeline) -> dict[str, torch.Tensor]:
     return snapshot(model)
 
 
-def score(model: PerceptionPipeline, clips: list, drives: list) -> dict[str, dict[str, float]]:
-    """Both modes' mIoU on the short clips and on the drives, and the drives' blocks with a sure temporal lead."""
+def memory_gates(model: PerceptionPipeline, clips: list) -> dict[str, dict[str, float]]:
+    """Where the ConvGRU's update gate z sits (`h' = (1 - z) h + z n`) over `clips` run in temporal mode: on each
+    clip's first frame (the zero state: per-frame mode) and from its 6th frame on. Per part: mean z, the shares of
+    z above 0.95 (`z_near_1`: the memory left out) and below 0.05 (`z_near_0`: the frame left out), and the mean |h'|
+    the heads read (`state_abs_mean`)."""
+    cell = model.geometry_filter.convgru
+    steps: list[tuple[float, float, float, float]] = []
+
+    def record(module: torch.nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        x, h = inputs[0], inputs[1] if len(inputs) > 1 and inputs[1] is not None else cell.initial_state(inputs[0])
+        z = torch.sigmoid(cell.conv_gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)[0]
+        steps.append(
+            (
+                z.mean().item(),
+                (z > 0.95).float().mean().item(),
+                (z < 0.05).float().mean().item(),
+                out.abs().mean().item(),
+            )
+        )
+
+    handle = cell.register_forward_hook(record)
+    firsts, later = [], []
+    try:
+        with torch.no_grad():
+            for clip in clips:
+                steps.clear()
+                predict_clip(model, load_clip(clip)["rgb"].float() / 255.0, "temporal", torch.device("cpu"))
+                firsts.append(steps[0])
+                later.extend(steps[5:])
+    finally:
+        handle.remove()
+    keys = ("z_mean", "z_near_1", "z_near_0", "state_abs_mean")
+    return {
+        part: dict(zip(keys, torch.tensor(rows).mean(0).tolist(), strict=True))
+        for part, rows in (("first_frame", firsts), ("frames_6_on", later))
+    }
+
+
+def score(model: PerceptionPipeline, clips: list, drives: list) -> dict[str, dict[str, Any]]:
+    """Both modes' mIoU on the short clips and on the drives, the drives' blocks with a sure temporal lead, and the
+    memory's update gate on the clips (`memory_gates`)."""
     clean = evaluate(model, clips, corruptions=())["results"]["clean"]
     section = evaluate_long_drives(model, drives)
     blocks = section["blocks"]
@@ -52,6 +94,7 @@ def score(model: PerceptionPipeline, clips: list, drives: list) -> dict[str, dic
             "blocks": len(blocks),
             "blocks_lead_above_0": sum(b["temporal_vs_per_frame"]["miou_ci95"][0] > 0 for b in blocks),
         },
+        "memory_gates": memory_gates(model, clips),
     }
 
 
@@ -73,10 +116,15 @@ def main() -> None:
         p.error(f"--fractions {args.fractions}: each must be in [0, 1]")
 
     folder = next((x for x in (args.end, args.start) if x.is_dir()), None)
-    if folder is None:
-        p.error("--start or --end must be a weights folder: its config.json names the network")
-    model = load_weights(folder).eval()
-    config = read_weights_config(folder)
+    if folder is not None:
+        model, config = load_weights(folder).eval(), read_weights_config(folder)
+    elif args.save:
+        p.error("--save needs --start or --end to be a weights folder: its config.json names the input size")
+    else:  # two checkpoints: the network of the run's preset
+        ckpt = load_checkpoint(args.end.parent, args.end.name)
+        if ckpt is None:
+            p.error(f"{args.end} does not exist")
+        model, config = build_model(json.loads(ckpt["config"])["preset"]).eval(), {}
     start, end = state_of(args.start, model), state_of(args.end, model)
     recordings = ClipStore(args.data).clips(split="val")
     clips = [c for c in recordings if len(c) <= args.clip_frames]
