@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from perception import build_model
 from perception.conventions import matrix_to_pose6
 from perception.data import ClipWindows
 from perception.losses import pose_loss
-from perception.training import default_config, train
+from perception.training import StageConfig, default_config, train
 from perception.training.loop import bptt_chunks, is_better, prepare_rgb, stage_loss, window_slice
 from perception.training.stages import set_trainable
 
@@ -432,3 +433,40 @@ def test_torchrun_two_cpu_processes(smoke_data: Path, tmp_path: Path) -> None:
     result = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "weights" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize(
+    "stage, expected",
+    [
+        (StageConfig("seg", 1, 8), True),
+        (StageConfig("seg", 1, 4, window=2), True),
+        (StageConfig("depth", 1, 4, window=3, depth_weight=1.0), True),
+        (StageConfig("ego", 1, 4, window=6, seg_weight=0.0, pose_weight=1.0), False),
+        (StageConfig("seq", 1, 2, window=20, pose_weight=1.0), False),
+        (StageConfig("drive", 1, 2, window=300), False),
+    ],
+)
+def test_only_stages_without_poses_or_memory_mirror_and_zoom(stage: StageConfig, expected: bool) -> None:
+    assert stage.mirrors_and_zooms is expected
+
+
+def test_a_seg_stage_on_short_windows_mirrors_and_zooms_whole_windows(
+    smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread
+) -> None:
+    """A seg stage on 2-frame windows (the memory carried from the first frame to the second) gets the same seeded
+    mirroring and zooming as one on single frames, one choice per window."""
+    from perception.training import loop
+
+    seen: dict[str, list[tuple[int, ...]]] = {"mirror": [], "zoom": []}
+    for name, fn in (("mirror", loop.mirror_frames), ("zoom", loop.zoom_frames)):
+
+        def record(batch: dict, *args: object, _name: str = name, _fn=fn, **kwargs: object) -> dict:
+            seen[_name].append(tuple(batch["rgb"].shape))
+            return _fn(batch, *args, **kwargs)
+
+        monkeypatch.setattr(loop, f"{name}_frames", record)
+    cfg = default_config("lite", "smoke")
+    cfg.stages = [dataclasses.replace(cfg.stage("seg"), window=2, batch_size=2, max_batches=2)]
+    train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lambda _: None)
+    assert seen["mirror"] and seen["zoom"]
+    assert all(shape[:2] == (2, 2) for shape in seen["mirror"] + seen["zoom"])  # (batch, window, ...)

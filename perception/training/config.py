@@ -88,6 +88,13 @@ class StageConfig:
         """Whether the stage runs the whole pipeline through time (`MEMORY_STAGES`)."""
         return self.name in MEMORY_STAGES
 
+    @property
+    def mirrors_and_zooms(self) -> bool:
+        """Whether the stage's training windows, single frames or longer, may be mirrored and zoomed (`TrainConfig.
+        mirror`, `zoom`): not with a pose loss (a mirrored or zoomed window would need other poses), nor in the memory
+        stages."""
+        return not self.pose_weight and not self.memory
+
 
 @dataclass(frozen=True)
 class EpisodeData:

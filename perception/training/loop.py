@@ -485,7 +485,7 @@ class StageRun:
             batch = random_crops(
                 batch, torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 5)), cfg.crop
             )
-        if stage.window == 1:
+        if stage.mirrors_and_zooms:
             g = torch.Generator().manual_seed(seed_of(cfg.seed, self.index, epoch, b, rank, 7))
             batch = mirror_frames(batch, g) if cfg.mirror else batch
             if not stage.depth_weight:  # a zoom also changes the camera height that metric depth is learnt against
