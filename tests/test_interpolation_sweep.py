@@ -31,7 +31,7 @@ def test_memory_gates_of_a_constant_gru(gate_bias: float, smoke_data: Path, one_
             conv.weight.zero_()
         cell.conv_gates.bias[:hidden] = gate_bias  # the first half of the gates is z
         cell.conv_candidate.bias.fill_(0.5)
-    clips = [c for c in ClipStore(smoke_data).clips(split="val")][:2]
+    clips = ClipStore(smoke_data).clips(split="val")[:2]
     gates = interpolation_sweep.memory_gates(model, clips)
 
     z, n = torch.sigmoid(torch.tensor(gate_bias)).item(), torch.tanh(torch.tensor(0.5)).item()

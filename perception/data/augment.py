@@ -120,8 +120,8 @@ def mirror_frames(
     batch: dict[str, torch.Tensor], generator: torch.Generator, p: float = 0.5
 ) -> dict[str, torch.Tensor]:
     """Mirror each item's RGB, labels and depth (every frame of its window) left to right with probability `p`
-    (stages without a pose loss only: a mirrored window would need mirrored poses). The camera's principal point is the image centre, so
-    the mirrored depth is still the depth of the mirrored image."""
+    (stages without a pose loss only: a mirrored window would need mirrored poses). The camera's principal point
+    is the image centre, so the mirrored depth is still the depth of the mirrored image."""
     flip = torch.rand(batch["rgb"].shape[0], generator=generator) < p
     if not flip.any():
         return batch
@@ -193,8 +193,8 @@ def zoom_frames(
     batch: dict[str, torch.Tensor], generator: torch.Generator, max_zoom: float = 1.5, p: float = 0.5
 ) -> dict[str, torch.Tensor]:
     """Zoom each item (every frame of its window alike) in by a random factor in [1, `max_zoom`] around a random
-    point with probability `p` (stages without a pose loss only: zooming changes the apparent ego-motion). Objects appear at more sizes than
-    the recorded clips show them; the aspect ratio is kept."""
+    point with probability `p` (stages without a pose loss only: zooming changes the apparent ego-motion).
+    Objects appear at more sizes than the recorded clips show them; the aspect ratio is kept."""
     if max_zoom <= 1.0:
         return batch
     count, full_h, full_w = batch["rgb"].shape[0], *batch["semantic"].shape[-2:]
