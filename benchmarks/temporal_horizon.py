@@ -7,16 +7,18 @@ cached like `evaluate_perception --long-drives`) and prints, per `--block` frame
 the temporal model's lead with a 95% interval from a paired bootstrap over drives, the driving classes'
 IoU and the ego-motion error while standing, starting and moving (`perception.training.long_drives`).
 
-    python benchmarks/temporal_horizon.py                                   # bundled weights, 3 x 1000 frames
+    python benchmarks/temporal_horizon.py                                   # bundled weights, 10 x 1000 frames
     python benchmarks/temporal_horizon.py --weights runs/perception/weights --drives 5 --frames 600
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
+from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from carla_gym.training_data import record_drives
 from perception.training.long_drives import (
@@ -26,18 +28,17 @@ from perception.training.long_drives import (
 )
 from perception.weights import load_weights
 
+FLAGS = ConfigFlags(LongDriveConfig, defaults=LongDriveConfig())
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS)
-    p.add_argument("--drives", "--clips", type=int, default=3, help="drives on the test town (default 3)")
-    p.add_argument("--frames", type=int, default=1000, help="frames per drive (default 1000, the env's episode limit)")
-    p.add_argument("--block", "--stretch", type=int, default=100, help="frames per scored block (default 100)")
-    p.add_argument("--seed", type=int, default=7, help="recording seed (other than the training data's 0)")
+    FLAGS.add_to(p)
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     try:
-        config = LongDriveConfig(drives=args.drives, frames=args.frames, block=args.block, seed=args.seed)
+        config = dataclasses.replace(LongDriveConfig(), **FLAGS.given(args))
     except ValueError as err:
         p.error(str(err))
     if not config.drives:

@@ -2,7 +2,7 @@
 
     python -m carla_gym.evaluate_perception runs/perception/weights --data ~/clips
     python -m carla_gym.evaluate_perception WEIGHTS --data DIR --split all --out /tmp/eval --no-corruptions
-    python -m carla_gym.evaluate_perception WEIGHTS --data DIR --long-drives 3 --drive-frames 1000   # env regime
+    python -m carla_gym.evaluate_perception WEIGHTS --data DIR --long-drives 10   # env regime
 
 Writes OUT/report.json (per-frame baseline vs temporal model, clean and under each corruption) and
 OUT/pictures/ (segmentation GIF, depth PNG and point cloud of the first clip). OUT defaults to

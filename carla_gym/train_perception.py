@@ -60,10 +60,10 @@ from .training_data import data_description, record, record_drives
 
 
 def default_long_drives(profile: str) -> LongDriveConfig:
-    """The report's long drives on the test town: tiny for the smoke profile, 3 x 300 frames otherwise."""
+    """The report's long drives on the test town: tiny for the smoke profile, 10 x 300 frames otherwise."""
     if profile == "smoke":
         return LongDriveConfig(drives=1, frames=12, block=6)
-    return LongDriveConfig(drives=3, frames=300, block=100)
+    return LongDriveConfig(frames=300)
 
 
 LITE = default_config("lite")

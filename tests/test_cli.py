@@ -62,7 +62,7 @@ def test_use_sde_no_longer_takes_a_number(capsys):
         (collect.build_parser, "--camera-size", "(default: 256 512)"),
         (train_perception.build_parser, "--epochs N[,N...]", "(default: the preset's; lite 7,11,4,4,2)"),
         (train_perception.build_parser, "--mirror, --no-mirror", "(default: the preset's; lite on)"),
-        (train_perception.build_parser, "--eval-drives N", "(default: the profile's; default profile 3)"),
+        (train_perception.build_parser, "--eval-drives N", "(default: the profile's; default profile 10)"),
         (evaluate_perception.build_parser, "--drive-frames", "(default: 1000)"),
     ],
 )

@@ -29,6 +29,8 @@ from perception.training.long_drives import (
     DISTANCE_BANDS_M,
     DISTANCE_CLASSES,
     DRIVING_CLASSES,
+    FEW_DRIVES,
+    FEW_DRIVES_NOTE,
     MOVING,
     STANDING,
     STARTING,
@@ -196,6 +198,7 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
         sums = state["per_drive"]["temporal_translation_error_sum_m"]
         assert sum(sums) / state["pairs"] == pytest.approx(state["temporal"]["translation_error_m"])
     table = long_drive_table(section)
+    assert FEW_DRIVES_NOTE in table and FEW_DRIVES_NOTE not in long_drive_table({**section, "drives": FEW_DRIVES})
     assert "0-10" in table and "20-25" in table and "standing" in table and "Vehicles" in table
     assert "Pedestrian recall by true distance (0-5 m, 5-10 m, 10-20 m, 20-40 m, 40+ m)" in table
 

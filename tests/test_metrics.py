@@ -72,6 +72,27 @@ def test_paired_bootstrap_by_hand():
         paired_bootstrap(a, b[:1])
 
 
+@pytest.mark.parametrize("repeats", [1, 2])
+def test_paired_bootstrap_over_three_clips_spans_their_range(repeats):
+    """Model a is perfect; model b takes e of clip k's 100 class-0 pixels for class 1 (e = 0, 10, 30), so
+    b's pooled mIoU falls as the resample's mean e rises, and each clip's own lead is its worst case. With
+    3 clips a resample is the worst clip three times with p = 1/27 > 2.5%: the interval ends at the worst
+    and best clip's own lead. With each clip twice (6 clips) those resamples are rare and the interval
+    lies strictly inside."""
+    errors = [0, 10, 30] * repeats
+    b = np.array([[[100 - e, e], [0, 100]] for e in errors])
+    a = np.array([[[100, 0], [0, 100]]] * len(errors))
+
+    def lead(e: float) -> float:  # b's mIoU minus a's (1) at mean error e per clip
+        return ((100 - e) / 100 + 100 / (100 + e)) / 2 - 1
+
+    low, high = paired_bootstrap(a, b, iterations=4000, seed=0)["miou_ci95"]
+    if repeats == 1:
+        assert [low, high] == pytest.approx([lead(30), lead(0)])
+    else:
+        assert lead(30) < low < high < lead(0)
+
+
 def test_miou_is_dataset_level_and_skips_classes_absent_from_gt():
     m = SegmentationMetrics(num_classes=4)
     m.update(torch.from_numpy(PRED[:4]), torch.from_numpy(TARGET[:4]))  # batch by batch, torch or numpy
