@@ -54,7 +54,7 @@ def memory_gates(model: PerceptionPipeline, clips: list) -> dict[str, dict[str, 
     def record(module: torch.nn.Module, inputs: tuple, out: torch.Tensor) -> None:
         x = inputs[0]
         h = inputs[1] if len(inputs) > 1 and inputs[1] is not None else cell.initial_state(x)
-        z = torch.sigmoid(cell.conv_gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)[0]
+        z, _ = cell.gates(x, h)
         steps.append(
             (
                 z.mean().item(),

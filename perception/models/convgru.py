@@ -29,9 +29,14 @@ class ConvGRUCell(nn.Module):
         """The zero state matching input `x` (N, in, h, w)."""
         return x.new_zeros(x.shape[0], self.hidden_channels, x.shape[2], x.shape[3])
 
+    def gates(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The update gate z and the reset gate r, each (N, hidden, h, w), for input `x` and state `h`."""
+        z, r = torch.sigmoid(self.conv_gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
+        return z, r
+
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
         """One step: input (N, in, h, w), state (N, hidden, h, w) or None -> new state (N, hidden, h, w)."""
         h = self.initial_state(x) if state is None else state
-        z, r = torch.sigmoid(self.conv_gates(torch.cat([x, h], dim=1))).chunk(2, dim=1)
+        z, r = self.gates(x, h)
         n = torch.tanh(self.conv_candidate(torch.cat([x, r * h], dim=1)))
         return torch.lerp(h.to(n.dtype), n, z.to(n.dtype))  # (1 - z) * h + z * n (dtypes agree under autocast)
