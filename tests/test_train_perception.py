@@ -22,7 +22,7 @@ from perception.data import ClipWindows
 from perception.losses import pose_loss
 from perception.training import StageConfig, default_config, train
 from perception.training.loop import bptt_chunks, is_better, prepare_rgb, stage_loss, window_slice
-from perception.training.stages import set_trainable
+from perception.training.stages import param_groups, set_trainable
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -470,3 +470,31 @@ def test_a_seg_stage_on_short_windows_mirrors_and_zooms_whole_windows(
     train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lambda _: None)
     assert seen["mirror"] and seen["zoom"]
     assert all(shape[:2] == (2, 2) for shape in seen["mirror"] + seen["zoom"])  # (batch, window, ...)
+
+
+@pytest.mark.parametrize("memory_lr, rates", [(1.0, [1e-3]), (0.1, [1e-3, 1e-4]), (0.0, [1e-3])])
+def test_memory_lr_scales_or_freezes_the_memory(memory_lr: float, rates: list[float]) -> None:
+    model = build_model("lite")
+    stage = StageConfig("seg", 1, 1, lr=1e-3, memory_lr=memory_lr)
+    trainable = set_trainable(model, stage)
+    groups = param_groups(model, stage)
+    assert [g["lr"] for g in groups] == pytest.approx(rates)
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(map(id, trainable))  # each once
+    memory = list(model.geometry_filter.convgru.parameters())
+    assert all(p.requires_grad is (memory_lr > 0) for p in memory)
+    if len(groups) == 2:
+        assert {id(p) for p in groups[1]["params"]} == set(map(id, memory))
+
+
+def test_a_stage_with_its_memory_frozen_leaves_it_unchanged(smoke_data: Path, tmp_path: Path, one_thread) -> None:
+    cfg = default_config("lite", "smoke")
+    seg = dataclasses.replace(cfg.stage("seg"), memory_lr=0.0, max_batches=2)
+    weights = {}
+    for epochs in (0, 1):  # 0: the seeded initial weights
+        cfg.stages = [dataclasses.replace(seg, epochs=epochs)]
+        model = train(cfg, smoke_data, tmp_path / f"run{epochs}", device="cpu", log=lambda _: None)
+        weights[epochs] = model.state_dict()
+    memory = [k for k in weights[0] if k.startswith("geometry_filter.convgru.")]
+    assert memory and all(torch.equal(weights[0][k], weights[1][k]) for k in memory)
+    head = "geometry_filter.seg_head.head.head.weight"
+    assert not torch.equal(weights[0][head], weights[1][head])  # the rest of the stage trained

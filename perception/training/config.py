@@ -41,6 +41,9 @@ class StageConfig:
     window: int = _opt(1, "frames per training window (1: a per-frame stage)")
     stride: int = _opt(1, "frames between window starts")
     lr: float = _opt(3e-4, "Adam learning rate per stage")
+    memory_lr: float = _opt(
+        1.0, "the ConvGRU memory's learning rate as a fraction of the stage's --lr (0: the memory stays frozen)"
+    )
     seg_weight: float = _opt(1.0, "weight of the segmentation cross-entropy")
     depth_weight: float = _opt(0.0, "weight of the depth loss (on log-depth)")
     pose_weight: float = _opt(

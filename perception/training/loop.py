@@ -70,7 +70,7 @@ from .checkpoint import (
 )
 from .config import SCHEDULES, STAGE_NAMES, StageConfig, TrainConfig
 from .errors import TrainingError
-from .stages import describe, set_trainable
+from .stages import describe, param_groups, set_trainable
 
 
 @dataclass
@@ -389,7 +389,7 @@ class StageRun:
 
         self.params = set_trainable(model, stage)
         ctx.log(describe(model, stage))
-        self.optimizer = torch.optim.Adam(self.params, lr=stage.lr)
+        self.optimizer = torch.optim.Adam(param_groups(model, stage))
         self.metric, self.higher = selection_metric(stage)
         batches = min(len(self.loader), stage.max_batches or len(self.loader))
         self.scheduler = lr_scheduler(self.optimizer, stage, batches, self.higher)

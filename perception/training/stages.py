@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from .config import STAGE_NAMES, StageConfig
@@ -33,6 +35,8 @@ ALL_PARTS = (
     "geometry_filter.depth_decoder",
     "ego_motion_filter",
 )
+# The temporal memory, whose learning rate a stage may scale (`StageConfig.memory_lr`).
+MEMORY = "geometry_filter.convgru"
 
 
 def check_stages(names: list[str]) -> list[str]:
@@ -49,11 +53,15 @@ LOSS_OF_PART: dict[str, str] = {"ego_motion_filter": "pose_weight", "geometry_fi
 
 
 def trainable_parts(stage: StageConfig | str) -> tuple[str, ...]:
-    """The sub-modules that train in `stage`: the stage's `TRAINABLE` parts whose loss has weight in it (a bare
-    stage name: all of that stage's parts)."""
+    """The sub-modules that train in `stage`: the stage's `TRAINABLE` parts whose loss has weight in it, less the
+    memory when its `memory_lr` is 0 (a bare stage name: all of that stage's parts)."""
     if isinstance(stage, str):
         return TRAINABLE[stage]
-    return tuple(p for p in TRAINABLE[stage.name] if p not in LOSS_OF_PART or getattr(stage, LOSS_OF_PART[p]))
+    return tuple(
+        p
+        for p in TRAINABLE[stage.name]
+        if (p not in LOSS_OF_PART or getattr(stage, LOSS_OF_PART[p])) and (p != MEMORY or stage.memory_lr)
+    )
 
 
 def set_trainable(model: nn.Module, stage: StageConfig | str) -> list[nn.Parameter]:
@@ -72,12 +80,27 @@ def set_trainable(model: nn.Module, stage: StageConfig | str) -> list[nn.Paramet
     return params
 
 
-def describe(model: nn.Module, stage: StageConfig | str) -> str:
-    """A line per part saying whether it trains in `stage`, with its parameter count (printed at stage start)."""
+def param_groups(model: nn.Module, stage: StageConfig) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups for `stage`: every trainable part at the stage's
+    `lr`, except the memory at `memory_lr` times it, in a second group, when that fraction is not 1. The first group
+    is the stage's rate, the one the log reports."""
     parts = trainable_parts(stage)
-    name = stage if isinstance(stage, str) else stage.name
+    separate = stage.memory_lr != 1 and MEMORY in parts
+    main = [p for path in parts if not (separate and path == MEMORY) for p in model.get_submodule(path).parameters()]
+    groups: list[dict[str, Any]] = [{"params": main, "lr": stage.lr}]
+    if separate:
+        groups.append({"params": list(model.get_submodule(MEMORY).parameters()), "lr": stage.lr * stage.memory_lr})
+    return groups
+
+
+def describe(model: nn.Module, stage: StageConfig | str) -> str:
+    """A line per part saying whether it trains in `stage`, with its parameter count and, for a memory at another
+    rate, that rate (printed at stage start)."""
+    parts = trainable_parts(stage)
+    name, scale = (stage, 1.0) if isinstance(stage, str) else (stage.name, stage.memory_lr)
     lines = [f"stage {name!r}:"]
     for path in ALL_PARTS:
         n = sum(p.numel() for p in model.get_submodule(path).parameters())
-        lines.append(f"  {'train ' if path in parts else 'frozen'}  {path:<32} {n / 1e6:7.3f}M")
+        rate = f"  at {scale:g}x the stage's rate" if path == MEMORY and path in parts and scale != 1 else ""
+        lines.append(f"  {'train ' if path in parts else 'frozen'}  {path:<32} {n / 1e6:7.3f}M{rate}")
     return "\n".join(lines)
