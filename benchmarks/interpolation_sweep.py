@@ -27,7 +27,7 @@ from perception.data import ClipStore
 from perception.models import PerceptionPipeline, build_model
 from perception.training.checkpoint import load_checkpoint, restore_model
 from perception.training.evaluation import evaluate, load_clip, predict_clip
-from perception.training.long_drives import evaluate_long_drives
+from perception.training.long_drives import FEW_DRIVES, FEW_DRIVES_NOTE, evaluate_long_drives
 from perception.training.loop import interpolate_weights, snapshot
 from perception.weights import load_weights, read_weights_config, save_weights
 
@@ -154,6 +154,7 @@ def main() -> None:
             "data": str(args.data),
             "val_clips": len(clips),
             "val_drives": len(drives),
+            "blocks_note": f"blocks_lead_above_0 {FEW_DRIVES_NOTE}" if len(drives) < FEW_DRIVES else None,
             "fractions": results,
             "command": config.get("extra", {}).get("command"),
         }
