@@ -81,9 +81,9 @@ def set_trainable(model: nn.Module, stage: StageConfig | str) -> list[nn.Paramet
 
 
 def param_groups(model: nn.Module, stage: StageConfig) -> list[dict[str, Any]]:
-    """The optimizer's parameter groups for `stage`: every trainable part at the stage's
-    `lr`, except the memory at `memory_lr` times it, in a second group, when that fraction is not 1. The first group
-    is the stage's rate, the one the log reports."""
+    """The optimizer's parameter groups for `stage`: every trainable part at the stage's `lr`, except the memory at
+    `memory_lr` times it, in a second group, when that fraction is not 1. The first group is at the stage's rate, the
+    one the log reports; a schedule scales both alike."""
     parts = trainable_parts(stage)
     separate = stage.memory_lr != 1 and MEMORY in parts
     main = [p for path in parts if not (separate and path == MEMORY) for p in model.get_submodule(path).parameters()]
