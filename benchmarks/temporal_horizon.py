@@ -14,7 +14,6 @@ IoU and the ego-motion error while standing, starting and moving (`perception.tr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -38,7 +37,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     try:
-        config = dataclasses.replace(LongDriveConfig(), **FLAGS.given(args))
+        config = LongDriveConfig(**FLAGS.given(args))
     except ValueError as err:
         p.error(str(err))
     if not config.drives:
