@@ -29,7 +29,7 @@ from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import confusion_matrix, iou_from_confusion
 from perception.models.preprocess import normalize
 from perception.training.long_drives import DRIVING_CLASSES, read_chunks
-from perception.weights import WeightsError, load_weights
+from perception.weights import WeightsError, load_weights, weights_record
 
 
 @torch.no_grad()
@@ -136,7 +136,7 @@ def main() -> None:
     offsets, history = fit_offsets(logits, labels, np.arange(-2.0, 2.01, 0.25), args.sweeps)
     result = {
         "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "weights": str(args.weights),
+        **weights_record(args.weights),
         "offsets": {CLASS_NAMES[k]: float(v) for k, v in enumerate(offsets) if v},
         "validation_miou_sampled": {"without": before, "after_each_sweep": history},
         "test_clips": scores(model, test, offsets),

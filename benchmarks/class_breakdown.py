@@ -28,7 +28,7 @@ from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import recall_by_distance_counts
 from perception.models.preprocess import normalize
 from perception.training.long_drives import band_label, read_chunks
-from perception.weights import WeightsError, load_weights
+from perception.weights import WeightsError, load_weights, weights_record
 
 EDGES_M = (0.0, 10.0, 20.0, 40.0, 80.0, float("inf"))
 
@@ -151,7 +151,7 @@ def main() -> None:
     cls = CLASS_NAMES.index(args.cls)
     result = {
         "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "weights": str(args.weights),
+        **weights_record(args.weights),
         "class": args.cls,
         **{name: dataset_breakdown(model, clips, cls, edges_m) for name, clips in sets.items()},
     }

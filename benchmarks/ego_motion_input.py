@@ -34,7 +34,7 @@ from perception.models import PerceptionPipeline, build_model
 from perception.training.config import StageConfig
 from perception.training.long_drives import evaluate_long_drives
 from perception.training.loop import prepare_rgb, seed_of, stage_loss, window_inputs
-from perception.weights import load_weights
+from perception.weights import load_weights, weights_record
 
 DEFAULT_VARIANTS = ("pair,none,0.25", "difference,none,0.25", "difference,s8,0", "difference,s8,0.25")
 
@@ -141,7 +141,7 @@ def main() -> None:
     if args.json:
         command = shlex.join(["python", "benchmarks/ego_motion_input.py", *sys.argv[1:]])
         args.json.write_text(
-            json.dumps({"command": command, "weights": str(args.weights), "results": results}, indent=1)
+            json.dumps({"command": command, **weights_record(args.weights), "results": results}, indent=1)
         )
 
 

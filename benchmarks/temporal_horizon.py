@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from pathlib import Path
 
 from carla_gym.config_cli import ConfigFlags
@@ -25,7 +27,7 @@ from perception.training.long_drives import (
     evaluate_long_drives,
     long_drive_table,
 )
-from perception.weights import load_weights
+from perception.weights import load_weights, weights_record
 
 FLAGS = ConfigFlags(LongDriveConfig, defaults=LongDriveConfig())
 
@@ -57,7 +59,9 @@ def main() -> None:
     print(f"weights {args.weights}")
     print(long_drive_table(section))
     if args.json:
-        args.json.write_text(json.dumps({"weights": str(args.weights), "long_drives": section}, indent=2) + "\n")
+        command = shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+        result = {"command": command, **weights_record(args.weights), "long_drives": section}
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ naming the first problem, so a folder never loads silently into the wrong networ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from importlib.metadata import PackageNotFoundError, version
@@ -119,6 +120,17 @@ def weights_lineage(folder: str | Path) -> dict[str, Any]:
     records this, so a weights folder names every command of its recipe."""
     extra = read_weights_config(folder).get("extra") or {}
     return {key: extra[key] for key in ("command", "train_seconds", "init_from") if key in extra}
+
+
+def weights_record(folder: str | Path) -> dict[str, str]:
+    """How a result file names the weights it scored: the folder relative to the working directory when it lies
+    under it (the repository's path, not this machine's) and the SHA-256 of its tensors file (which weights the
+    path held then: bundled weights change between releases)."""
+    folder = Path(folder).expanduser()
+    resolved, cwd = folder.resolve(), Path.cwd().resolve()
+    shown = resolved.relative_to(cwd) if resolved.is_relative_to(cwd) else folder
+    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
+    return {"weights": shown.as_posix(), "weights_sha256": digest}
 
 
 def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from perception import TemporalPerception, WeightsError, build_model, load_weights, read_weights_config, save_weights
-from perception.weights import half_precision_copy
+from perception.weights import half_precision_copy, weights_record
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,6 +49,18 @@ def test_half_precision_copy_halves_the_file_and_loads_back(saved, tmp_path):
     for k, a in model.state_dict().items():  # back in float32, within float16's rounding
         b = loaded.state_dict()[k]
         assert b.dtype == a.dtype and torch.allclose(a.float(), b.float(), rtol=1e-3, atol=1e-4), k
+
+
+def test_weights_record_names_the_folder_relative_to_the_working_directory_and_its_tensors(
+    saved, tmp_path, monkeypatch
+):
+    _, folder = saved
+    half = half_precision_copy(folder, tmp_path / "runs" / "half")
+    monkeypatch.chdir(tmp_path)
+    inside, outside = weights_record(half.resolve()), weights_record(folder)
+    assert inside["weights"] == "runs/half" and outside["weights"] == str(folder)  # outside: as given
+    assert len(inside["weights_sha256"]) == 64 and inside["weights_sha256"] != outside["weights_sha256"]
+    assert weights_record("runs/half") == inside
 
 
 def test_both_files_get_the_umask_mode(tmp_path):
