@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from perception.data import Clip, ClipStore
+from perception.portable_paths import portable_path
 from perception.training import TrainConfig
 from perception.training.long_drives import LongDriveConfig
 
@@ -150,7 +151,7 @@ def data_description(store: ClipStore, root: Path, backend: str | None) -> dict[
     """What the weights were trained on, for config.json."""
     splits = {s: sorted({c.meta.town for c in store.clips(split=s)}) for s in ("train", "val", "test")}
     return {
-        "root": str(root),
+        "root": portable_path(root),
         "backend": backend or store.clips()[0].meta.backend,
         "towns": splits,
         "clips": {s: len(store.clips(split=s)) for s in splits},

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from .atomic_files import write_atomic
 from .conventions import CLASS_NAMES
 from .models import IMAGENET_MEAN, IMAGENET_STD, MAX_DEPTH_M, MIN_DEPTH_M, PerceptionPipeline, PresetConfig, build_model
+from .portable_paths import portable_path
 
 _SAFETENSORS_ERROR = getattr(safetensors, "SafetensorError", RuntimeError)
 WEIGHTS_FILE = "model.safetensors"
@@ -123,14 +124,10 @@ def weights_lineage(folder: str | Path) -> dict[str, Any]:
 
 
 def weights_record(folder: str | Path) -> dict[str, str]:
-    """How a result file names the weights it scored: the folder relative to the working directory when it lies
-    under it (the repository's path, not this machine's) and the SHA-256 of its tensors file (which weights the
-    path held then: bundled weights change between releases)."""
-    folder = Path(folder).expanduser()
-    resolved, cwd = folder.resolve(), Path.cwd().resolve()
-    shown = resolved.relative_to(cwd) if resolved.is_relative_to(cwd) else folder
-    digest = hashlib.sha256((folder / WEIGHTS_FILE).read_bytes()).hexdigest()
-    return {"weights": shown.as_posix(), "weights_sha256": digest}
+    """How a result file names the weights it scored: the folder (`portable_path`) and the SHA-256 of its tensors
+    file (which weights the path held then: bundled weights change between releases)."""
+    digest = hashlib.sha256((Path(folder).expanduser() / WEIGHTS_FILE).read_bytes()).hexdigest()
+    return {"weights": portable_path(folder), "weights_sha256": digest}
 
 
 def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], source: str) -> None:

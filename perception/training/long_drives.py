@@ -40,6 +40,7 @@ from perception.metrics import (
 )
 from perception.metrics.ego_motion import as_matrices
 from perception.models import PerceptionPipeline
+from perception.portable_paths import portable_path
 
 from .evaluation import CHUNK, MODES, _clean, predict_chunks
 
@@ -297,7 +298,7 @@ def evaluate_long_drives(
             "drives": len(clips),
             "frames": [len(clip) for clip in clips],
             "block": block,
-            "clips": [str(clip.path) for clip in clips],
+            "clips": [portable_path(clip.path) for clip in clips],
             "motion_state_thresholds": {"standing_m": standing_m, "starting_frames": starting_frames},
             "blocks": block_rows,
             "overall": overall,

@@ -15,6 +15,7 @@ import torch
 
 from perception.atomic_files import write_atomic
 from perception.data import CORRUPTIONS, Clip
+from perception.portable_paths import portable_path
 
 from .evaluation import evaluate, summary_table
 from .long_drives import LongDriveConfig, evaluate_long_drives, long_drive_table
@@ -66,7 +67,12 @@ def write_report(
         "architecture": model.config.to_dict(),
         "num_classes": model.num_classes,
     }
-    report = {"weights_config": config, "clips": [str(c.path) for c in clips], "modes": dict(MODES_TEXT), **evaluation}
+    report = {
+        "weights_config": config,
+        "clips": [portable_path(c.path) for c in clips],
+        "modes": dict(MODES_TEXT),
+        **evaluation,
+    }
     if long_drives:
         dc = drive_config or LongDriveConfig()
         report["long_drives"] = evaluate_long_drives(
