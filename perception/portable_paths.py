@@ -10,8 +10,9 @@ def portable_path(path: str | Path) -> str:
     when it lies under the home folder (the recording caches), else absolute: the same file reads the same
     in a report written on any machine."""
     resolved = Path(path).expanduser().resolve()
-    for base, prefix in ((Path.cwd().resolve(), None), (Path.home().resolve(), "~")):
-        if resolved.is_relative_to(base):
-            relative = resolved.relative_to(base)
-            return (Path(prefix) / relative).as_posix() if prefix else relative.as_posix()
+    cwd, home = Path.cwd().resolve(), Path.home().resolve()
+    if resolved.is_relative_to(cwd):
+        return resolved.relative_to(cwd).as_posix()
+    if resolved.is_relative_to(home):
+        return (Path("~") / resolved.relative_to(home)).as_posix()
     return resolved.as_posix()
