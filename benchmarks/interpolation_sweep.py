@@ -11,7 +11,9 @@ recordings) overall and per block, with the number of blocks where the temporal 
 interval above 0, and where the memory's update gate sits on the clips. `--start` and `--end` are weights
 folders or training checkpoints (`OUT/checkpoints/*.pt`; two checkpoints score the network of their run's
 preset, and `--fractions 0,1` scores a stage's start and end); `--save DIR` also writes each fraction's
-weights to DIR/F<fraction> (for `evaluate_perception`).
+weights to DIR/F<fraction> (for `evaluate_perception`). The default recipe's recordings hold 4 validation
+drives, too few to tell two recipes apart by less than about 0.02 mIoU; `--val-drives N` adds N episode drives
+of the validation town (recorded once, then reused).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing import Any
 
 import torch
 
+from carla_gym.training_data import record_drives
 from perception.data import ClipStore
 from perception.models import PerceptionPipeline, build_model
 from perception.training.checkpoint import load_checkpoint, restore_model
 from perception.training.evaluation import evaluate, load_clip, predict_clip
-from perception.training.long_drives import FEW_DRIVES, FEW_DRIVES_NOTE, evaluate_long_drives
+from perception.training.long_drives import FEW_DRIVES, FEW_DRIVES_NOTE, LongDriveConfig, evaluate_long_drives
 from perception.training.loop import interpolate_weights, snapshot
 from perception.weights import load_weights, read_weights_config, save_weights
 
@@ -99,6 +102,31 @@ def score(model: PerceptionPipeline, clips: list, drives: list) -> dict[str, dic
     }
 
 
+def parse_fractions(text: str) -> list[float]:
+    """'0,0.5,1' -> [0.0, 0.5, 1.0]; a ValueError that says what is wrong unless each is a number in [0, 1]."""
+    try:
+        fractions = [float(f) for f in text.split(",")]
+    except ValueError:
+        raise ValueError("not comma-separated numbers") from None
+    if not all(0.0 <= f <= 1.0 for f in fractions):
+        raise ValueError("each must be in [0, 1]")
+    return fractions
+
+
+def validation_recordings(data: Path, clip_frames: int, val_drives: int, drive_frames: int) -> tuple[list, list]:
+    """The val split of `data`: its clips (at most `clip_frames` frames) and its longer drives, with `val_drives`
+    more episode drives of `drive_frames` frames on the validation town, recorded (or reused) at the recordings'
+    size in the drive cache (`carla_gym.training_data.record_drives`): a few drives decide little."""
+    recordings = ClipStore(data).clips(split="val")
+    clips = [c for c in recordings if len(c) <= clip_frames]
+    drives = [c for c in recordings if len(c) > clip_frames]
+    if val_drives and recordings:
+        meta = recordings[0].meta
+        more = LongDriveConfig(drives=val_drives, frames=drive_frames, block=drive_frames)  # recording: no blocks
+        drives += record_drives(more, (meta.height, meta.width), meta.backend, split="val")
+    return clips, drives
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--start", type=Path, required=True, help="weights or checkpoint the stage started from")
@@ -106,15 +134,20 @@ def main() -> None:
     p.add_argument("--data", type=Path, required=True, help="the training run's recordings (its val split is used)")
     p.add_argument("--fractions", default="0,0.3,0.5,0.7,1", help="comma-separated, each in [0, 1]")
     p.add_argument("--clip-frames", type=int, default=20, help="recordings up to this long are clips, longer drives")
+    p.add_argument(
+        "--val-drives",
+        type=int,
+        default=0,
+        help="also score this many episode drives of the validation town, recorded (or reused) in the drive cache",
+    )
+    p.add_argument("--val-drive-frames", type=int, default=300, help="frames per drive of --val-drives (default 300)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--save", type=Path, help="also write each fraction's weights folder under this folder")
     args = p.parse_args()
     try:
-        fractions = [float(f) for f in args.fractions.split(",")]
-    except ValueError:
-        p.error(f"--fractions {args.fractions}: not comma-separated numbers")
-    if not all(0.0 <= f <= 1.0 for f in fractions):
-        p.error(f"--fractions {args.fractions}: each must be in [0, 1]")
+        fractions = parse_fractions(args.fractions)
+    except ValueError as e:
+        p.error(f"--fractions {args.fractions}: {e}")
 
     folder = next((x for x in (args.end, args.start) if x.is_dir()), None)
     if folder is not None:
@@ -127,9 +160,10 @@ def main() -> None:
             p.error(f"{args.end} does not exist")
         model, config = build_model(json.loads(ckpt["config"])["preset"]).eval(), {}
     start, end = state_of(args.start, model), state_of(args.end, model)
-    recordings = ClipStore(args.data).clips(split="val")
-    clips = [c for c in recordings if len(c) <= args.clip_frames]
-    drives = [c for c in recordings if len(c) > args.clip_frames]
+    try:
+        clips, drives = validation_recordings(args.data, args.clip_frames, args.val_drives, args.val_drive_frames)
+    except ValueError as e:
+        p.error(str(e))
     if not clips or not drives:
         p.error(f"{args.data}: the val split needs clips of at most {args.clip_frames} frames and longer drives")
 
@@ -154,6 +188,7 @@ def main() -> None:
             "data": str(args.data),
             "val_clips": len(clips),
             "val_drives": len(drives),
+            "val_drives_recorded": args.val_drives,
             "blocks_note": f"blocks_lead_above_0 {FEW_DRIVES_NOTE}" if len(drives) < FEW_DRIVES else None,
             "fractions": results,
             "command": config.get("extra", {}).get("command"),

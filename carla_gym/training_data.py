@@ -4,7 +4,8 @@
 random embedded towns as training data, plus the episode-style and approach recordings of
 `TrainConfig.episodes`) into a cache folder named after everything that decides which clips it holds
 (`training_data_root`). `record_drives` records (or reuses) long episode-style drives on the test town
-for the report's long-drive section, in a cache folder of their own (`drives_root`). Both record with
+for the report's long-drive section (or on the validation town, to compare recipes), in a cache folder of
+their own (`drives_root`). Both record with
 `datasets.record_clips`.
 """
 
@@ -37,12 +38,14 @@ def training_data_root(cfg: TrainConfig, backend: str = "embedded") -> Path:
     return default_root() / f"{backend}-v{version}-{h}x{w}-{cfg.frames}f-{recipe}-seed{cfg.seed}"
 
 
-def drives_root(config: LongDriveConfig, size: tuple[int, int], backend: str = "embedded") -> Path:
-    """The cache folder of long test-town drives, named after everything that decides a drive (backend, world
-    version, size, length, seed), so later runs reuse them and asking for more adds to them."""
+def drives_root(config: LongDriveConfig, size: tuple[int, int], backend: str = "embedded", split: str = "test") -> Path:
+    """The cache folder of long drives on a split's town(s) (the test town's for the report), named after everything
+    that decides a drive (backend, world version, size, length, seed, split), so later runs reuse them and asking
+    for more adds to them."""
     h, w = size
     version = backend_class(backend).WORLD_VERSION
-    return cache_root() / "drives" / f"{backend}-v{version}-{h}x{w}-{config.frames}f-seed{config.seed}"
+    suffix = "" if split == "test" else f"-{split}"
+    return cache_root() / "drives" / f"{backend}-v{version}-{h}x{w}-{config.frames}f-seed{config.seed}{suffix}"
 
 
 def _record(config: RecordingConfig, log: Callable[[str], None] | None) -> None:
@@ -126,25 +129,27 @@ def record_drives(
     host: str | None = None,
     port: int | None = None,
     log: Callable[[str], None] | None = None,
+    split: str = "test",
 ) -> list[Clip]:
-    """The first `config.drives` long episode-style drives on the backend's test town(s), recorded (or reused)
-    in `drives_root`. `host`, `port`, `log` and the errors are those of `record`."""
+    """The first `config.drives` long episode-style drives on the backend's town(s) of `split` (the test town's for
+    the report; the validation town's for choosing between recipes), recorded (or reused) in `drives_root`.
+    `host`, `port`, `log` and the errors are those of `record`."""
     recording = RecordingConfig(
         backend=backend,
-        split="test",
+        split=split,
         drive="episode",
         name=DRIVE_PREFIX,
         clips=config.drives,
         frames=config.frames,
         size=cast(tuple[int, int], tuple(size)),
-        out=drives_root(config, size, backend),
+        out=drives_root(config, size, backend, split),
         seed=config.seed,
         host=host,
         port=port,
     )
     _record(recording, log)
     wanted = {clip_name(i, DRIVE_PREFIX) for i in range(config.drives)}
-    return [c for c in ClipStore(cast(Path, recording.out)).clips(split="test") if c.path.name in wanted]
+    return [c for c in ClipStore(cast(Path, recording.out)).clips(split=split) if c.path.name in wanted]
 
 
 def data_description(store: ClipStore, root: Path, backend: str | None) -> dict[str, Any]:

@@ -152,6 +152,20 @@ def test_record_drives_records_episode_drives_and_logs(tmp_path: Path, monkeypat
     assert lines[0].startswith("1 clip(s) written to ") and "Road" in lines[1]
 
 
+def test_record_drives_on_the_validation_town_keep_a_cache_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path))
+    config = LongDriveConfig(drives=1, frames=3, block=2)
+    drives = training_data.record_drives(config, (16, 32), split="val")
+    assert [(d.meta.split, d.meta.town, len(d)) for d in drives] == [
+        ("val", backend_class("embedded").SPLITS["val"][0], 3)
+    ]
+    assert drives[0].path.parent.parent == training_data.drives_root(config, (16, 32), split="val")
+    assert training_data.drives_root(config, (16, 32), split="val").name.endswith("-seed7-val")
+    assert not training_data.drives_root(config, (16, 32)).exists()  # the test town's drives: another folder
+
+
 def test_report_writer_and_text(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """The report library: report.json atomically in place (no .tmp left), pictures, and the tables as text."""
     torch.manual_seed(0)

@@ -41,3 +41,29 @@ def test_memory_gates_of_a_constant_gru(gate_bias: float, smoke_data: Path, one_
         assert gates[part]["z_near_1"] == (1.0 if z > 0.95 else 0.0)
         assert gates[part]["z_near_0"] == (1.0 if z < 0.05 else 0.0)
         assert gates[part]["state_abs_mean"] == pytest.approx(state, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0,0.5,1", [0.0, 0.5, 1.0]), ("1", [1.0]), ("0,x", "not comma-separated numbers"), ("0,1.5", "in \\[0, 1\\]")],
+)
+def test_parse_fractions(text: str, expected: list[float] | str) -> None:
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected):
+            interpolation_sweep.parse_fractions(text)
+    else:
+        assert interpolation_sweep.parse_fractions(text) == expected
+
+
+def test_val_drives_are_recorded_on_the_validation_town_at_the_recordings_size(
+    smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path))
+    clips, drives = interpolation_sweep.validation_recordings(smoke_data, 7, 0, 4)
+    own = len(drives)
+    assert clips and all(len(c) <= 7 for c in clips) and all(len(d) > 7 for d in drives)
+    clips2, drives2 = interpolation_sweep.validation_recordings(smoke_data, 7, 2, 4)
+    paths = [c.path for c in clips2 + drives2[:own]]
+    assert paths == [c.path for c in clips + drives] and len(drives2) == own + 2
+    size = (clips[0].meta.height, clips[0].meta.width)
+    assert all((d.meta.split, len(d), (d.meta.height, d.meta.width)) == ("val", 4, size) for d in drives2[own:])
