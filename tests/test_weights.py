@@ -57,6 +57,7 @@ def test_weights_record_names_the_folder_relative_to_the_working_directory_and_i
     _, folder = saved
     half = half_precision_copy(folder, tmp_path / "runs" / "half")
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # `folder` under neither: named as given
     inside, outside = weights_record(half.resolve()), weights_record(folder)
     assert inside["weights"] == "runs/half" and outside["weights"] == str(folder)  # outside: as given
     assert len(inside["weights_sha256"]) == 64 and inside["weights_sha256"] != outside["weights_sha256"]
