@@ -30,7 +30,6 @@ import argparse
 import csv
 import json
 import math
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import carla_gym  # noqa: F401  (registers the envs)
 from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack, positive_int
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
+from perception.provenance import command_line
 
 from .policies import ModelDriver, Policy, load_policy
 from .policy_files import perception_weights_sha256
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "code its author put in it: only for files you made or trust",
     )
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "-m", "agents.evaluate", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv, module="agents.evaluate")
     if args.routes is not None:
         given = [f"--{name}" for name in ("episodes", "seed", "split") if getattr(args, name) is not None]
         if given:

@@ -19,7 +19,6 @@ the same episodes as an uninterrupted one).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from carla_gym.cli import HelpFormatter, deprecated_alias, non_negative_int, positive_int
+from perception.provenance import command_line
 
 from .cloning import ObservationChunks, current_infos, expert_actions, fit
 from .hyperparams.ppo import PPO_DEFAULTS
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     given = sys.argv[1:] if argv is None else argv
-    command = shlex.join(["python", "-m", "agents.imitation", *(a for a in given if a != "--resume")])
+    command = command_line([a for a in given if a != "--resume"], module="agents.imitation")
     if (problem := init_from_error(args.init_from, args.trust_pickle)) is not None:
         parser.exit(2, f"error: {problem}\n")
     if args.rounds < 1 or args.timesteps < args.n_envs * args.rounds:

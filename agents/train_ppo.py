@@ -31,7 +31,6 @@ autopilot labels (`agents.guided_ppo`), which keeps a cloned policy from driftin
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from stable_baselines3.common.callbacks import (
 from stable_baselines3.common.vec_env import VecEnv
 
 from carla_gym.cli import HelpFormatter, non_negative_int, positive_int
+from perception.provenance import command_line
 
 from .guided_ppo import GuidedPPO
 from .hyperparams.ppo import LOG_STD_INIT, PPO_DEFAULTS, learning_rate_schedule
@@ -207,7 +207,7 @@ def evaluation_callback(
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command = shlex.join(["python", "-m", "agents.train_ppo", *(sys.argv[1:] if argv is None else argv)])
+    command = command_line(argv, module="agents.train_ppo")
     if (problem := init_from_error(args.init_from, args.trust_pickle)) is not None:
         parser.exit(2, f"error: {problem}\n")
     try:

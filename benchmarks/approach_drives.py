@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 from typing import Any, cast
 
 from carla_gym.datasets import RecordingConfig, cache_root, clip_name, record_clips
 from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from perception.data import ClipStore
+from perception.provenance import command_line
 from perception.training.long_drives import evaluate_long_drives, long_drive_table
 from perception.weights import load_weights
 
@@ -75,7 +74,7 @@ def main() -> None:
             print(long_drive_table(section), flush=True)
     if args.json:
         summary = {
-            "command": shlex.join(["python", "benchmarks/approach_drives.py", *sys.argv[1:]]),
+            "command": command_line(),
             "split": args.split,
             "drives": args.drives,
             "frames": args.frames,

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from perception.conventions import CLASS_NAMES
 from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import confusion_matrix, iou_from_confusion
 from perception.models.preprocess import normalize
+from perception.provenance import command_line
 from perception.training.long_drives import DRIVING_CLASSES, read_chunks
 from perception.weights import WeightsError, load_weights, weights_record
 
@@ -135,7 +134,7 @@ def main() -> None:
     before = miou(confusion_matrix(logits.float().argmax(1).numpy(), labels, logits.shape[1]))
     offsets, history = fit_offsets(logits, labels, np.arange(-2.0, 2.01, 0.25), args.sweeps)
     result = {
-        "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": command_line(),
         **weights_record(args.weights),
         "offsets": {CLASS_NAMES[k]: float(v) for k, v in enumerate(offsets) if v},
         "validation_miou_sampled": {"without": before, "after_each_sweep": history},

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from perception.conventions import CLASS_NAMES
 from perception.data import Clip, ClipFormatError, ClipStore
 from perception.metrics.segmentation import recall_by_distance_counts
 from perception.models.preprocess import normalize
+from perception.provenance import command_line
 from perception.training.long_drives import band_label, read_chunks
 from perception.weights import WeightsError, load_weights, weights_record
 
@@ -150,7 +149,7 @@ def main() -> None:
             p.error(f"{args.drives if name == 'drives' else args.data}: no recordings of the {args.split!r} split")
     cls = CLASS_NAMES.index(args.cls)
     result = {
-        "command": shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+        "command": command_line(),
         **weights_record(args.weights),
         "class": args.cls,
         **{name: dataset_breakdown(model, clips, cls, edges_m) for name, clips in sets.items()},

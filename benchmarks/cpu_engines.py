@@ -23,10 +23,7 @@ import copy
 import importlib.metadata
 import importlib.util
 import json
-import platform
-import shlex
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,6 +37,7 @@ from perception.data.clips import Clip, ClipStore
 from perception.metrics.depth import DepthMetrics
 from perception.metrics.segmentation import SegmentationMetrics
 from perception.onnx_engine import RESULT_NAMES, STATE_NAMES, OnnxStep, cpu_session
+from perception.provenance import command_line, cpu_description
 from perception.streaming import PerceptionOutput, TemporalPerception
 from perception.weights import weights_record
 
@@ -170,17 +168,6 @@ def _version(package: str) -> str | None:
         return None
 
 
-def vnni() -> str:
-    """The CPU's VNNI instruction sets (int8 dot products, where int8 kernels gain most), from /proc/cpuinfo on
-    Linux; 'no VNNI', or 'VNNI unknown' where the flags cannot be read."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return "VNNI unknown"
-    found = sorted({f for f in flags.split() if f in ("avx512_vnni", "avx_vnni")})
-    return ", ".join(found) or "no VNNI"
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--weights", type=Path, default=BUNDLED_WEIGHTS, help="weights folder (default: the bundled lite)")
@@ -214,9 +201,7 @@ def main() -> None:
             streams["OpenVINO float32"] = Stream(step, OpenVinoSession(source, step.threads))
         results = compare(streams, val, perception.num_classes)
     versions = {"onnxruntime": ort.__version__, "openvino": _version("openvino")}
-    device = f"{platform.processor() or platform.machine()} ({vnni()}), {step.threads} threads, " + ", ".join(
-        f"{k} {v}" for k, v in versions.items() if v
-    )
+    device = f"{cpu_description()}, {step.threads} threads, " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     print(f"{device}; {len(calibration)} calibration frames ({len(train)} train clips); {len(val)} val clips scored")
     print(f"{'graph':<17} {'ms/step':>8} {'speed-up':>9} {'mIoU':>7} {'AbsRel':>7} {'labels = float32':>17}")
     for name, r in results.items():
@@ -225,7 +210,7 @@ def main() -> None:
             f"{r['label_agreement']:16.2%}"
         )
     if args.json:
-        command = shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+        command = command_line()
         args.json.write_text(
             json.dumps(
                 {"command": command, **weights_record(args.weights), "device": device, "results": results}, indent=2

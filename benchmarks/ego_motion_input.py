@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from tqdm import tqdm
 
 from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment
 from perception.models import PerceptionPipeline, build_model
+from perception.provenance import command_line
 from perception.training.config import StageConfig
 from perception.training.long_drives import evaluate_long_drives
 from perception.training.loop import prepare_rgb, seed_of, stage_loss, window_inputs
@@ -139,7 +138,7 @@ def main() -> None:
             flush=True,
         )
     if args.json:
-        command = shlex.join(["python", "benchmarks/ego_motion_input.py", *sys.argv[1:]])
+        command = command_line()
         args.json.write_text(
             json.dumps({"command": command, **weights_record(args.weights), "results": results}, indent=1)
         )

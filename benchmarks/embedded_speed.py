@@ -20,8 +20,6 @@ shared machine compare the shares, not the absolute times.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from typing import cast
@@ -29,6 +27,7 @@ from typing import cast
 from carla_gym.sim import make_backend
 from carla_gym.sim.embedded.backend import EmbeddedBackend
 from carla_gym.sim.embedded.renderer import PHASES
+from perception.provenance import cpu_description
 
 BLOCK = 25
 
@@ -89,9 +88,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--breakdown", action="store_true", help="also time the phases of a rendered step")
     args = parser.parse_args()
-    print(
-        f"embedded world speed, town {args.town}, default traffic; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
-    )
+    print(f"embedded world speed, town {args.town}, default traffic; {cpu_description()}")
     sizes = (((128, 256), 200.0), ((256, 512), 100.0))
     for size, target in sizes:
         fps, stats = measure(args.town, size, args.steps, args.seed)

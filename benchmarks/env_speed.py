@@ -17,8 +17,6 @@ env with `lite` perception on the default engine.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +28,7 @@ import carla_gym
 from agents.cloning import current_infos, expert_actions
 from carla_gym.env.contracts import controls_to_actions
 from perception import build_model, save_weights
+from perception.provenance import cpu_description
 
 BLOCK = 25
 CONFIGS = (("model", "torch"), ("model", "onnxruntime"), ("ground_truth", "auto"))
@@ -127,7 +126,7 @@ def main() -> None:
         torch.manual_seed(0)  # the same untrained weights in every run: their ONNX export is cached once
         weights = args.weights or str(save_weights(build_model("lite"), f"{tmp}/lite"))
         print(
-            f"CarlaPerception-v0 speed, 128x256 camera; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+            f"CarlaPerception-v0 speed, 128x256 camera; {cpu_description()}, "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
         )
         for n in args.envs:

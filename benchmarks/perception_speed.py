@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -37,6 +36,7 @@ from perception.models import (
     count_parameters,
     get_preset,
 )
+from perception.provenance import cpu_description
 from perception.streaming import TemporalPerception
 
 
@@ -123,7 +123,7 @@ def streaming_fps(
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"{cpu_description()}, {torch.get_num_threads()} threads"
 
 
 def main() -> None:

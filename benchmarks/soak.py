@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import gymnasium as gym
 
 import carla_gym  # noqa: F401  (registers the envs)
 from carla_gym.env.contracts import control_to_action
+from perception.provenance import cpu_description
 
 PROC = Path("/proc/self")
 
@@ -92,7 +92,7 @@ def main() -> None:
     print(
         f"soak: {args.steps} steps of CarlaPerception-v0 ({args.perception} perception, camera "
         f"{args.camera_size[0]}x{args.camera_size[1]}), reset every {args.reset_every} steps or at episode end; "
-        f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}"
+        f"{cpu_description()}"
     )
     samples = soak(args.steps, args.every, args.perception, args.reset_every, tuple(args.camera_size), args.seed)
     first, middle, last = samples[0], samples[len(samples) // 2], samples[-1]

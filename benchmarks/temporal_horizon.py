@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import sys
 from pathlib import Path
 
 from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.perception_source import BUNDLED_WEIGHTS
 from carla_gym.training_data import record_drives
+from perception.provenance import command_line
 from perception.training.long_drives import (
     LongDriveConfig,
     evaluate_long_drives,
@@ -59,7 +58,7 @@ def main() -> None:
     print(f"weights {args.weights}")
     print(long_drive_table(section))
     if args.json:
-        command = shlex.join(["python", Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+        command = command_line()
         result = {"command": command, **weights_record(args.weights), "long_drives": section}
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

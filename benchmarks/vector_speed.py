@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import gymnasium as gym
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 import carla_gym  # noqa: F401  (registers the envs)
+from perception.provenance import cpu_description
 
 MODES = {
     "carla_gym": dict(vectorization_mode="vector_entry_point"),
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     omp = os.environ.get("OMP_NUM_THREADS")
     print(
         f"CarlaPerception-v0 vector envs, {args.camera_size[0]}x{args.camera_size[1]} camera, {args.steps} timed steps in blocks of {args.block}; "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__} with "
+        f"{cpu_description()}, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads in this process, OMP_NUM_THREADS={omp if omp else 'unset'}"
     )
     print(f"env steps/s{'':14}" + "".join(f"{mode:>12}" for mode in args.modes))

@@ -38,6 +38,7 @@ from typing import Any
 from tqdm import tqdm
 
 from perception.data import ClipFormatError, ClipStore
+from perception.provenance import command_line
 from perception.training import (
     SCHEDULES,
     STAGE_NAMES,
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     extra = {
         "train_config": cfg.to_dict(),
         "train_seconds": round(train_s, 1),
-        "command": "python -m carla_gym.train_perception " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": command_line(argv, module="carla_gym.train_perception"),
     }
     if args.init_from is not None:
         extra["init_from"] = weights_lineage(args.init_from)

@@ -272,7 +272,7 @@ def test_approach_drives_benchmark_scores_each_weights_on_both_kinds_of_drive(tm
 
     def benchmark(*argv: str) -> subprocess.CompletedProcess[str]:
         script = str(root / "benchmarks" / "approach_drives.py")
-        return subprocess.run([sys.executable, script, *argv], env=env, capture_output=True, text=True)
+        return subprocess.run([sys.executable, script, *argv], env=env, capture_output=True, text=True, cwd=root)
 
     run = benchmark("--weights", str(weights), "--drives", "1", "--frames", "4", "--block", "2", "--json", str(out))
     assert run.returncode == 0, run.stderr
