@@ -33,3 +33,15 @@ def test_a_relative_path_reads_the_same_as_its_absolute_form(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path / "repo")
     assert portable_path("runs/v1/../v2/weights") == "runs/v2/weights"
     assert portable_path("~/x") == "~/x"
+
+
+def test_a_symlinked_folder_under_the_working_directory_is_named_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "disk" / "v1").mkdir(parents=True)
+    (tmp_path / "repo" / "runs").symlink_to(tmp_path / "disk")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "repo")
+    assert portable_path("runs/v1") == "runs/v1"
+    assert portable_path(tmp_path / "disk" / "v1") == (tmp_path / "disk" / "v1").resolve().as_posix()
