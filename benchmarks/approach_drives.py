@@ -20,24 +20,12 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from carla_gym.datasets import RecordingConfig, cache_root, clip_name, record_clips
+from drive_kinds import KINDS, record
+
 from carla_gym.env.perception_source import BUNDLED_WEIGHTS
-from perception.data import ClipStore
 from perception.provenance import command_line
 from perception.training.long_drives import evaluate_long_drives, long_drive_table
 from perception.weights import load_weights
-
-KINDS = ("episode", "approach")
-
-
-def record(kind: str, split: str, drives: int, frames: int, size: tuple[int, int], seed: int) -> list[Any]:
-    """The first `drives` drives of `kind` on the towns of `split`, recorded (or reused) in the cache."""
-    h, w = size
-    out = cache_root() / "drives" / f"{kind}-{split}-{h}x{w}-{frames}f-seed{seed}"
-    config = RecordingConfig(split=split, drive=kind, clips=drives, frames=frames, size=size, out=out, seed=seed)
-    record_clips(config)
-    wanted = {clip_name(i, cast(str, config.name)) for i in range(drives)}
-    return [c for c in ClipStore(out).clips(split=split) if c.path.name in wanted]
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from approach_drives import KINDS, record
+from drive_kinds import KINDS, record
 from tqdm import tqdm
 
 from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from env_speed import BLOCK, VecEnv
-from perception_speed import device_name, streaming_fps
+from env_timing import BLOCK, VecEnv
+from perception_timing import device_name, streaming_fps
 
 from perception.streaming import TemporalPerception
 
