@@ -15,10 +15,18 @@ CPUINFO = Path("/proc/cpuinfo")
 
 
 def command_line(argv: Sequence[str] | None = None, module: str | None = None) -> str:
-    """The shell command that reruns this process: `python -m module ...` for a module, else `python script ...`
-    with the script named relative to the working directory; `argv` defaults to this process's arguments."""
+    """The shell command that reruns this process: `python -m module ...` for a module, else `python script ...`;
+    `argv` defaults to this process's arguments. The script and every absolute path among the arguments are
+    named as `portable_path` names them (relative to the working directory, or `~/...`), so the command reads
+    the same from any machine and still runs from the repository root."""
     program = ["-m", module] if module else [portable_path(sys.argv[0])]
-    return shlex.join(["python", *program, *(sys.argv[1:] if argv is None else argv)])
+    args = [portable_path(a) if os.path.isabs(a) else a for a in (sys.argv[1:] if argv is None else argv)]
+    return " ".join(_shell_word(word) for word in ["python", *program, *args])
+
+
+def _shell_word(word: str) -> str:
+    # `~/` stays outside the quotes, where the shell expands it
+    return "~/" + shlex.quote(word[2:]) if word.startswith("~/") else shlex.quote(word)
 
 
 def _cpuinfo_field(name: str, cpuinfo: Path) -> str | None:

@@ -34,6 +34,15 @@ def test_command_line_names_the_script_relative_to_the_working_directory(
     assert command_line() == "python benchmarks/speed.py --json out.json"
 
 
+def test_command_line_names_absolute_paths_portably(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "repo").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path / "repo")
+    argv = ["--data", str(tmp_path / "home" / ".cache" / "my clips"), "--out", str(tmp_path / "repo" / "runs" / "a")]
+    assert command_line(argv, module="m") == "python -m m --data ~/'.cache/my clips' --out runs/a"
+    assert command_line(["--data", "/elsewhere/x"], module="m") == "python -m m --data /elsewhere/x"
+
+
 @pytest.mark.parametrize(
     ("extra", "vnni"),
     [("avx512_vnni avx_vnni", "avx512_vnni, avx_vnni"), ("avx512_vnni", "avx512_vnni"), ("avx2", "no VNNI")],
