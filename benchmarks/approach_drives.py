@@ -20,11 +20,11 @@ import json
 from pathlib import Path
 from typing import Any, cast
 
-from drive_kinds import KINDS, record
-
+from carla_gym.datasets import FROM_FIRST_TICK
 from carla_gym.env.perception_source import BUNDLED_WEIGHTS
+from carla_gym.training_data import record_drives
 from perception.provenance import command_line
-from perception.training.long_drives import evaluate_long_drives, long_drive_table
+from perception.training.long_drives import LongDriveConfig, evaluate_long_drives, long_drive_table
 from perception.weights import load_weights
 
 
@@ -40,8 +40,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=7, help="recording seed (other than the training data's 0)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
-    if args.drives < 1 or args.frames < 2 or args.block < 1:
-        p.error("--drives and --block must be at least 1 and --frames at least 2")
+    if args.drives < 1:
+        p.error(f"--drives {args.drives}: record at least 1")
+    try:
+        config = LongDriveConfig(drives=args.drives, frames=args.frames, block=args.block, seed=args.seed)
+    except ValueError as e:
+        p.error(str(e))
     missing = [str(w) for w in args.weights if not (w / "config.json").is_file()]
     if missing:
         p.error(f"not a weights folder (no config.json): {', '.join(missing)}")
@@ -51,12 +55,12 @@ def main() -> None:
     if len(sizes) > 1:
         p.error(f"the weights take different input sizes {sorted(sizes)}; compare weights of one size")
     size = cast(tuple[int, int], sizes.pop())
-    clips = {kind: record(kind, args.split, args.drives, args.frames, size, args.seed) for kind in KINDS}
+    clips = {kind: record_drives(config, size, split=args.split, drive=kind) for kind in FROM_FIRST_TICK}
     results: dict[str, dict[str, Any]] = {}
     for name, model in models.items():
         results[name] = {}
-        for kind in KINDS:
-            section = evaluate_long_drives(model, clips[kind], block=args.block, seed=args.seed)
+        for kind, drives in clips.items():
+            section = evaluate_long_drives(model, drives, block=args.block, seed=args.seed)
             results[name][kind] = section
             print(f"\nweights {name}, {kind} drives on the {args.split} split")
             print(long_drive_table(section), flush=True)

@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from drive_kinds import KINDS, record
 from tqdm import tqdm
 
+from carla_gym.datasets import FROM_FIRST_TICK
+from carla_gym.training_data import record_drives
 from perception.data import AugmentConfig, ClipStore, ClipWindows, TemporalAugment
 from perception.models import PerceptionPipeline, build_model
 from perception.provenance import command_line
 from perception.training.config import StageConfig
-from perception.training.long_drives import evaluate_long_drives
+from perception.training.long_drives import LongDriveConfig, evaluate_long_drives
 from perception.training.loop import prepare_rgb, seed_of, stage_loss, window_inputs
 from perception.weights import load_weights, weights_record
 
@@ -111,7 +112,8 @@ def main() -> None:
         p.error(f"--weights {args.weights}: not a weights folder (no config.json)")
     if not args.data.is_dir():
         p.error(f"--data {args.data}: no such folder")
-    drives = {kind: record(kind, "val", args.drives, 300, (128, 256), 7) for kind in KINDS}
+    config = LongDriveConfig(drives=args.drives, frames=300)
+    drives = {kind: record_drives(config, (128, 256), split="val", drive=kind) for kind in FROM_FIRST_TICK}
     still = torch.stack([torch.from_numpy(c.frame(i)["rgb"]) for c in drives["episode"] for i in range(0, len(c), 30)])
     results: list[dict[str, Any]] = []
     for variant in [None, *args.variants]:  # None: the weights' own ego-motion filter, as trained
@@ -126,14 +128,15 @@ def main() -> None:
             )
         row: dict[str, Any] = {"variant": name, "train_s": round(time.perf_counter() - start)}
         row["identical_frames_m"] = identical_pair_motion(model, still)
-        for kind in KINDS:
+        for kind in FROM_FIRST_TICK:
             ego = evaluate_long_drives(model, drives[kind])["ego_motion"]
             row[kind] = {state: ego[state]["temporal"]["translation_error_m"] for state in ego}
         results.append(row)
         print(
             f"{name}: identical frames {row['identical_frames_m']:.3f} m  "
             + "  ".join(
-                f"{k} " + " ".join(f"{s} {'-' if v is None else f'{v:.4f}'}" for s, v in row[k].items()) for k in KINDS
+                f"{k} " + " ".join(f"{s} {'-' if v is None else f'{v:.4f}'}" for s, v in row[k].items())
+                for k in FROM_FIRST_TICK
             ),
             flush=True,
         )

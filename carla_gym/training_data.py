@@ -3,10 +3,9 @@
 `record` records (or reuses) the train, val and test clips of a `TrainConfig` (the backend's towns, plus
 random embedded towns as training data, plus the episode-style and approach recordings of
 `TrainConfig.episodes`) into a cache folder named after everything that decides which clips it holds
-(`training_data_root`). `record_drives` records (or reuses) long episode-style drives on the test town
+(`training_data_root`). `record_drives` records (or reuses) long drives from the first tick on the test town
 for the report's long-drive section (or on the validation town, to compare recipes), in a cache folder of
-their own (`drives_root`). Both record with
-`datasets.record_clips`.
+their own (`drives_root`). Both record with `datasets.record_clips`.
 """
 
 from __future__ import annotations
@@ -38,14 +37,21 @@ def training_data_root(cfg: TrainConfig, backend: str = "embedded") -> Path:
     return default_root() / f"{backend}-v{version}-{h}x{w}-{cfg.frames}f-{recipe}-seed{cfg.seed}"
 
 
-def drives_root(config: LongDriveConfig, size: tuple[int, int], backend: str = "embedded", split: str = "test") -> Path:
+def drives_root(
+    config: LongDriveConfig,
+    size: tuple[int, int],
+    backend: str = "embedded",
+    split: str = "test",
+    drive: str = "episode",
+) -> Path:
     """The cache folder of long drives on a split's town(s) (the test town's for the report), named after everything
-    that decides a drive (backend, world version, size, length, seed, split), so later runs reuse them and asking
-    for more adds to them."""
+    that decides a drive (backend, world version, size, length, seed, split, and the drive when it is not an
+    episode's), so later runs reuse them and asking for more adds to them."""
     h, w = size
     version = backend_class(backend).WORLD_VERSION
+    kind = "" if drive == "episode" else f"-{drive}"
     suffix = "" if split == "test" else f"-{split}"
-    return cache_root() / "drives" / f"{backend}-v{version}-{h}x{w}-{config.frames}f-seed{config.seed}{suffix}"
+    return cache_root() / "drives" / f"{backend}-v{version}{kind}-{h}x{w}-{config.frames}f-seed{config.seed}{suffix}"
 
 
 def _record(config: RecordingConfig, log: Callable[[str], None] | None) -> None:
@@ -130,19 +136,21 @@ def record_drives(
     port: int | None = None,
     log: Callable[[str], None] | None = None,
     split: str = "test",
+    drive: str = "episode",
 ) -> list[Clip]:
-    """The first `config.drives` long episode-style drives on the backend's town(s) of `split` (the test town's for
-    the report; the validation town's for choosing between recipes), recorded (or reused) in `drives_root`.
-    `host`, `port`, `log` and the errors are those of `record`."""
+    """The first `config.drives` long drives on the backend's town(s) of `split` (the test town's for the report;
+    the validation town's for choosing between recipes), recorded (or reused) in `drives_root`. `drive` is an
+    episode's (the default) or another drive from the first tick (`datasets.FROM_FIRST_TICK`: "approach" brakes
+    late for road users). `host`, `port`, `log` and the errors are those of `record`."""
     recording = RecordingConfig(
         backend=backend,
         split=split,
-        drive="episode",
+        drive=drive,
         name=DRIVE_PREFIX,
         clips=config.drives,
         frames=config.frames,
         size=cast(tuple[int, int], tuple(size)),
-        out=drives_root(config, size, backend, split),
+        out=drives_root(config, size, backend, split, drive),
         seed=config.seed,
         host=host,
         port=port,

@@ -18,10 +18,18 @@ def command_line(argv: Sequence[str] | None = None, module: str | None = None) -
     """The shell command that reruns this process: `python -m module ...` for a module, else `python script ...`;
     `argv` defaults to this process's arguments. The script and every absolute path among the arguments are
     named as `portable_path` names them (relative to the working directory, or `~/...`), so the command reads
-    the same from any machine and still runs from the repository root."""
+    the same from any machine and still runs from the repository root. An option written `--name=/path` is
+    written `--name PATH` (the shell expands `~` only at the start of a word)."""
     program = ["-m", module] if module else [portable_path(sys.argv[0])]
-    args = [portable_path(a) if os.path.isabs(a) else a for a in (sys.argv[1:] if argv is None else argv)]
+    args = [word for arg in (sys.argv[1:] if argv is None else argv) for word in _portable_words(arg)]
     return " ".join(_shell_word(word) for word in ["python", *program, *args])
+
+
+def _portable_words(arg: str) -> list[str]:
+    name, equals, value = arg.partition("=")
+    if arg.startswith("--") and equals and os.path.isabs(value):
+        return [name, portable_path(value)]
+    return [portable_path(arg) if os.path.isabs(arg) else arg]
 
 
 def _shell_word(word: str) -> str:

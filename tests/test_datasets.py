@@ -166,6 +166,18 @@ def test_record_drives_on_the_validation_town_keep_a_cache_of_their_own(
     assert not training_data.drives_root(config, (16, 32)).exists()  # the test town's drives: another folder
 
 
+def test_record_drives_of_another_kind_keep_a_cache_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path))
+    config = LongDriveConfig(drives=1, frames=3, block=2)
+    drives = training_data.record_drives(config, (16, 32), split="val", drive="approach")
+    assert [(d.path.name, len(d), d.meta.extra["drive"]) for d in drives] == [("drive_0000", 3, "approach")]
+    root = training_data.drives_root(config, (16, 32), split="val", drive="approach")
+    assert drives[0].path.parent.parent == root and "-approach-16x32-" in root.name
+    assert not training_data.drives_root(config, (16, 32), split="val").exists()  # episode drives: another folder
+
+
 def test_report_writer_and_text(smoke_data: Path, tmp_path: Path, one_thread) -> None:
     """The report library: report.json atomically in place (no .tmp left), pictures, and the tables as text."""
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import torch
 
 from carla_gym import train_perception, training_data
 from carla_gym.recording import ClipWriter
-from carla_gym.sim import Frame, Route
+from carla_gym.sim import Frame, Route, backend_class
 from perception import build_model
 from perception.conventions import CLASS_NAMES, intrinsics, pose6_to_matrix
 from perception.data import ClipStore
@@ -282,9 +282,10 @@ def test_approach_drives_benchmark_scores_each_weights_on_both_kinds_of_drive(tm
         section = result["weights"][str(weights)][kind]
         assert section["drives"] == 1 and section["frames"] == [4] and len(section["blocks"]) == 2
         assert set(section["recall_by_distance"]["temporal"]) == {"Vehicles", "Pedestrian"}
+    version = backend_class("embedded").WORLD_VERSION
     assert sorted(p.name for p in (tmp_path / "cache" / "drives").iterdir()) == [
-        "approach-val-128x256-4f-seed7",
-        "episode-val-128x256-4f-seed7",
+        f"embedded-v{version}-128x256-4f-seed7-val",  # the report's validation drives: the same cache
+        f"embedded-v{version}-approach-128x256-4f-seed7-val",
     ]
     bad = benchmark("--weights", str(tmp_path))
     assert bad.returncode == 2 and f"not a weights folder (no config.json): {tmp_path}" in bad.stderr

@@ -43,6 +43,14 @@ def test_command_line_names_absolute_paths_portably(tmp_path: Path, monkeypatch:
     assert command_line(["--data", "/elsewhere/x"], module="m") == "python -m m --data /elsewhere/x"
 
 
+def test_command_line_splits_an_option_written_with_equals_around_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    argv = [f"--data={tmp_path / 'clips'}", "--lr=seg=1e-3", "--name=/elsewhere/x"]
+    assert command_line(argv, module="m") == "python -m m --data ~/clips --lr=seg=1e-3 --name /elsewhere/x"
+
+
 @pytest.mark.parametrize(
     ("extra", "vnni"),
     [("avx512_vnni avx_vnni", "avx512_vnni, avx_vnni"), ("avx512_vnni", "avx512_vnni"), ("avx2", "no VNNI")],
