@@ -38,6 +38,7 @@ from typing import Any
 from tqdm import tqdm
 
 from perception.data import ClipFormatError, ClipStore
+from perception.models import build_model, parse_overrides
 from perception.provenance import command_line
 from perception.training import (
     SCHEDULES,
@@ -55,7 +56,7 @@ from perception.training.report import report_text, write_report
 from perception.weights import save_weights, weights_lineage
 
 from .cli import HelpFormatter, deprecated_alias
-from .config_cli import ConfigFlags, PerStageFlags, from_dict
+from .config_cli import ConfigFlags, PerStageFlags, field_help, from_dict
 from .datasets import RecordingError, size_argument
 from .training_data import data_description, record, record_drives
 
@@ -72,7 +73,7 @@ PRESET_DEFAULT = "the preset's; lite"
 TRAIN_FLAGS = ConfigFlags(
     TrainConfig,
     rename={"size": "--camera-size"},
-    skip=("preset", "profile", "stages", "episodes"),
+    skip=("preset", "architecture", "profile", "stages", "episodes"),
     metavars={"size": ("H", "W"), "crop": ("H", "W"), "zoom": "MAX"},
     defaults=LITE,
     default_label=PRESET_DEFAULT,
@@ -170,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     TRAIN_FLAGS.add_to(
         training, only=[f.field for f in TRAIN_FLAGS.flags if f.field not in DATA_FIELDS + REPORT_FIELDS]
+    )
+    training.add_argument(
+        "--arch",
+        nargs="+",
+        metavar="FIELD=VALUE",
+        help=field_help(TrainConfig, "architecture") + "; added to --config's, later ones win",
     )
     training.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1, ...")
     training.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
@@ -290,6 +297,12 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
         drive.window = episodes["drive_frames"]
         if ("drive", "stride") not in changed:
             drive.stride = drive.window
+    if args.arch:
+        cfg.architecture = [*cfg.architecture, *args.arch]
+    try:
+        build_model(cfg.preset, device="meta", **parse_overrides(cfg.architecture))
+    except (ValueError, TypeError) as e:
+        parser.exit(2, f"error: --arch {' '.join(cfg.architecture)}: {e}\n")
     problems = cfg.window_problems()
     if problems:
         parser.exit(

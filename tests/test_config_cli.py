@@ -12,6 +12,7 @@ import pytest
 
 from carla_gym import train_perception
 from carla_gym.config_cli import ConfigFlags, PerStageFlags, field_help, from_dict, parse_value
+from perception.models import parse_overrides
 from perception.training import StageConfig, TrainConfig, default_config
 
 
@@ -176,7 +177,13 @@ def test_every_config_field_has_a_flag():
     options = {o for a in parser._actions for o in a.option_strings}
     stage_fields = {f.name for f in dataclasses.fields(StageConfig)} - {"name"}
     assert {f.field for f in train_perception.STAGE_FLAGS.flags} == stage_fields
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "profile", "stages", "episodes"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {
+        "preset",
+        "architecture",  # --arch: FIELD=VALUE pairs
+        "profile",
+        "stages",
+        "episodes",
+    }
     assert {f.field for f in train_perception.TRAIN_FLAGS.flags} == train_fields
     for flags in (train_perception.TRAIN_FLAGS, train_perception.EPISODE_FLAGS, train_perception.DRIVE_FLAGS):
         assert {f.option for f in flags.flags} <= options  # each one added to a group
@@ -223,6 +230,9 @@ def test_train_drive_frames_sets_the_drive_window_unless_window_sets_it():
         (["--depth-loss", "l2"], "--depth-loss l2: known depth losses"),
         (["--train-drives", "-2"], "--train-drives -2: must not be negative"),
         (["--preset", "full", "--config", "x.json"], "--preset with --config"),
+        (["--arch", "seg_skips=s2"], "--arch seg_skips=s2: 'seg_skips=s2': expected FIELD=VALUE with FIELD one of"),
+        (["--arch", "hidden_channels=wide"], "'hidden_channels=wide': expected int, got 'wide'"),
+        (["--arch", "seg_skip_names=s8,s4,s2"], "one width per skip plus one"),
     ],
 )
 def test_bad_values_exit_naming_flag_and_value(argv, needle, capsys):
@@ -230,6 +240,17 @@ def test_bad_values_exit_naming_flag_and_value(argv, needle, capsys):
         _config("--profile", "smoke", *argv) if "--config" not in argv else _config(*argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and needle in err and "Traceback" not in err
+
+
+def test_arch_pairs_add_to_the_config_files_and_later_ones_win(tmp_path: Path):
+    arch = ["seg_skip_names=s8,s4,s2", "seg_decoder_widths=64,48,32,16"]
+    cfg = _config("--profile", "smoke", "--arch", *arch)
+    assert cfg.architecture == arch
+    saved = tmp_path / "train_config.json"
+    saved.write_text(json.dumps(cfg.to_dict()))
+    again = _config("--config", str(saved), "--arch", "seg_decoder_widths=64,48,32,24")
+    assert again.architecture == [*arch, "seg_decoder_widths=64,48,32,24"]
+    assert parse_overrides(again.architecture)["seg_decoder_widths"] == (64, 48, 32, 24)
 
 
 def test_config_file_reproduces_a_run_with_overrides(tmp_path: Path):

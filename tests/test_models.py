@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from perception.models import (
     count_parameters,
     get_preset,
     log_depth_to_metres,
+    parse_overrides,
 )
 
 H, W = 64, 128  # small inputs keep the CPU tests fast
@@ -177,6 +179,49 @@ def test_segmentation_heads_resolution(head, stride):
         h = model.convgru(emb, None)
         assert model.seg_head(h, feats, None).shape == (1, 22, H // stride, W // stride)
         assert model.seg_head(h, feats, (H, W)).shape == (1, 22, H, W)
+
+
+def test_segmentation_decoder_may_read_a_finer_skip_than_the_depth_decoder():
+    """`seg_skip_names` gives class logits at stride 2 while depth keeps its decoder (and its weights' names)."""
+    finer = {"seg_skip_names": ("s8", "s4", "s2"), "seg_decoder_widths": (64, 48, 32, 16)}
+    model = build_geometry_filter("lite", **finer).eval()
+    with torch.no_grad():
+        out = model.step(torch.randn(1, 3, H, W), None, upsample_seg=False)
+    assert out["seg_logits"].shape == (1, 22, H // 2, W // 2) and out["depth"].shape == (1, 1, H, W)
+    default = build_geometry_filter("lite").state_dict()
+    depth = {k: v.shape for k, v in model.state_dict().items() if k.startswith("depth_decoder.")}
+    assert depth == {k: v.shape for k, v in default.items() if k.startswith("depth_decoder.")}
+    seg = build_segmentation_model("lite", **finer)
+    assert set(seg.state_dict()) <= set(model.state_dict())  # seg-stage checkpoints still load into it
+
+
+@pytest.mark.parametrize(
+    ("pairs", "expected"),
+    [
+        (["seg_skip_names=s8,s4,s2"], {"seg_skip_names": ("s8", "s4", "s2")}),
+        (["seg_decoder_widths=64, 48,32,16"], {"seg_decoder_widths": (64, 48, 32, 16)}),
+        (["hidden_channels=64", "hidden_channels=32"], {"hidden_channels": 32}),
+        (["motion_detail=none", "motion_difference=false"], {"motion_detail": None, "motion_difference": False}),
+        (["embed_channels=None"], {"embed_channels": None}),
+    ],
+)
+def test_parse_overrides(pairs, expected):
+    assert parse_overrides(pairs) == expected
+
+
+@pytest.mark.parametrize(
+    ("pairs", "needle"),
+    [
+        (["hidden_channels"], "expected FIELD=VALUE"),
+        (["name=big"], "expected FIELD=VALUE"),
+        (["width=3"], "'width=3': expected FIELD=VALUE with FIELD one of input_size, backbone"),
+        (["gru_kernel=3.5"], "'gru_kernel=3.5': expected int, got '3.5'"),
+        (["motion_difference=yes"], "expected true or false"),
+    ],
+)
+def test_parse_overrides_names_the_bad_pair(pairs, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        parse_overrides(pairs)
 
 
 def test_skip_decoder_checks_widths():

@@ -156,3 +156,24 @@ def test_weights_saved_before_the_motion_fields_load_with_the_original_ego_motio
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
     )
+
+
+def test_weights_with_their_own_segmentation_skips_load_and_stream_as_built(tmp_path):
+    """The architecture's overrides travel in config.json: the loaded model has the stride-2 segmentation decoder,
+    and the streaming API upsamples its labels to the input size like any other."""
+    torch.manual_seed(0)
+    model = build_model("lite", seg_skip_names=("s8", "s4", "s2"), seg_decoder_widths=(64, 48, 32, 16))
+    save_weights(model, tmp_path / "finer")
+    loaded = load_weights(tmp_path / "finer")
+    assert read_weights_config(tmp_path / "finer")["architecture"]["seg_skip_names"] == ["s8", "s4", "s2"]
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+    frames = torch.randint(0, 255, (2, 1, 128, 256, 3), dtype=torch.uint8).numpy()
+    labels = {}
+    for engine in ("torch", "onnxruntime"):
+        stream = TemporalPerception(loaded, engine=engine, cache_dir=tmp_path / "cache")
+        outs = [stream.step(frame) for frame in frames]
+        assert outs[-1].seg_probs.shape[-2:] == (64, 128) and outs[-1].labels.shape == (1, 128, 256)
+        labels[engine] = outs[-1].labels
+    assert (labels["torch"] == labels["onnxruntime"]).float().mean() > 0.999

@@ -24,6 +24,7 @@ from .presets import (
     build_segmentation_model,
     count_parameters,
     get_preset,
+    parse_overrides,
 )
 from .segmentation import SegmentationHead, SegmentationModel
 
@@ -58,6 +59,7 @@ __all__ = [
     "build_segmentation_model",
     "count_parameters",
     "get_preset",
+    "parse_overrides",
     "log_depth_to_metres",
     "normalize",
     "resize_images",

@@ -42,6 +42,8 @@ class GeometryFilter(nn.Module):
         gru_kernel: int = 3,
         skip_names: Sequence[str] = ("s4", "s2"),
         decoder_widths: Sequence[int] = (256, 256, 128),
+        seg_skip_names: Sequence[str] | None = None,
+        seg_decoder_widths: Sequence[int] | None = None,
         decoder_reduce_kernel: int = 3,
         seg_inter_channels: int = 128,
         decoder_convs_per_stage: int = 2,
@@ -65,7 +67,12 @@ class GeometryFilter(nn.Module):
             self.detail_factor = self.backbone.out_stride // strides[motion_detail]
             self.motion_channels += self.backbone.channels[motion_detail] * self.detail_factor**2
         self.convgru = ConvGRUCell(self.embed_channels, self.hidden_channels, gru_kernel)
-        skips = SkipSpec(tuple(skip_names), tuple(decoder_widths), decoder_reduce_kernel, decoder_convs_per_stage)
+        skips = SkipSpec(
+            tuple(seg_skip_names or skip_names),
+            tuple(seg_decoder_widths or decoder_widths),
+            decoder_reduce_kernel,
+            decoder_convs_per_stage,
+        )
         self.seg_head = SegmentationHead(
             seg_head, self.hidden_channels, num_classes, self.backbone.channels, seg_inter_channels, skips
         )
@@ -98,7 +105,7 @@ class GeometryFilter(nn.Module):
         self, h: torch.Tensor, feats: dict[str, torch.Tensor], out_size: tuple[int, int], upsample_seg: bool = True
     ) -> dict[str, torch.Tensor]:
         """GRU state and backbone features -> seg logits, log-depth and depth (metres) at `out_size`
-        (seg logits at the head's stride-8 resolution when `upsample_seg` is False)."""
+        (seg logits at the head's own resolution when `upsample_seg` is False)."""
         seg = self.seg_head(h, feats, out_size if upsample_seg else None)
         log_depth = self.depth_decoder(h, [feats[s] for s in self.skip_names], out_size)
         return {"seg_logits": seg, "log_depth": log_depth, "depth": log_depth_to_metres(log_depth)}

@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,10 @@ class PresetConfig:
     gru_kernel: int = 3
     skip_names: tuple[str, ...] = ("s4", "s2")  # depth (and unet segmentation) decoder skips, coarse to fine
     decoder_widths: tuple[int, ...] = (256, 256, 128)
+    # The unet segmentation decoder's own skips and widths, where they differ from the depth decoder's (None: the
+    # same): e.g. one skip finer than depth's for class logits at stride 2, where thin classes are a pixel wide.
+    seg_skip_names: tuple[str, ...] | None = None
+    seg_decoder_widths: tuple[int, ...] | None = None
     decoder_reduce_kernel: int = 3
     decoder_convs_per_stage: int = 2
     seg_inter_channels: int = 128  # LR-ASPP inner width
@@ -66,12 +72,23 @@ class PresetConfig:
             "gru_kernel",
             "skip_names",
             "decoder_widths",
+            "seg_skip_names",
+            "seg_decoder_widths",
             "decoder_reduce_kernel",
             "seg_inter_channels",
             "decoder_convs_per_stage",
             "motion_detail",
         )
         return {n: getattr(self, n) for n in names}
+
+    def seg_skips(self) -> SkipSpec:
+        """The unet segmentation decoder's skips: its own where given, else the depth decoder's."""
+        return SkipSpec(
+            self.seg_skip_names or self.skip_names,
+            self.seg_decoder_widths or self.decoder_widths,
+            self.decoder_reduce_kernel,
+            self.decoder_convs_per_stage,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (tuples become lists)."""
@@ -118,6 +135,40 @@ def get_preset(preset: str | PresetConfig, **overrides: Any) -> PresetConfig:
     else:
         raise ValueError(f"unknown preset {preset!r}; known: {sorted(PRESETS)}")
     return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """`FIELD=VALUE` texts -> keyword overrides of `PresetConfig` fields (for `get_preset` and the builders): a
+    tuple's elements comma-separated (`seg_skip_names=s8,s4,s2`), `none` for a field that may be None, booleans as
+    true/false. Raises ValueError naming the pair that is not a field or whose value does not parse."""
+    hints = typing.get_type_hints(PresetConfig)
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        name, equals, text = (part.strip() for part in pair.partition("="))
+        if not equals or name not in hints or name == "name":
+            known = ", ".join(n for n in hints if n != "name")
+            raise ValueError(f"{pair!r}: expected FIELD=VALUE with FIELD one of {known}")
+        try:
+            overrides[name] = _parse_field(text, hints[name])
+        except ValueError as e:
+            raise ValueError(f"{pair!r}: {e}") from None
+    return overrides
+
+
+def _parse_field(text: str, annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if type(None) in typing.get_args(annotation):
+        return None if text.lower() == "none" else _parse_field(text, args[0])
+    if typing.get_origin(annotation) is tuple:
+        return tuple(_parse_field(part, args[0]) for part in text.split(","))
+    if annotation is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() == "true"
+    try:
+        return annotation(text)
+    except ValueError:
+        raise ValueError(f"expected {annotation.__name__}, got {text!r}") from None
 
 
 def _on(device: str | torch.device | None):
@@ -180,7 +231,7 @@ def build_segmentation_model(
             c.seg_head,
             c.embed_channels,
             c.seg_inter_channels,
-            SkipSpec(c.skip_names, c.decoder_widths, c.decoder_reduce_kernel, c.decoder_convs_per_stage),
+            c.seg_skips(),
         )
 
 

@@ -141,6 +141,11 @@ class TrainConfig:
     """Everything a training run needs besides the data folder and the output folder."""
 
     preset: str = _opt("lite", "model size: lite or full")
+    architecture: list[str] = _opt(
+        [],
+        "changes to the preset's architecture, FIELD=VALUE (fields of perception.models.PresetConfig; a tuple's "
+        "elements comma-separated), e.g. seg_skip_names=s8,s4,s2 seg_decoder_widths=64,48,32,24",
+    )
     size: tuple[int, int] = _opt(
         (128, 256), "camera image height and width of the recording, also the training input size"
     )
