@@ -29,6 +29,7 @@ from carla_gym.training_data import record_drives
 from perception.data import ClipStore
 from perception.models import PerceptionPipeline, build_model
 from perception.training.checkpoint import load_checkpoint, restore_model
+from perception.training.config import network_config
 from perception.training.evaluation import evaluate, load_clip, predict_clip
 from perception.training.long_drives import FEW_DRIVES, FEW_DRIVES_NOTE, LongDriveConfig, evaluate_long_drives
 from perception.training.loop import interpolate_weights, snapshot
@@ -154,11 +155,12 @@ def main() -> None:
         model, config = load_weights(folder).eval(), read_weights_config(folder)
     elif args.save:
         p.error("--save needs --start or --end to be a weights folder: its config.json names the input size")
-    else:  # two checkpoints: the network of the run's preset
+    else:  # two checkpoints: the network of the run's preset, with its architecture changes
         ckpt = load_checkpoint(args.end.parent, args.end.name)
         if ckpt is None:
             p.error(f"{args.end} does not exist")
-        model, config = build_model(json.loads(ckpt["config"])["preset"]).eval(), {}
+        run = json.loads(ckpt["config"])
+        model, config = build_model(network_config(run["preset"], run.get("architecture", []))).eval(), {}
     start, end = state_of(args.start, model), state_of(args.end, model)
     try:
         clips, drives = validation_recordings(args.data, args.clip_frames, args.val_drives, args.val_drive_frames)

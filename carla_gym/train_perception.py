@@ -38,7 +38,7 @@ from typing import Any
 from tqdm import tqdm
 
 from perception.data import ClipFormatError, ClipStore
-from perception.models import build_model, parse_overrides
+from perception.models import build_model
 from perception.provenance import command_line
 from perception.training import (
     SCHEDULES,
@@ -300,7 +300,7 @@ def make_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Tr
     if args.arch:
         cfg.architecture = [*cfg.architecture, *args.arch]
     try:
-        build_model(cfg.preset, device="meta", **parse_overrides(cfg.architecture))
+        build_model(cfg.network(), device="meta")
     except (ValueError, TypeError) as e:
         parser.exit(2, f"error: --arch {' '.join(cfg.architecture)}: {e}\n")
     problems = cfg.window_problems()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import torch
 
 from perception import build_model
 from perception.data import ClipStore
+from perception.training import default_config, train
 
 _spec = importlib.util.spec_from_file_location(
     "interpolation_sweep", Path(__file__).resolve().parents[1] / "benchmarks" / "interpolation_sweep.py"
@@ -67,3 +70,21 @@ def test_val_drives_are_recorded_on_the_validation_town_at_the_recordings_size(
     assert paths == [c.path for c in clips + drives] and len(drives2) == own + 2
     size = (clips[0].meta.height, clips[0].meta.width)
     assert all((d.meta.split, len(d), (d.meta.height, d.meta.width)) == ("val", 4, size) for d in drives2[own:])
+
+
+def test_sweep_between_checkpoints_builds_the_runs_own_network(
+    smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread
+) -> None:
+    """Two checkpoints of a run with `--arch` changes are scored on that run's network, not the bare preset's."""
+    cfg = default_config("lite", "smoke")
+    cfg.stages = [cfg.stage("seg")]
+    cfg.stages[0].epochs = 1
+    cfg.architecture = ["seg_skip_names=s8,s4,s2", "seg_decoder_widths=64,48,32,16"]
+    train(cfg, smoke_data, tmp_path / "run", device="cpu", log=lambda _: None)
+    ckpt = tmp_path / "run" / "checkpoints" / "after_seg.pt"
+    out = tmp_path / "sweep.json"
+    argv = ["--start", str(ckpt), "--end", str(ckpt), "--data", str(smoke_data), "--fractions", "0"]
+    monkeypatch.setattr(sys, "argv", ["interpolation_sweep.py", *argv, "--clip-frames", "7", "--json", str(out)])
+    interpolation_sweep.main()
+    scores = json.loads(out.read_text())["fractions"]["0"]
+    assert 0.0 <= scores["clips"]["per_frame"] <= 1.0 and 0.0 <= scores["drives"]["per_frame"] <= 1.0

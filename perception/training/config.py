@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from perception.models import PresetConfig, get_preset, parse_overrides
 
 STAGE_NAMES: tuple[str, ...] = ("seg", "depth", "ego", "seq", "drive")
 # A stage's learning-rate schedules (`StageConfig.schedule`).
@@ -136,6 +139,11 @@ class EpisodeData:
         )
 
 
+def network_config(preset: str, architecture: Sequence[str] = ()) -> PresetConfig:
+    """A preset with `FIELD=VALUE` changes (`TrainConfig.architecture`; `perception.models.parse_overrides`)."""
+    return get_preset(preset, **parse_overrides(architecture))
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run needs besides the data folder and the output folder."""
@@ -173,6 +181,10 @@ class TrainConfig:
     workers: int = _opt(0, "DataLoader worker processes")
     eval_corruptions: bool = _opt(True, "score the report under noise, lighting drift and clutter as well as clean")
     profile: str = _opt("default", "default, or smoke: every stage for seconds on tiny data")
+
+    def network(self) -> PresetConfig:
+        """The network this run trains: the preset with the `architecture` changes."""
+        return network_config(self.preset, self.architecture)
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)

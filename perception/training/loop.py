@@ -54,7 +54,7 @@ from perception.data import (
 )
 from perception.losses import depth_loss, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
-from perception.models import PerceptionPipeline, PipelineState, build_model, normalize, parse_overrides
+from perception.models import PerceptionPipeline, PipelineState, build_model, normalize
 from perception.weights import load_weights
 
 from .checkpoint import (
@@ -712,7 +712,7 @@ def train(
     d = setup_distributed(device)
     store = check_inputs(cfg, data)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.preset, device=device, **parse_overrides(cfg.architecture))
+    model = build_model(cfg.network(), device=device)
     folder = out_dir / "checkpoints"
     identity = {"data": data_identity(store)}
     ckpt, path = starting_checkpoint(cfg, folder, resume)
