@@ -13,6 +13,7 @@ the cache) before timing starts.
     python benchmarks/perception_speed.py --presets lite full --sizes 128x256 256x512
     python benchmarks/perception_speed.py --presets full --device cuda   # bf16 autocast on CUDA
     python benchmarks/perception_speed.py --engines onnxruntime         # one engine only
+    python benchmarks/perception_speed.py --batches 1 --arch seg_skip_names=s8,s4,s2 seg_decoder_widths=64,48,32,16
 
 `full` is very slow on CPU (about 1.2 TFLOPs per 256x512 frame, 0.93 of them in the 2048-channel
 ConvGRU), so it only runs when asked for.
@@ -24,16 +25,18 @@ import argparse
 import json
 
 import torch
-from perception_timing import device_name, streaming_fps
+from perception_timing import ARCH_KEY, device_name, streaming_fps
 from torch.utils.flop_counter import FlopCounterMode
 
 from perception.models import (
+    PresetConfig,
     build_depth_model,
     build_model,
     build_segmentation_model,
     count_parameters,
     get_preset,
 )
+from perception.training.config import network_config
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -41,7 +44,7 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def parameter_counts(preset: str) -> dict[str, float]:
+def parameter_counts(preset: str | PresetConfig) -> dict[str, float]:
     """Millions of parameters per model, counted on the meta device."""
     pipe = build_model(preset, device="meta")
     return {
@@ -53,7 +56,7 @@ def parameter_counts(preset: str) -> dict[str, float]:
     }
 
 
-def step_gflops(preset: str, size: tuple[int, int]) -> float:
+def step_gflops(preset: str | PresetConfig, size: tuple[int, int]) -> float:
     """GFLOPs (2 x multiply-adds, conv/matmul only) of one streaming step with state, batch 1.
 
     Counted on the meta device: shapes only, so even `full` costs nothing to count.
@@ -65,6 +68,26 @@ def step_gflops(preset: str, size: tuple[int, int]) -> float:
         with FlopCounterMode(display=False) as counter:
             model.step(x, state)
     return counter.get_total_flops() / 1e9
+
+
+def print_ratios(
+    label: str, where: str, timed: dict[str, dict[str, float]], suffixes: list[str], engines: list[str]
+) -> None:
+    """Frames/s of ONNX Runtime over eager PyTorch for each network, and of the changed network (`--arch`) over the
+    preset as is for each engine, where both were timed."""
+
+    def ratio(over: str, under: str) -> float | None:
+        both = {over, under} <= timed.keys()
+        return timed[over]["frames_per_s"] / timed[under]["frames_per_s"] if both else None
+
+    for suffix in suffixes:
+        r = ratio("onnxruntime" + suffix, "torch" + suffix)
+        if r is not None:
+            print(f"{label}{suffix}] {where} onnxruntime / torch: {r:.2f}x")
+    for engine in engines:
+        r = ratio(f"{engine} {ARCH_KEY}", engine)
+        if r is not None:
+            print(f"{label}] {where} {engine}: with {ARCH_KEY} / as is: {r:.2f}x")
 
 
 def main() -> None:
@@ -89,6 +112,12 @@ def main() -> None:
     )
     parser.add_argument("--no-flops", action="store_true", help="skip FLOP counting")
     parser.add_argument("--lazy", action="store_true", help="do not read the full-size labels after each step")
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        metavar="FIELD=VALUE",
+        help="also time each preset with these architecture changes (as `train_perception --arch`), side by side",
+    )
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:
@@ -98,37 +127,46 @@ def main() -> None:
     print(f"device: {device_name(args.device)}; torch {torch.__version__}; engines: {', '.join(engines)}")
     results = []
     for preset in args.presets:
-        params = parameter_counts(preset)
-        print(f"\n[{preset}] parameters (M): " + ", ".join(f"{k} {v:.2f}" for k, v in params.items()))
+        networks = {"": get_preset(preset)} | ({f" {ARCH_KEY}": network_config(preset, args.arch)} if args.arch else {})
+        params = {suffix: parameter_counts(network) for suffix, network in networks.items()}
+        for suffix, counts in params.items():
+            print(f"\n[{preset}{suffix}] parameters (M): " + ", ".join(f"{k} {v:.2f}" for k, v in counts.items()))
         for size in args.sizes or [get_preset(preset).input_size]:
-            flops = None if args.no_flops else step_gflops(preset, size)
-            if flops is not None:
-                print(f"[{preset}] {size[0]}x{size[1]}: {flops:.2f} GFLOPs per frame ({flops / 2:.2f} GMACs)")
+            flops = {suffix: None if args.no_flops else step_gflops(n, size) for suffix, n in networks.items()}
+            for suffix, gflops in flops.items():
+                if gflops is not None:
+                    print(
+                        f"[{preset}{suffix}] {size[0]}x{size[1]}: {gflops:.2f} GFLOPs per frame ({gflops / 2:.2f} GMACs)"
+                    )
             slow = preset == "full" and not args.device.startswith("cuda")
             steps = args.steps or (3 if slow else 50)
             warmup = args.warmup if args.warmup is not None else (1 if slow else 5)
             for streams in args.batches:
-                by_engine = streaming_fps(preset, size, streams, steps, warmup, args.device, engines, not args.lazy)
-                for engine, r in by_engine.items():
+                timed = streaming_fps(
+                    preset, size, streams, steps, warmup, args.device, engines, not args.lazy, args.arch or ()
+                )
+                where = f"{size[0]}x{size[1]} streams={streams}"
+                for key, r in timed.items():
+                    engine, _, changed = key.partition(" ")
+                    suffix = f" {changed}" if changed else ""
                     print(
-                        f"[{preset}] {size[0]}x{size[1]} streams={streams} {engine:<11}: median "
+                        f"[{preset}{suffix}] {where} {engine:<11}: median "
                         f"{r['ms_per_step']:.2f} ms/step (p90 {r['p90_ms']:.2f}), {r['frames_per_s']:.1f} frames/s"
                     )
                     results.append(
                         {
                             "preset": preset,
+                            "arch": list(args.arch or []) if changed else [],
                             "size": list(size),
                             "streams": streams,
                             "engine": engine,
                             "full_size_labels": not args.lazy,
-                            "gflops": flops,
-                            "params_m": params,
+                            "gflops": flops[suffix],
+                            "params_m": params[suffix],
                             **r,
                         }
                     )
-                if {"torch", "onnxruntime"} <= by_engine.keys():
-                    ratio = by_engine["onnxruntime"]["frames_per_s"] / by_engine["torch"]["frames_per_s"]
-                    print(f"[{preset}] {size[0]}x{size[1]} streams={streams} onnxruntime / torch: {ratio:.2f}x")
+                print_ratios(f"[{preset}", where, timed, list(networks), engines)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": device_name(args.device), "torch": torch.__version__, "results": results}, f, indent=2)

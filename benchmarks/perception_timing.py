@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from perception.models import build_model
+from perception.models import build_model, get_preset
 from perception.provenance import cpu_description
 from perception.streaming import TemporalPerception
+from perception.training.config import network_config
 
 ROUND = 5  # steps per engine before switching to the next one
+ARCH_KEY = "--arch"  # marks the results of the network with the architecture changes
 
 
 def streaming_fps(
@@ -27,40 +30,43 @@ def streaming_fps(
     device: str,
     engines: list[str],
     full_maps: bool = True,
+    arch: Sequence[str] = (),
 ) -> dict[str, dict[str, float]]:
-    """Median step time and frames/s of `TemporalPerception` over `streams` streams, per engine.
+    """Median step time and frames/s of `TemporalPerception` over `streams` streams, per engine; with `arch`
+    (`FIELD=VALUE` changes of the preset, `perception.models.parse_overrides`) also per engine of the changed
+    network, keyed `"{engine} {ARCH_KEY}"`.
 
-    The engines share the same weights and frames and take turns in rounds of `ROUND` steps, so a
-    change in the machine's load affects them alike.
+    Every network and engine takes its turn in rounds of `ROUND` steps on the same frames, so a change in the
+    machine's load affects them alike.
     """
-    torch.manual_seed(0)  # the same weights in every run: the ONNX export is cached once
-    model = build_model(preset, device=device)
-    perceptions = {e: TemporalPerception(model, device=device, input_size=size, engine=e) for e in engines}
+    networks = {"": get_preset(preset)} | ({f" {ARCH_KEY}": network_config(preset, arch)} if arch else {})
+    contestants: list[tuple[str, TemporalPerception]] = []
+    for suffix, network in networks.items():
+        torch.manual_seed(0)  # the same weights in every run: the ONNX export is cached once
+        model = build_model(network, device=device)
+        contestants += [(suffix, TemporalPerception(model, device=device, input_size=size, engine=e)) for e in engines]
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 256, (streams, *size, 3), dtype=np.uint8) for _ in range(4)]
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times: dict[str, list[float]] = {e: [] for e in engines}
-    for perception in perceptions.values():
+    for _, perception in contestants:
         for i in range(max(warmup, 1)):  # the first step exports or loads the ONNX graph
             perception.step(frames[i % len(frames)])
+    # keyed by the engine each one runs on after its first step (a failed export falls back to torch)
+    times: dict[str, list[float]] = {perception.engine + suffix: [] for suffix, perception in contestants}
     for r in range(-(-steps // ROUND)):
-        for e, perception in perceptions.items():
+        for suffix, perception in contestants:
             for i in range(min(ROUND, steps - r * ROUND)):
                 t0 = time.perf_counter()
                 out = perception.step(frames[i % len(frames)])
                 if full_maps:
                     out.labels  # noqa: B018 - made on first access: full-size probabilities and argmax
                 sync()
-                times[e].append(time.perf_counter() - t0)
+                times[perception.engine + suffix].append(time.perf_counter() - t0)
     results = {}
-    for e, ts in times.items():
+    for key, ts in times.items():
         median = statistics.median(ts)
         p90 = sorted(ts)[int(0.9 * (len(ts) - 1))]
-        results[perceptions[e].engine] = {
-            "ms_per_step": median * 1e3,
-            "p90_ms": p90 * 1e3,
-            "frames_per_s": streams / median,
-        }
+        results[key] = {"ms_per_step": median * 1e3, "p90_ms": p90 * 1e3, "frames_per_s": streams / median}
     return results
 
 
