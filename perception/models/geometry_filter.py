@@ -42,8 +42,7 @@ class GeometryFilter(nn.Module):
         gru_kernel: int = 3,
         skip_names: Sequence[str] = ("s4", "s2"),
         decoder_widths: Sequence[int] = (256, 256, 128),
-        seg_skip_names: Sequence[str] | None = None,
-        seg_decoder_widths: Sequence[int] | None = None,
+        seg_skips: SkipSpec | None = None,
         decoder_reduce_kernel: int = 3,
         seg_inter_channels: int = 128,
         decoder_convs_per_stage: int = 2,
@@ -67,11 +66,9 @@ class GeometryFilter(nn.Module):
             self.detail_factor = self.backbone.out_stride // strides[motion_detail]
             self.motion_channels += self.backbone.channels[motion_detail] * self.detail_factor**2
         self.convgru = ConvGRUCell(self.embed_channels, self.hidden_channels, gru_kernel)
-        skips = SkipSpec(
-            tuple(seg_skip_names or skip_names),
-            tuple(seg_decoder_widths or decoder_widths),
-            decoder_reduce_kernel,
-            decoder_convs_per_stage,
+        # the unet segmentation decoder's skips: `seg_skips` where given, else the depth decoder's
+        skips = seg_skips or SkipSpec(
+            tuple(skip_names), tuple(decoder_widths), decoder_reduce_kernel, decoder_convs_per_stage
         )
         self.seg_head = SegmentationHead(
             seg_head, self.hidden_channels, num_classes, self.backbone.channels, seg_inter_channels, skips

@@ -72,14 +72,12 @@ class PresetConfig:
             "gru_kernel",
             "skip_names",
             "decoder_widths",
-            "seg_skip_names",
-            "seg_decoder_widths",
             "decoder_reduce_kernel",
             "seg_inter_channels",
             "decoder_convs_per_stage",
             "motion_detail",
         )
-        return {n: getattr(self, n) for n in names}
+        return {n: getattr(self, n) for n in names} | {"seg_skips": self.seg_skips()}
 
     def seg_skips(self) -> SkipSpec:
         """The unet segmentation decoder's skips: its own where given, else the depth decoder's."""
