@@ -12,7 +12,7 @@ import pytest
 
 from carla_gym import train_perception
 from carla_gym.config_cli import ConfigFlags, PerStageFlags, field_help, from_dict, parse_value
-from perception.models import parse_overrides
+from perception.models import get_preset, parse_overrides
 from perception.training import StageConfig, TrainConfig, default_config
 
 
@@ -251,6 +251,15 @@ def test_arch_pairs_add_to_the_config_files_and_later_ones_win(tmp_path: Path):
     again = _config("--config", str(saved), "--arch", "seg_decoder_widths=64,48,32,24")
     assert again.architecture == [*arch, "seg_decoder_widths=64,48,32,24"]
     assert parse_overrides(again.architecture)["seg_decoder_widths"] == (64, 48, 32, 24)
+
+
+def test_network_is_the_preset_with_arch_changes_at_the_camera_size():
+    cfg = _config(
+        "--profile", "smoke", "--camera-size", "96", "192", "--crop", "64", "128", "--arch", "hidden_channels=32"
+    )
+    net = cfg.network()
+    assert (net.name, net.input_size, net.hidden_channels) == ("lite", (96, 192), 32)
+    assert net.embed_channels == get_preset("lite").embed_channels
 
 
 def test_config_file_reproduces_a_run_with_overrides(tmp_path: Path):

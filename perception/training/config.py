@@ -183,8 +183,10 @@ class TrainConfig:
     profile: str = _opt("default", "default, or smoke: every stage for seconds on tiny data")
 
     def network(self) -> PresetConfig:
-        """The network this run trains: the preset with the `architecture` changes."""
-        return network_config(self.preset, self.architecture)
+        """The network this run trains: the preset with the `architecture` changes, at the run's camera `size` (the
+        size its weights stream at, which a `crop` run trains on parts of)."""
+        height, width = self.size
+        return dataclasses.replace(network_config(self.preset, self.architecture), input_size=(height, width))
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)
