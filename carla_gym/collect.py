@@ -12,7 +12,9 @@ behind vehicles and starting again; the route is long enough that the drive neve
 Its clips are named episode_NNNN (--name sets the prefix) and draw other seeds than clip_NNNN.
 --drive approach (embedded backend) is an episode drive whose autopilot brakes late for road users
 ahead, as a learning policy does: it keeps its speed until a full brake only just stops it 0.5 to 3 m
-short of them, so vehicles are seen close up while the ego closes in (clips approach_NNNN).
+short of them, so vehicles are seen close up while the ego closes in (clips approach_NNNN); it meets a
+vehicle only where the drawn traffic puts one on the route. --drive follow (embedded backend) is an
+approach drive behind a vehicle moved onto the route 15 to 40 m ahead at reset (clips follow_NNNN).
 
 Clips go to ROOT/<town>/<clip>/ (default ROOT: ~/.cache/carla_gym/clips, or $CARLA_GYM_CACHE/clips).
 Each clip is written to a temporary folder and renamed when complete, so an interrupted run can
@@ -63,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=DRIVES,
         default="warmup",
         help="warmup: record after --warmup autopilot steps; episode: from the first tick, as the env runs; "
-        "approach: an episode drive that brakes late for road users ahead",
+        "approach: an episode drive that brakes late for road users ahead; "
+        "follow: an approach drive behind a vehicle placed on the route ahead",
     )
     p.add_argument(
         "--warmup",
@@ -72,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"autopilot steps before recording (--drive warmup; default {WARMUP_STEPS})",
     )
     p.add_argument(
-        "--name", default=None, help="clip folder prefix (default: clip, or the --drive name for episode and approach)"
+        "--name", default=None, help="clip folder prefix (default: clip, or the --drive name for the other drives)"
     )
     add_camera_size(p, (256, 512), "camera image height and width in pixels")
     deprecated_alias(p, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")

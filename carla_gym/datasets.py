@@ -9,7 +9,10 @@ than clip_NNNN. An approach drive (`drive="approach"`, embedded backend) is an e
 autopilot brakes late for road users ahead, as a learning policy does: it keeps its speed until a full
 brake only just stops it 0.5 to 3 m short of them (drawn per clip), so the clips show vehicles close up
 while the ego closes in on them, which comfortable distance keeping never records. Its clips are named
-approach_NNNN.
+approach_NNNN. Approach drives meet a vehicle ahead only where the drawn traffic puts one on the route;
+a follow drive (`drive="follow"`, embedded backend) is an approach drive that starts with one of the drawn
+vehicles moved onto the route 15 to 40 m ahead (drawn per clip), so the ego closes in on it, stands
+behind it at lights and starts after it. Its clips are named follow_NNNN.
 
 Clips go to OUT/<town>/<clip>/ (`clip_path`). Each is written atomically (`recording.ClipWriter`), so an
 interrupted recording can simply be run again: complete clips are skipped. A clip already in OUT that was
@@ -38,9 +41,11 @@ from .sim import Control, SimulatorBackend, SimulatorError, backend_class, make_
 from .sim.contract import DEFAULT_ROUTE_LENGTH
 
 WARMUP_STEPS = 10  # autopilot steps before the first recorded frame (the ego starts at rest)
-DRIVES = ("warmup", "episode", "approach")
-FROM_FIRST_TICK = ("episode", "approach")  # drives recorded from the reset frame on an episode's route
-APPROACH_MARGIN_M = (0.5, 3.0)  # an approach drive's full-brake margin to road users ahead, drawn per clip
+DRIVES = ("warmup", "episode", "approach", "follow")
+FROM_FIRST_TICK = ("episode", "approach", "follow")  # drives recorded from the reset frame on an episode's route
+LATE_BRAKING = ("approach", "follow")  # drives whose autopilot brakes late for road users ahead
+APPROACH_MARGIN_M = (0.5, 3.0)  # a late-braking drive's full-brake margin to road users ahead, drawn per clip
+FOLLOW_LEAD_M = (15.0, 40.0)  # where a follow drive's vehicle starts on the route ahead, drawn per clip
 SPLITS = ("train", "val", "test")
 EPISODE_ROUTE_LENGTH = DEFAULT_ROUTE_LENGTH  # metres: the environment's default route per episode
 # Metres of route for warmup recordings. The route decides the traffic drawn after it, so this is part of what a
@@ -101,8 +106,13 @@ def autopilot(backend: Any, late_brake: float | None = None) -> Control:
 
 
 def approach_margin(clip_seed: int) -> float:
-    """The full-brake margin (m) of an approach drive's clip, drawn from its seed."""
+    """The full-brake margin (m) of a late-braking drive's clip, drawn from its seed."""
     return float(np.random.default_rng(clip_seed).uniform(*APPROACH_MARGIN_M))
+
+
+def follow_lead(clip_seed: int) -> float:
+    """How far ahead on the route (m) a follow drive's clip places its vehicle, drawn from its seed."""
+    return float(np.random.default_rng([clip_seed, 1]).uniform(*FOLLOW_LEAD_M))
 
 
 def episode_route_length(frames: int, every: int, fixed_delta: float) -> float:
@@ -176,10 +186,10 @@ class RecordingConfig:
             raise ValueError(f"--drive {self.drive!r}: choose from {', '.join(DRIVES)}")
         if self.drive in FROM_FIRST_TICK and self.warmup:
             raise ValueError(f"--warmup {self.warmup}: --drive {self.drive} records from the first tick")
-        if self.drive == "approach" and not hasattr(self.backend_class, "autopilot_control"):
+        if self.drive in LATE_BRAKING and not hasattr(self.backend_class, "autopilot_control"):
             raise ValueError(
-                f"--drive approach: the {self.backend} backend's ego is driven by the simulator's own autopilot, "
-                "which cannot brake late; record approach drives with --backend embedded"
+                f"--drive {self.drive}: the {self.backend} backend's ego is driven by the simulator's own autopilot, "
+                f"which cannot brake late; record {self.drive} drives with --backend embedded"
             )
 
     @property
@@ -211,6 +221,8 @@ class RecordingConfig:
         }
         if self.drive in FROM_FIRST_TICK:
             extra["route_length"] = episode_route_length(self.frames, self.every, self.fixed_delta)
+        if self.drive == "follow":
+            extra["lead_m"] = list(FOLLOW_LEAD_M)
         return extra
 
     def clip_settings(self, town: str, split: str | None, index: int) -> dict[str, Any]:
@@ -293,8 +305,9 @@ def _record_town(
     try:
         for i in todo:
             seed = clip_seed(config.seed, town, i, name)
-            late_brake = approach_margin(seed) if config.drive == "approach" else None
-            frame = backend.reset(seed=seed, options=reset_options)
+            late_brake = approach_margin(seed) if config.drive in LATE_BRAKING else None
+            lead = {"lead_m": follow_lead(seed)} if config.drive == "follow" else {}
+            frame = backend.reset(seed=seed, options=reset_options | lead)
             for _ in range(warmup):
                 frame = backend.step(autopilot(backend))
             with ClipWriter(

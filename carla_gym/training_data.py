@@ -1,7 +1,7 @@
 """The recorded data of perception training and its report, cached by recipe.
 
 `record` records (or reuses) the train, val and test clips of a `TrainConfig` (the backend's towns, plus
-random embedded towns as training data, plus the episode-style and approach recordings of
+random embedded towns as training data, plus the episode-style, approach and follow recordings of
 `TrainConfig.episodes`) into a cache folder named after everything that decides which clips it holds
 (`training_data_root`). `record_drives` records (or reuses) long drives from the first tick on the test town
 for the report's long-drive section (or on the validation town, to compare recipes), in a cache folder of
@@ -105,13 +105,14 @@ def record(
                 ),
                 log,
             )
-        if episodes.approach:
-            _record(
-                RecordingConfig(
-                    **common, frames=episodes.drive_frames, split=split, clips=episodes.approach, drive="approach"
-                ),
-                log,
-            )
+        for drive in ("approach", "follow"):
+            if getattr(episodes, drive):
+                _record(
+                    RecordingConfig(
+                        **common, frames=episodes.drive_frames, split=split, clips=getattr(episodes, drive), drive=drive
+                    ),
+                    log,
+                )
     extra = cfg.extra_towns if backend == "embedded" else 0
     if extra:
         _record(

@@ -164,14 +164,17 @@ def test_episode_drive_records_from_the_first_tick(tmp_path, capsys):
         collect.main([*argv, "--name", "../x"])
 
 
-def test_approach_drive_records_from_the_first_tick_and_needs_the_embedded_backend(tmp_path):
+@pytest.mark.parametrize("drive", ["approach", "follow"])
+def test_late_braking_drive_records_from_the_first_tick_and_needs_the_embedded_backend(tmp_path, drive):
     argv = ["--towns", "harbour_district", "--clips", "1", "--frames", "3", "--camera-size", "16", "32"]
-    assert collect.main([*argv, "--out", str(tmp_path), "--drive", "approach"]) == 0
+    assert collect.main([*argv, "--out", str(tmp_path), "--drive", drive]) == 0
     clip = ClipStore(tmp_path).clips()[0]
-    assert clip.path.name == "approach_0000" and len(clip) == 3
-    assert clip.meta.extra["drive"] == "approach" and clip.meta.extra["warmup"] == 0
-    assert clip.meta.seed == datasets.clip_seed(0, "harbour_district", 0, "approach")
+    assert clip.path.name == f"{drive}_0000" and len(clip) == 3
+    assert clip.meta.extra["drive"] == drive and clip.meta.extra["warmup"] == 0
+    assert clip.meta.seed == datasets.clip_seed(0, "harbour_district", 0, drive)
     assert datasets.APPROACH_MARGIN_M[0] <= datasets.approach_margin(clip.meta.seed) <= datasets.APPROACH_MARGIN_M[1]
-    with pytest.raises(SystemExit, match="--drive approach: the carla backend"):
-        collect.main([*argv, "--out", str(tmp_path / "carla"), "--backend", "carla", "--drive", "approach"])
+    # A follow drive's meta.json records where its vehicle is placed, so a change of the recipe is a mismatch.
+    assert clip.meta.extra.get("lead_m") == (list(datasets.FOLLOW_LEAD_M) if drive == "follow" else None)
+    with pytest.raises(SystemExit, match=f"--drive {drive}: the carla backend"):
+        collect.main([*argv, "--out", str(tmp_path / "carla"), "--backend", "carla", "--drive", drive])
     assert not (tmp_path / "carla").exists()

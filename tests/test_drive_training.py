@@ -171,22 +171,25 @@ def test_init_from_starts_the_first_stage_from_a_weights_folder(smoke_data: Path
     assert any("starting from the weights in" in line for line in lines)
 
 
-def test_approach_drives_are_recorded_per_town_and_read_as_episode_style(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("drive", ["approach", "follow"])
+def test_late_braking_drives_are_recorded_per_town_and_read_as_episode_style(
+    tmp_path: Path, monkeypatch, drive: str
+) -> None:
     from carla_gym import training_data
 
     monkeypatch.setenv("CARLA_GYM_CACHE", str(tmp_path))
     cfg = default_config("lite", "smoke")
-    cfg.size, cfg.frames, cfg.episodes = (16, 32), 2, EpisodeData(approach=1, drive_frames=3)
+    cfg.size, cfg.frames, cfg.episodes = (16, 32), 2, EpisodeData(drive_frames=3, **{drive: 1})
     assert cfg.episodes.long_frames == 3
     root = training_data.record(cfg, "embedded")
-    assert root.name.endswith("-1x3approach-seed0")
+    assert root.name.endswith(f"-1x3{drive}-seed0")
     store = ClipStore(root)
     for split in ("train", "val"):
-        approach = [c for c in store.clips(split=split) if c.path.name.startswith("approach_")]
-        assert sorted(c.meta.town for c in approach) == sorted({c.meta.town for c in store.clips(split=split)})
-        assert all(len(c) == 3 and c.meta.extra["drive"] == "approach" for c in approach)
-    assert not any(c.path.name.startswith("approach_") for c in store.clips(split="test"))
+        drives = [c for c in store.clips(split=split) if c.path.name.startswith(f"{drive}_")]
+        assert sorted(c.meta.town for c in drives) == sorted({c.meta.town for c in store.clips(split=split)})
+        assert all(len(c) == 3 and c.meta.extra["drive"] == drive for c in drives)
+    assert not any(c.path.name.startswith(f"{drive}_") for c in store.clips(split="test"))
     seg = cfg.stage("seg")
-    assert any(c.meta.extra["drive"] == "approach" for c in stage_clips(store, seg, "train", None))
+    assert any(c.meta.extra["drive"] == drive for c in stage_clips(store, seg, "train", None))
     warmup_only = dataclasses.replace(seg, episode_recordings=False)
-    assert not any(c.meta.extra["drive"] == "approach" for c in stage_clips(store, warmup_only, "train", None))
+    assert not any(c.meta.extra["drive"] == drive for c in stage_clips(store, warmup_only, "train", None))

@@ -9,6 +9,7 @@ import pytest
 
 from carla_gym.sim import Control, EventKind, make_backend
 from carla_gym.sim.embedded.lights import GREEN, RED
+from carla_gym.sim.embedded.vehicles import RouteLanes
 from perception.conventions import CLASS_IDS
 
 
@@ -206,3 +207,31 @@ def test_late_braking_autopilot_gets_closer_to_vehicles_without_colliding():
         nearest[late_brake] = min(gaps)
     assert nearest[None] < 5.0  # the drive meets traffic: IDM keeps its minimum gap (2.5 m) or so
     assert nearest[1.0] < nearest[None] - 1.0
+
+
+@pytest.mark.parametrize(
+    ("distance", "expected"),
+    [
+        (10.0, (4, 15.0, (7, 9))),  # within the first lane, which the route enters 5 m in
+        (15.0, (4, 20.0, (7, 9))),  # the first lane's end
+        (20.0, (7, 5.0, (9,))),
+        (100.0, (9, 30.0, ())),  # past the route's end: its last point
+    ],
+)
+def test_route_lanes_locate_a_distance_along_the_route(distance, expected):
+    route = RouteLanes(lanes=(4, 7, 9), start=5.0, lengths=(20.0, 10.0, 30.0))
+    assert route.at(distance) == expected
+
+
+def test_lead_option_places_a_vehicle_on_the_route_ahead_and_leaves_the_rest_of_the_world():
+    with make_backend("embedded", town="ring_boulevard", render=False) as b:
+        b.reset(seed=3)
+        traffic, crowd = b.traffic.xy.copy(), b.crowd.xy.copy()
+        frame = b.reset(seed=3, options={"lead_m": 25.0})
+        ahead = b.tracker.point_at(np.array([25.0]))[0]
+        assert np.linalg.norm(b.traffic.xy[0] - ahead) < 0.5  # on the route, 25 m along it
+        assert 15.0 < frame.hazards.lead < 25.0  # the gap from bumper to bumper
+        assert np.array_equal(b.traffic.xy[1:], traffic[1:]) and np.array_equal(b.crowd.xy, crowd)
+        for bad in (0.0, 1e6):
+            with pytest.raises(ValueError, match="reset option lead_m"):
+                b.reset(seed=3, options={"lead_m": bad})

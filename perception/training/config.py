@@ -119,15 +119,22 @@ class EpisodeData:
         "approach drives per train and val town: long drives whose autopilot brakes late for road users ahead, "
         "so vehicles are seen close up while the ego closes in on them (`collect --drive approach`)",
     )
+    follow: int = _opt(
+        0,
+        "follow drives per train and val town: approach drives behind a vehicle placed on the route ahead, so "
+        "every drive closes in on one (`collect --drive follow`)",
+    )
 
     def __post_init__(self) -> None:
-        if self.clips < 0 or self.drives < 0 or self.approach < 0 or self.drive_frames < 2:
-            raise ValueError(f"episode data needs clips, drives and approach >= 0 and drive_frames >= 2, got {self}")
+        if min(self.clips, self.drives, self.approach, self.follow) < 0 or self.drive_frames < 2:
+            raise ValueError(
+                f"episode data needs clips, drives, approach and follow >= 0 and drive_frames >= 2, got {self}"
+            )
 
     @property
     def long_frames(self) -> int:
         """Frames of the longest episode-style recordings (0 when there are no long drives)."""
-        return self.drive_frames if self.drives or self.approach else 0
+        return self.drive_frames if self.drives or self.approach or self.follow else 0
 
     @property
     def key(self) -> str:
@@ -136,6 +143,7 @@ class EpisodeData:
             (f"-ep{self.clips}" if self.clips else "")
             + (f"-{self.drives}x{self.drive_frames}drive" if self.drives else "")
             + (f"-{self.approach}x{self.drive_frames}approach" if self.approach else "")
+            + (f"-{self.follow}x{self.drive_frames}follow" if self.follow else "")
         )
 
 

@@ -32,9 +32,11 @@ from .lights import TrafficLights
 from .pedestrians import Crowd
 from .renderer import Renderer
 from .towns import SPLITS, WORLD_VERSION, town_spec
-from .vehicles import LaneTable, Traffic, vehicle_points
+from .vehicles import LaneTable, RouteLanes, Traffic, vehicle_points
 from .weather import Weather, get_weather
 from .world import World, build_world
+
+RESET_OPTIONS = ("ego_pose", "weather", "route_length", "lead_m")
 
 
 @dataclass
@@ -74,7 +76,10 @@ class EmbeddedBackend(SimulatorBackend):
     `reset(seed)` draws the ego's route, the traffic, the pedestrians and the weather from `seed`;
     the same town and seed give the same frames, byte for byte, on one machine.
     `reset(options={"ego_pose": (x, y, yaw), "weather": name, "route_length": metres})` places the
-    ego (its route stays the drawn one), fixes the weather or the route length.
+    ego (its route stays the drawn one), fixes the weather or the route length; `"lead_m": metres`
+    moves one of the drawn vehicles onto the route that far along it from its start (ahead of the ego
+    unless `ego_pose` moves it), headed the route's way: a vehicle to follow and close in on (none
+    without traffic).
 
     Events per tick: a collision (other party's class id; the ego stops where it was, and the
     event repeats while it stays in contact), a lane invasion when the ego's centre enters a
@@ -117,9 +122,9 @@ class EmbeddedBackend(SimulatorBackend):
     # ------------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> Frame:
         options = dict(options or {})
-        unknown = set(options) - {"ego_pose", "weather", "route_length"}
+        unknown = set(options) - set(RESET_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown reset options {sorted(unknown)}; known: ego_pose, weather, route_length")
+            raise ValueError(f"unknown reset options {sorted(unknown)}; known: {', '.join(RESET_OPTIONS)}")
         if seed is None:
             seed = int(self._seed_rng.integers(0, 2**31 - 1))
         self.episode_seed = int(seed)
@@ -133,7 +138,10 @@ class EmbeddedBackend(SimulatorBackend):
         route_length = check_route_length(
             options.get("route_length", self.config.route_length), "reset option route_length"
         )
-        points, stops = self._random_route(rng, route_length)
+        lead_m = options.get("lead_m")
+        if lead_m is not None and not 0 < float(lead_m) < route_length:
+            raise ValueError(f"reset option lead_m must be in (0, route_length={route_length}) metres, got {lead_m}")
+        points, stops, route_lanes = self._random_route(rng, route_length)
         if "ego_pose" in options:
             x, y, yaw = map(float, options["ego_pose"])
         else:
@@ -145,6 +153,8 @@ class EmbeddedBackend(SimulatorBackend):
         self.traffic = Traffic(
             net, self.table, self.lights, self.config.vehicles, self.speed_limit, rng, avoid=self.ego.xy
         )
+        if lead_m is not None and len(self.traffic):
+            self.traffic.place(0, *route_lanes.at(float(lead_m)))
         self.crowd = Crowd(net, self.config.pedestrians, rng)
         self.autopilot = Autopilot(self.speed_limit)
         self.frame_number = 0
@@ -153,8 +163,9 @@ class EmbeddedBackend(SimulatorBackend):
         self._ready = True
         return self._frame([])
 
-    def _random_route(self, rng: np.random.Generator, length: float) -> tuple[np.ndarray, RouteStops]:
-        """A random drive through the lane graph from a random road lane, at least `length` metres."""
+    def _random_route(self, rng: np.random.Generator, length: float) -> tuple[np.ndarray, RouteStops, RouteLanes]:
+        """A random drive through the lane graph from a random road lane, at least `length` metres: its points,
+        stop lines and lanes."""
         t = self.table
         candidates = np.flatnonzero(t.is_road & (t.length > 25.0))
         lane = int(rng.choice(candidates))
@@ -163,6 +174,7 @@ class EmbeddedBackend(SimulatorBackend):
         cum = lanes_[lane].cum
         keep = cum > s0
         pts = [np.concatenate([t.pose(np.array([lane]), np.array([s0]))[0], lanes_[lane].points[keep]])]
+        route = [lane]
         total = float(t.length[lane] - s0)
         stop_s, stop_lane = [], []
         if self.lights.lane_signal[lane]:
@@ -175,10 +187,12 @@ class EmbeddedBackend(SimulatorBackend):
                 stop_s.append(total + self.lights.lane_stop_s[lane])
                 stop_lane.append(lane)
             pts.append(lanes_[lane].points[1:])
+            route.append(lane)
             total += float(t.length[lane])
         points = np.concatenate(pts)
         # Route arc lengths of stops measured on the concatenated polyline (tiny joins differ).
-        return points, RouteStops(np.array(stop_s), np.array(stop_lane, dtype=np.int64))
+        stops = RouteStops(np.array(stop_s), np.array(stop_lane, dtype=np.int64))
+        return points, stops, RouteLanes(tuple(route), s0, tuple(float(t.length[i]) for i in route))
 
     # ------------------------------------------------------------------------------------------
     def autopilot_control(self, late_brake: float | None = None) -> Control:

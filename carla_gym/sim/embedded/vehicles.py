@@ -10,6 +10,8 @@ of all vehicles at once, on our own lane graph.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from perception.conventions import CLASS_IDS
@@ -79,6 +81,24 @@ class LaneTable:
         dx = np.interp(gb, self.g, self.x) - np.interp(ga, self.g, self.x)
         dy = np.interp(gb, self.g, self.y) - np.interp(ga, self.g, self.y)
         return xy, np.arctan2(dy, dx)
+
+
+@dataclass(frozen=True)
+class RouteLanes:
+    """The lanes a route runs through, from `start` metres into the first, and their lengths."""
+
+    lanes: tuple[int, ...]
+    start: float
+    lengths: tuple[float, ...]
+
+    def at(self, distance: float) -> tuple[int, float, tuple[int, ...]]:
+        """The lane and arc length `distance` metres along the route, and the route's lanes after that one."""
+        s = self.start + distance
+        for k, lane in enumerate(self.lanes[:-1]):
+            if s <= self.lengths[k]:
+                return lane, s, self.lanes[k + 1 :]
+            s -= self.lengths[k]
+        return self.lanes[-1], min(s, self.lengths[-1]), ()
 
 
 class Traffic:
@@ -213,6 +233,16 @@ class Traffic:
         self.stuck = np.where((self.v < 0.05) & ~stop, self.stuck + dt, 0.0)
         for i in np.flatnonzero(self.stuck > STUCK_S):
             self._respawn(int(i), ego[:2])
+        self.xy, self.yaw = self.table.pose(self.lane, self.s)
+
+    def place(self, i: int, lane: int, s: float, following: tuple[int, ...] = ()) -> None:
+        """Move vehicle `i` to arc length `s` of `lane`, its next two lanes `following`'s first two where given
+        (a route to keep to; beyond them it turns at random as every NPC does). Draws nothing from the
+        generator, so the rest of the world an episode seed draws stays the same."""
+        nxt = [*following[:2]]
+        while len(nxt) < 2:
+            nxt.append(int(self.table.successors[nxt[-1] if nxt else lane][0]))
+        self.lane[i], self.s[i], self.n1[i], self.n2[i] = lane, s, nxt[0], nxt[1]
         self.xy, self.yaw = self.table.pose(self.lane, self.s)
 
     def _respawn(self, i: int, ego_xy: np.ndarray) -> None:
