@@ -235,3 +235,15 @@ def test_lead_option_places_a_vehicle_on_the_route_ahead_and_leaves_the_rest_of_
         for bad in (0.0, 1e6):
             with pytest.raises(ValueError, match="reset option lead_m"):
                 b.reset(seed=3, options={"lead_m": bad})
+
+
+def test_a_placed_vehicle_keeps_to_the_given_lanes_then_to_each_lanes_first_successor():
+    with make_backend("embedded", town="ring_boulevard", render=False) as b:
+        b.reset(seed=3)
+        traffic, table = b.traffic, b.table
+        lane = int(traffic.lane[1])
+        first = int(table.successors[lane][0])
+        traffic.place(0, lane, 5.0, following=(first,))
+        assert (traffic.lane[0], traffic.s[0], traffic.n1[0]) == (lane, 5.0, first)
+        assert traffic.n2[0] == table.successors[first][0]  # past the given lanes: no draw from the generator
+        assert np.allclose(traffic.xy[0], table.pose(np.array([lane]), np.array([5.0]))[0][0])
