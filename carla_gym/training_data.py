@@ -19,7 +19,7 @@ from perception.portable_paths import portable_path
 from perception.training import TrainConfig
 from perception.training.long_drives import LongDriveConfig
 
-from .datasets import RecordingConfig, cache_root, clip_name, default_root, record_clips
+from .datasets import LATE_BRAKING, RecordingConfig, cache_root, clip_name, default_root, record_clips
 from .sim import backend_class
 from .sim.embedded.towns import training_seeds
 
@@ -105,7 +105,7 @@ def record(
                 ),
                 log,
             )
-        for drive in ("approach", "follow"):
+        for drive in LATE_BRAKING:  # EpisodeData counts each late-braking drive in a field of its name
             if getattr(episodes, drive):
                 _record(
                     RecordingConfig(
