@@ -69,44 +69,13 @@ def test_collect_split_and_bad_arguments(tmp_path, capsys):
     assert datasets.parse_size("128x256") == (128, 256)
     assert datasets.default_root().name == "clips"
     assert (
-        collect.main(
-            [
-                "--split",
-                "val",
-                "--clips",
-                "1",
-                "--frames",
-                "1",
-                "--size",
-                "16x32",
-                "--out",
-                str(tmp_path),
-                "--warmup",
-                "0",
-            ]
-        )
-        == 0
+        collect.main([*"--split val --clips 1 --frames 1 --size 16x32 --warmup 0".split(), "--out", str(tmp_path)]) == 0
     )
     assert [c.meta.town for c in ClipStore(tmp_path).clips()] == ["market_crossroads"]
     # random towns can be labelled as training data; a named town keeps its own split
     assert (
         collect.main(
-            [
-                "--towns",
-                "1003",
-                "--split",
-                "train",
-                "--clips",
-                "1",
-                "--frames",
-                "1",
-                "--size",
-                "16x32",
-                "--out",
-                str(tmp_path),
-                "--warmup",
-                "0",
-            ]
+            [*"--towns 1003 --split train --clips 1 --frames 1 --size 16x32 --warmup 0".split(), "--out", str(tmp_path)]
         )
         == 0
     )

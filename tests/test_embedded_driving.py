@@ -46,6 +46,13 @@ def _facing_building(backend) -> tuple[float, float, float]:
     raise AssertionError("no building faces a street")
 
 
+@pytest.mark.parametrize("pose", [(1.0, 2.0), "north", (0.0, float("nan"), 0.0), None])
+def test_a_bad_ego_pose_is_refused_by_name(pose):
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=0, pedestrians=0) as b:
+        with pytest.raises(ValueError, match="reset option ego_pose"):
+            b.reset(seed=2, options={"ego_pose": pose})
+
+
 def test_driving_into_a_wall_reports_a_static_collision():
     with make_backend("embedded", town="grid_suburb", render=False, vehicles=0, pedestrians=0) as b:
         b.reset(seed=2)
@@ -232,7 +239,7 @@ def test_lead_option_places_a_vehicle_on_the_route_ahead_and_leaves_the_rest_of_
         assert np.linalg.norm(b.traffic.xy[0] - ahead) < 0.5  # on the route, 25 m along it
         assert 15.0 < frame.hazards.lead < 25.0  # the gap from bumper to bumper
         assert np.array_equal(b.traffic.xy[1:], traffic[1:]) and np.array_equal(b.crowd.xy, crowd)
-        for bad in (0.0, 1e6):
+        for bad in (0.0, 1e6, "far", [25.0]):
             with pytest.raises(ValueError, match="reset option lead_m"):
                 b.reset(seed=3, options={"lead_m": bad})
 

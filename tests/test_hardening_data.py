@@ -209,20 +209,7 @@ def test_collect_names_a_clip_folder_without_meta(tmp_path: Path) -> None:
     (stray / "notes.txt").write_text("mine")
     with pytest.raises(SystemExit) as e:
         collect.main(
-            [
-                "--towns",
-                "grid_suburb",
-                "--clips",
-                "1",
-                "--frames",
-                "1",
-                "--size",
-                "16x32",
-                "--out",
-                str(tmp_path),
-                "--warmup",
-                "0",
-            ]
+            [*"--towns grid_suburb --clips 1 --frames 1 --size 16x32 --warmup 0".split(), "--out", str(tmp_path)]
         )
     assert f"{stray} exists but holds no meta.json" in str(e.value.code) and "another --out" in str(e.value.code)
     assert [p.name for p in stray.iterdir()] == ["notes.txt"] and (stray / "notes.txt").read_text() == "mine"

@@ -39,6 +39,30 @@ from .world import World, build_world
 RESET_OPTIONS = ("ego_pose", "weather", "route_length", "lead_m")
 
 
+def _lead_metres(value: Any, route_length: float) -> float | None:
+    """The reset option `lead_m` as metres along the route, inside (0, route_length); None when unset."""
+    if value is None:
+        return None
+    try:
+        lead = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"reset option lead_m must be a number of metres, got {value!r}") from None
+    if not 0.0 < lead < route_length:
+        raise ValueError(f"reset option lead_m must be in (0, route_length={route_length:g}) metres, got {value!r}")
+    return lead
+
+
+def _pose(value: Any) -> tuple[float, float, float]:
+    """The reset option `ego_pose` as finite (x metres, y metres, yaw radians)."""
+    try:
+        x, y, yaw = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"reset option ego_pose must be three numbers (x, y, yaw), got {value!r}") from None
+    if not all(math.isfinite(v) for v in (x, y, yaw)):
+        raise ValueError(f"reset option ego_pose must be finite, got {value!r}")
+    return x, y, yaw
+
+
 @dataclass
 class EmbeddedConfig:
     """Options of `make_backend("embedded", ...)`."""
@@ -138,12 +162,10 @@ class EmbeddedBackend(SimulatorBackend):
         route_length = check_route_length(
             options.get("route_length", self.config.route_length), "reset option route_length"
         )
-        lead_m = options.get("lead_m")
-        if lead_m is not None and not 0 < float(lead_m) < route_length:
-            raise ValueError(f"reset option lead_m must be in (0, route_length={route_length}) metres, got {lead_m}")
+        lead_m = _lead_metres(options.get("lead_m"), route_length)
         points, stops, route_lanes = self._random_route(rng, route_length)
         if "ego_pose" in options:
-            x, y, yaw = map(float, options["ego_pose"])
+            x, y, yaw = _pose(options["ego_pose"])
         else:
             d = points[1] - points[0]
             x, y, yaw = float(points[0][0]), float(points[0][1]), math.atan2(d[1], d[0])
@@ -154,7 +176,7 @@ class EmbeddedBackend(SimulatorBackend):
             net, self.table, self.lights, self.config.vehicles, self.speed_limit, rng, avoid=self.ego.xy
         )
         if lead_m is not None and len(self.traffic):
-            self.traffic.place(0, *route_lanes.at(float(lead_m)))
+            self.traffic.place(0, *route_lanes.at(lead_m))
         self.crowd = Crowd(net, self.config.pedestrians, rng)
         self.autopilot = Autopilot(self.speed_limit)
         self.frame_number = 0
