@@ -239,9 +239,39 @@ def test_lead_option_places_a_vehicle_on_the_route_ahead_and_leaves_the_rest_of_
         assert np.linalg.norm(b.traffic.xy[0] - ahead) < 0.5  # on the route, 25 m along it
         assert 15.0 < frame.hazards.lead < 25.0  # the gap from bumper to bumper
         assert np.array_equal(b.traffic.xy[1:], traffic[1:]) and np.array_equal(b.crowd.xy, crowd)
-        for bad in (0.0, 1e6, "far", [25.0]):
-            with pytest.raises(ValueError, match="reset option lead_m"):
-                b.reset(seed=3, options={"lead_m": bad})
+
+
+@pytest.mark.parametrize("option", ["lead_m", "crossing_m"])
+@pytest.mark.parametrize("bad", [0.0, 1e6, "far", [25.0]])
+def test_a_distance_along_the_route_outside_it_is_refused_by_name(option, bad):
+    with make_backend("embedded", town="grid_suburb", render=False, vehicles=1, pedestrians=1) as b:
+        with pytest.raises(ValueError, match=f"reset option {option}"):
+            b.reset(seed=3, options={option: bad})
+
+
+def test_crossing_option_sends_a_pedestrian_across_the_route_ahead_and_leaves_the_rest_of_the_world():
+    from carla_gym.sim.embedded.ground import SIDEWALK
+
+    with make_backend("embedded", town="grid_suburb", render=False) as b:
+        b.reset(seed=1)
+        traffic, crowd = b.traffic.xy.copy(), b.crowd.xy.copy()
+        b.reset(seed=1, options={"crossing_m": 25.0})
+        ahead = b.tracker.point_at(np.array([25.0]))[0]
+        start = b.crowd.xy[0].copy()
+        assert np.linalg.norm(start - ahead) < 8.0  # on the kerb beside the route, 25 m along it
+        assert b.world.ground.class_at(start[None])[0] == SIDEWALK and b.crowd.on_road_crossing()[0]
+        assert np.array_equal(b.traffic.xy, traffic) and np.array_equal(b.crowd.xy[1:], crowd[1:])
+        for _ in range(400):  # the ego stands; the pedestrian crosses, then walks on along the far sidewalk
+            b.step(Control(brake=1.0))
+            if not b.crowd.on_road_crossing()[0]:
+                break
+        else:
+            raise AssertionError("the pedestrian never reached the far sidewalk")
+        end = b.crowd.xy[0]
+        assert b.world.ground.class_at(end[None])[0] == SIDEWALK
+        along = np.diff(b.tracker.point_at(np.array([24.0, 26.0])), axis=0)[0]
+        side = [np.sign(along[0] * (p[1] - ahead[1]) - along[1] * (p[0] - ahead[0])) for p in (start, end)]
+        assert side[0] == -side[1] != 0  # the far side of the road, not back
 
 
 def test_a_placed_vehicle_keeps_to_the_given_lanes_then_to_each_lanes_first_successor():

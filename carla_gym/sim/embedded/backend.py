@@ -36,20 +36,21 @@ from .vehicles import LaneTable, RouteLanes, Traffic, vehicle_points
 from .weather import Weather, get_weather
 from .world import World, build_world
 
-RESET_OPTIONS = ("ego_pose", "weather", "route_length", "lead_m")
+RESET_OPTIONS = ("ego_pose", "weather", "route_length", "lead_m", "crossing_m")
 
 
-def _lead_metres(value: Any, route_length: float) -> float | None:
-    """The reset option `lead_m` as metres along the route, inside (0, route_length); None when unset."""
+def _route_metres(options: dict[str, Any], name: str, route_length: float) -> float | None:
+    """The reset option `name` as metres along the route, inside (0, route_length); None when unset."""
+    value = options.get(name)
     if value is None:
         return None
     try:
-        lead = float(value)
+        metres = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"reset option lead_m must be a number of metres, got {value!r}") from None
-    if not 0.0 < lead < route_length:
-        raise ValueError(f"reset option lead_m must be in (0, route_length={route_length:g}) metres, got {value!r}")
-    return lead
+        raise ValueError(f"reset option {name} must be a number of metres, got {value!r}") from None
+    if not 0.0 < metres < route_length:
+        raise ValueError(f"reset option {name} must be in (0, route_length={route_length:g}) metres, got {value!r}")
+    return metres
 
 
 def _pose(value: Any) -> tuple[float, float, float]:
@@ -103,7 +104,9 @@ class EmbeddedBackend(SimulatorBackend):
     ego (its route stays the drawn one), fixes the weather or the route length; `"lead_m": metres`
     moves one of the drawn vehicles onto the route that far along it from its start (ahead of the ego
     unless `ego_pose` moves it), headed the route's way: a vehicle to follow and close in on (none
-    without traffic).
+    without traffic); `"crossing_m": metres` sends one of the drawn pedestrians across the road that far
+    along the route, from the kerb on the ego's side and away from any zebra crossing (none without
+    pedestrians, or where that road has no sidewalk).
 
     Events per tick: a collision (other party's class id; the ego stops where it was, and the
     event repeats while it stays in contact), a lane invasion when the ego's centre enters a
@@ -162,7 +165,8 @@ class EmbeddedBackend(SimulatorBackend):
         route_length = check_route_length(
             options.get("route_length", self.config.route_length), "reset option route_length"
         )
-        lead_m = _lead_metres(options.get("lead_m"), route_length)
+        lead_m = _route_metres(options, "lead_m", route_length)
+        crossing_m = _route_metres(options, "crossing_m", route_length)
         points, stops, route_lanes = self._random_route(rng, route_length)
         if "ego_pose" in options:
             x, y, yaw = _pose(options["ego_pose"])
@@ -178,12 +182,25 @@ class EmbeddedBackend(SimulatorBackend):
         if lead_m is not None and len(self.traffic):
             self.traffic.place(0, *route_lanes.at(lead_m))
         self.crowd = Crowd(net, self.config.pedestrians, rng)
+        if crossing_m is not None and len(self.crowd):
+            self._send_across(route_lanes, crossing_m)
         self.autopilot = Autopilot(self.speed_limit)
         self.frame_number = 0
         self.time = 0.0
         self.events.reset(self.ego.xy)
         self._ready = True
         return self._frame([])
+
+    def _send_across(self, route: RouteLanes, distance: float) -> None:
+        """Start pedestrian 0 across the road `distance` metres along the route (past the junction, when
+        that point is in one), from the kerb on the ego's side."""
+        lane, s, rest = route.at(distance)
+        lanes = self.world.network.lanes
+        if lanes[lane].road < 0 and rest:
+            lane, s = rest[0], min(2.0, lanes[rest[0]].length)
+        if lanes[lane].road >= 0:
+            xy, _ = self.table.pose(np.array([lane]), np.array([s]))
+            self.crowd.send_across(0, lanes[lane].road, xy[0])
 
     def _random_route(self, rng: np.random.Generator, length: float) -> tuple[np.ndarray, RouteStops, RouteLanes]:
         """A random drive through the lane graph from a random road lane, at least `length` metres: its points,

@@ -1,4 +1,4 @@
-"""Pedestrians: walk along the sidewalks and sometimes cross the road on a zebra crossing."""
+"""Pedestrians: walk along the sidewalks and sometimes cross the road on a zebra crossing (or where sent)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class Crowd:
         # side_path[road][side] -> path id; crossing[(road, end)] -> path id from side -1 to side +1
         self.side_path: dict[tuple[int, int], int] = {}
         self.crossing: dict[tuple[int, int], int] = {}
-        self.kind: list[tuple] = []  # ("side", road, side) or ("cross", road, end)
+        # ("side", road, side), ("cross", road, end) or ("jaywalk", far side path, s on it)
+        self.kind: list[tuple] = []
         signalised = net.signalised
         for k, road in enumerate(net.roads):
             cum = polyline_lengths(road.points)
@@ -58,12 +59,7 @@ class Crowd:
                     self.kind.append(("cross", k, end))
                     paths.append(np.stack([a, b]))
         self.paths = paths
-        self.lengths = np.array([polyline_lengths(p)[-1] for p in paths]) if paths else np.zeros(0)
-        # all paths packed end to end (1 m apart) so every pose is one np.interp
-        self._start = np.concatenate([[0.0], np.cumsum(self.lengths + 1.0)[:-1]]) if paths else np.zeros(0)
-        if paths:
-            self._g = np.concatenate([st + polyline_lengths(p) for st, p in zip(self._start, paths, strict=False)])
-            self._x, self._y = np.concatenate(paths)[:, 0], np.concatenate(paths)[:, 1]
+        self._pack()
         side_ids = [i for i, kd in enumerate(self.kind) if kd[0] == "side"]
         n = count if side_ids else 0
         self.path = rng.choice(side_ids, size=n) if n else np.zeros(0, np.int64)
@@ -75,6 +71,37 @@ class Crowd:
         self.xy = np.zeros((n, 2))
         self.yaw = np.zeros(n)
         self._update_pose()
+
+    def _pack(self) -> None:
+        """Pack all paths end to end (1 m apart), so every pose is one np.interp."""
+        paths = self.paths
+        self.lengths = np.array([polyline_lengths(p)[-1] for p in paths]) if paths else np.zeros(0)
+        self._start = np.concatenate([[0.0], np.cumsum(self.lengths + 1.0)[:-1]]) if paths else np.zeros(0)
+        if paths:
+            self._g = np.concatenate([st + polyline_lengths(p) for st, p in zip(self._start, paths, strict=False)])
+            self._x, self._y = np.concatenate(paths)[:, 0], np.concatenate(paths)[:, 1]
+
+    def send_across(self, i: int, road: int, point: np.ndarray) -> bool:
+        """Start pedestrian `i` crossing road `road` through `point`, away from a zebra crossing.
+
+        It starts on the sidewalk path of the side nearer `point`, walks straight across to the other
+        side's, and walks on along that one. Returns False (and moves nobody) where the road has no
+        sidewalk paths. Draws nothing from the generator, so the rest of the crowd stays as drawn.
+        """
+        if (road, -1) not in self.side_path:
+            return False
+        ends = {}
+        for side in (-1, 1):
+            path = self.paths[self.side_path[(road, side)]]
+            k = int(np.argmin(np.linalg.norm(path - point, axis=1)))
+            ends[side] = (path[k], float(polyline_lengths(path)[k]))
+        near = min(ends, key=lambda side: float(np.linalg.norm(ends[side][0] - point)))
+        self.kind.append(("jaywalk", self.side_path[(road, -near)], ends[-near][1]))
+        self.paths.append(np.stack([ends[near][0], ends[-near][0]]))
+        self._pack()
+        self.path[i], self.s[i], self.dir[i] = len(self.paths) - 1, 0.0, 1.0
+        self._update_pose()
+        return True
 
     def side_path_point(self, paths: list[np.ndarray], road: int, side: int, end: int) -> np.ndarray:
         p = paths[self.side_path[(road, side)]]
@@ -123,6 +150,8 @@ class Crowd:
                 else:
                     self.dir[i] = -self.dir[i]
                     self.s[i] = np.clip(self.s[i], 0.0, L[i])
+            elif kind == "jaywalk":  # on along the far sidewalk from where the crossing met it
+                self.path[i], self.s[i], self.dir[i] = road, which, 1.0
             else:  # leave the crossing onto the other side's sidewalk, walking away from the junction
                 side = 1 if end == 1 else -1
                 nxt = self.side_path[(road, side)]
@@ -132,8 +161,8 @@ class Crowd:
         self._update_pose()
 
     def on_road_crossing(self) -> np.ndarray:
-        """Which pedestrians are on a crossing path."""
-        return np.array([self.kind[p][0] == "cross" for p in self.path], dtype=bool)
+        """Which pedestrians are crossing a road (on a zebra crossing or sent across)."""
+        return np.array([self.kind[p][0] in ("cross", "jaywalk") for p in self.path], dtype=bool)
 
     def instances(self) -> np.ndarray:
         """(N, 11) render instances."""
