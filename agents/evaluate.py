@@ -15,6 +15,8 @@ with the leaderboard's penalty factors). `--routes` picks a named route set (`te
 also records the command, the evaluation's perception and weights hash, and what the policy records
 of its training (command, wall time `train_seconds`, env steps `num_timesteps`). `--video DIR` writes
 each episode's dashboard as MP4, `--trace DIR` a CSV of its steps (`TRACE_COLUMNS`).
+`--pedestrian-crossings P` sends a pedestrian across the route ahead in a share P of the episodes (the
+env's `pedestrian_crossings`), a harder set than the drawn worlds alone.
 
 The policy sees what it saw in training: VecNormalize statistics and stacked frames are applied
 (recorded in a policy folder, or found in a Zoo run next to the .zip: `ENV/vecnormalize.pkl`,
@@ -41,7 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 import carla_gym  # noqa: F401  (registers the envs)
-from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack, positive_int
+from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack, add_pedestrian_crossings, positive_int
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
 from perception.provenance import command_line
@@ -230,6 +232,7 @@ def evaluate(
         seed=seeds[0],
         seeds=list(seeds),
         max_steps=max_steps,
+        pedestrian_crossings=config.pedestrian_crossings,
         camera_size=list(cast(tuple[int, int], config.camera_size)),  # resolved by EnvConfig
         policy_metadata={k: v for k, v in getattr(policy, "metadata", {}).items() if k != "scores"},
     )
@@ -271,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the first episode (default: 0)")
     parser.add_argument("--max-steps", type=positive_int, default=1000, help="episode time limit in steps")
+    add_pedestrian_crossings(
+        parser, "share of episodes in which a pedestrian steps out to cross the route 10-40 m ahead (default: none)"
+    )
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -321,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.max_steps,
             args.video,
-            {"weights": args.weights},
+            {"weights": args.weights, "pedestrian_crossings": args.pedestrian_crossings},
             args.trust_pickle,
             args.camera_size,
             args.allow_mismatch,

@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack,
 from tqdm import tqdm
 
 import carla_gym
-from carla_gym.cli import add_camera_size, add_frame_stack, positive_int
+from carla_gym.cli import add_camera_size, add_frame_stack, add_pedestrian_crossings, positive_int
 from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import ENDINGS, Truncation
@@ -132,6 +132,7 @@ def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command
         "obs_size": list(obs_size),
         "reward": reward_config(args).as_dict(),
         "terminate_red_light": args.terminate_red_light,
+        "pedestrian_crossings": args.pedestrian_crossings,
         "command": command,
     }
 
@@ -171,6 +172,7 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0, expert
         camera_size=args.camera_size,
         terminate_red_light=args.terminate_red_light,
         expert_action=expert_action,
+        pedestrian_crossings=args.pedestrian_crossings if split == "train" else 0.0,
     )
 
 
@@ -237,6 +239,11 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
         "vectors end to end); recorded in the saved policy, which agents.evaluate reads",
     )
     parser.add_argument("--seed", type=int, default=0)
+    add_pedestrian_crossings(
+        parser,
+        "share of training episodes in which a pedestrian steps out to cross the route 10-40 m ahead "
+        "(the env's pedestrian_crossings; evaluation episodes keep to the drawn world)",
+    )
     parser.add_argument(
         "--terminate-red-light",
         action="store_true",

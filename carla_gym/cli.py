@@ -73,6 +73,22 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 
 
+def share(text: str) -> float:
+    """An argparse type: a share from 0 to 1 (the usage error names the value otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
+    return value
+
+
+def add_pedestrian_crossings(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--pedestrian-crossings P`: the env's `pedestrian_crossings` share of episodes (default 0)."""
+    parser.add_argument("--pedestrian-crossings", type=share, default=0.0, metavar="P", help=help)
+
+
 def add_frame_stack(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:
     """`--frame-stack N`: how many of the last observations a policy sees at once (SB3's VecFrameStack)."""
     parser.add_argument("--frame-stack", type=positive_int, default=default, metavar="N", help=help)

@@ -391,6 +391,22 @@ def test_terminate_red_light_reaches_the_training_worlds_and_the_policy_record(f
     assert training.policy_metadata(args, (40, 80), "cmd")["terminate_red_light"] is terminate
 
 
+@pytest.mark.parametrize("parser", [train_ppo.build_parser, imitation.build_parser])
+@pytest.mark.parametrize("flags, share", [([], 0.0), (["--pedestrian-crossings", "0.3"], 0.3)])
+def test_pedestrian_crossings_reach_the_training_worlds_not_the_validation_ones(parser, flags, share):
+    args = parser().parse_args(["--perception", "ground_truth", *flags])
+    assert training.env_config(args, "train").pedestrian_crossings == share
+    assert training.env_config(args, "val").pedestrian_crossings == 0.0
+    assert training.policy_metadata(args, (40, 80), "cmd")["pedestrian_crossings"] == share
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1", "often"])
+def test_pedestrian_crossings_must_be_a_share(value, capsys):
+    with pytest.raises(SystemExit) as err:
+        imitation.build_parser().parse_args(["--pedestrian-crossings", value])
+    assert err.value.code == 2 and "--pedestrian-crossings" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("value", ["0", "-2", "two"])
 def test_frame_stack_must_be_a_positive_whole_number(value, capsys):
     with pytest.raises(SystemExit) as err:

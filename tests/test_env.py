@@ -199,3 +199,40 @@ def test_expert_action_in_info_is_the_autopilots_action_in_the_returned_state():
 def test_expert_action_needs_a_backend_with_an_autopilot():
     with pytest.raises(ValueError, match="expert_action.*'carla'"):
         EnvConfig(backend="carla", expert_action=True)
+
+
+def test_pedestrian_crossings_send_a_pedestrian_across_in_a_share_of_episodes_drawn_from_the_seed():
+    from carla_gym.env.task import CROSSING_M, DrivingTask
+
+    def crossings(share: float) -> dict[int, float]:
+        task = DrivingTask(None, EnvConfig().reward, pedestrian_crossings=share)  # type: ignore[arg-type]
+        return {s: o["crossing_m"] for s in range(200) if (o := task.scenario(s, None))}
+
+    few, many, every = crossings(0.25), crossings(0.75), crossings(1.0)
+    assert 30 < len(few) < 70 and 120 < len(many) < 180 and len(every) == 200
+    assert few.items() <= many.items() <= every.items()  # a seed's draw does not depend on the share
+    assert all(CROSSING_M[0] <= d <= CROSSING_M[1] for d in every.values())
+    task = DrivingTask(None, EnvConfig().reward, pedestrian_crossings=1.0)  # type: ignore[arg-type]
+    assert task.scenario(0, {"crossing_m": 12.0, "weather": "fog"}) == {"crossing_m": 12.0, "weather": "fog"}
+    assert DrivingTask(None, EnvConfig().reward).scenario(0, None) is None  # off by default
+
+    env = make("ground_truth", pedestrian_crossings=1.0)
+    try:
+        env.reset(seed=4)
+        assert env.unwrapped.task.sim.crowd.on_road_crossing()[0]
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"pedestrian_crossings": 1.5}, "pedestrian_crossings must be from 0 to 1"),
+        ({"pedestrian_crossings": "often"}, "pedestrian_crossings must be a number"),
+        ({"pedestrian_crossings": 0.5, "route_length": 30.0}, "routes longer than 40 m"),
+        ({"pedestrian_crossings": 0.5, "backend": "carla"}, "needs the embedded backend"),
+    ],
+)
+def test_bad_pedestrian_crossings_are_refused_by_name(options, match):
+    with pytest.raises(ValueError, match=match):
+        EnvConfig(**options)

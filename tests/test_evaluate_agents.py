@@ -364,6 +364,16 @@ def test_trace_option_writes_every_step_of_every_episode(tmp_path):
         assert all(float(r["lead_m"]) > 0 and float(r["red_light_m"]) > 0 for r in rows)
 
 
+def test_pedestrian_crossings_option_reaches_the_env_and_the_summary(tmp_path):
+    import json
+
+    out = tmp_path / "eval.json"
+    options = ["--perception", "ground_truth", "--camera-size", "40", "80", "--max-steps", "3", "--episodes", "1"]
+    assert evaluate.main(["autopilot", *options, "--pedestrian-crossings", "1", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["pedestrian_crossings"] == 1.0
+    assert "--pedestrian-crossings 1" in json.loads(out.read_text())["command"]
+
+
 @pytest.mark.parametrize("flag", ["--video", "--trace"])
 def test_a_file_where_a_folder_of_episodes_goes_is_a_usage_error(flag, tmp_path, capsys):
     taken = tmp_path / "notes.txt"

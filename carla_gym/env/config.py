@@ -21,6 +21,7 @@ from ..sim.contract import DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_rout
 from .observation import check_sizes
 from .perception_source import BUNDLED_WEIGHTS, GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
+from .task import CROSSING_M
 
 PERCEPTION_MODES = ("model", "ground_truth")
 CARLA_PORT_SPACING = 4  # a CARLA server uses port, port+1 and port+2
@@ -80,6 +81,16 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
+def _share(name: str, value: Any) -> float:
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"EnvConfig.{name} must be a number from 0 to 1, got {value!r}") from None
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"EnvConfig.{name} must be from 0 to 1, got {value!r}")
+    return share
+
+
 @dataclass
 class EnvConfig:
     """The options of `CarlaPerception-v0` (and of its vector env, one world per index).
@@ -112,6 +123,10 @@ class EnvConfig:
             observation in `info["expert_action"]` of every reset and step (privileged: the labels of imitation
             learning). A vector env's worlds compute it in their own processes, in the same round trip as the
             step. Needs a backend with an autopilot (embedded).
+        pedestrian_crossings: the share of episodes (0 to 1) in which one of the drawn pedestrians steps out to
+            cross the road 10 to 40 m along the route (the embedded backend's reset option `crossing_m`), drawn
+            from each episode's seed, so a seed gives the same episode with any share that includes it; a
+            `crossing_m` passed to `reset` wins. Embedded backend only.
         backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
@@ -132,6 +147,7 @@ class EnvConfig:
     terminate_off_road: bool = True
     terminate_red_light: bool = False
     expert_action: bool = False
+    pedestrian_crossings: float = 0.0
     backend_options: dict[str, Any] = field(default_factory=dict)
     camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
@@ -171,7 +187,20 @@ class EnvConfig:
         backend = backend_class(self.backend)
         if self.expert_action and not hasattr(backend, "autopilot_control"):
             raise ValueError(f"EnvConfig.expert_action needs a backend with an autopilot; {self.backend!r} has none")
+        self._check_pedestrian_crossings(backend.RESET_OPTIONS)
         self.world_options(0)
+
+    def _check_pedestrian_crossings(self, reset_options: tuple[str, ...]) -> None:
+        self.pedestrian_crossings = _share("pedestrian_crossings", self.pedestrian_crossings)
+        if not self.pedestrian_crossings:
+            return
+        if "crossing_m" not in reset_options:
+            raise ValueError(f"EnvConfig.pedestrian_crossings needs the embedded backend; {self.backend!r} has none")
+        if self.route_length <= CROSSING_M[1]:
+            raise ValueError(
+                f"EnvConfig.pedestrian_crossings needs routes longer than {CROSSING_M[1]:g} m, "
+                f"got route_length={self.route_length:g}"
+            )
 
     @classmethod
     def from_kwargs(cls, config: EnvConfig | None = None, **kwargs: Any) -> EnvConfig:
@@ -216,4 +245,5 @@ class EnvConfig:
             "terminate_off_road": self.terminate_off_road,
             "terminate_red_light": self.terminate_red_light,
             "expert_action": self.expert_action,
+            "pedestrian_crossings": self.pedestrian_crossings,
         }

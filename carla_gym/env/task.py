@@ -25,6 +25,9 @@ from .dashboard import dashboard
 from .observation import route_geometry, route_waypoints, vehicle_state
 from .reward import RewardConfig, reward_terms, target_speed, termination_terms, waiting
 
+CROSSING_M = (10.0, 40.0)  # how far along the route a pedestrian crossing of `pedestrian_crossings` starts
+CROSSING_STREAM = 1  # the episode seed's random stream that draws its crossing, apart from the world's
+
 # Re-exported: the action mapping lives in `contracts`, shared with agents.
 __all__ = ["DISCRETE_ACTIONS", "DrivingTask", "StepResult", "action_to_control", "check_action", "control_to_action"]
 
@@ -74,8 +77,10 @@ class DrivingTask:
         terminate_off_road: bool = True,
         terminate_red_light: bool = False,
         expert_action: bool = False,
+        pedestrian_crossings: float = 0.0,
     ) -> None:
         self.sim = sim
+        self.pedestrian_crossings = pedestrian_crossings
         self.expert_action = expert_action
         self.reward_config = reward
         self.blocked_seconds = blocked_seconds
@@ -86,7 +91,7 @@ class DrivingTask:
         self.frame: Frame | None = None
 
     def reset(self, seed: int, options: dict[str, Any] | None = None) -> tuple[Frame, dict[str, Any]]:
-        frame = self.sim.reset(seed=seed, options=options)
+        frame = self.sim.reset(seed=seed, options=self.scenario(seed, options))
         self.frame = frame
         self.last_action = np.zeros(2, dtype=np.float32)
         self.steps = 0
@@ -96,6 +101,16 @@ class DrivingTask:
         self.trail = [frame.transform[:3, 3].copy()]
         self.episode_return = 0.0
         return frame, self._with_expert(self.info(frame))
+
+    def scenario(self, seed: int, options: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The reset options of episode `seed`: `options`, plus (in a `pedestrian_crossings` share of episodes,
+        drawn from the seed alone, unless `options` sets one) a `crossing_m` drawn from `CROSSING_M`."""
+        if self.pedestrian_crossings <= 0.0 or (options and "crossing_m" in options):
+            return options
+        rng = np.random.default_rng([seed, CROSSING_STREAM])
+        if rng.random() >= self.pedestrian_crossings:
+            return options
+        return {**(options or {}), "crossing_m": float(rng.uniform(*CROSSING_M))}
 
     def step(self, action: np.ndarray) -> StepResult:
         """Advance one tick with a checked (steer, acceleration) action."""

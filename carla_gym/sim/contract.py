@@ -224,6 +224,8 @@ class SimulatorBackend(abc.ABC):
     SPLITS: dict[str, tuple[str, ...]] = {}
     #: Bumped when the backend's worlds change how they look, so cached recordings are not reused.
     WORLD_VERSION: int = 1
+    #: The keys `reset(options=...)` takes.
+    RESET_OPTIONS: tuple[str, ...] = ()
 
     @classmethod
     def towns(cls, split: str | None = None) -> tuple[str, ...]:

@@ -140,6 +140,7 @@ class CarlaBackend(SimulatorBackend):
 
     name = "carla"
     Config = CarlaConfig
+    RESET_OPTIONS = ("autopilot", "route_length")
     # The seed project's split of CARLA's towns.
     SPLITS = {
         "train": ("Town01", "Town03", "Town04", "Town05", "Town06", "Town07"),
@@ -216,9 +217,9 @@ class CarlaBackend(SimulatorBackend):
         if self._session.closed and not self._lost:
             raise RuntimeError("this CARLA backend is closed")
         options = dict(options or {})
-        unknown = set(options) - {"autopilot", "route_length"}
+        unknown = set(options) - set(self.RESET_OPTIONS)
         if unknown:
-            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: autopilot, route_length")
+            raise ValueError(f"unknown reset option(s) {sorted(unknown)}; known: {', '.join(self.RESET_OPTIONS)}")
         if seed is not None:
             self._rng = np.random.default_rng(seed)
         if self._lost:

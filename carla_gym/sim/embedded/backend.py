@@ -121,6 +121,7 @@ class EmbeddedBackend(SimulatorBackend):
 
     name = "embedded"
     Config = EmbeddedConfig
+    RESET_OPTIONS = RESET_OPTIONS
     SPLITS = SPLITS
     WORLD_VERSION = WORLD_VERSION
 
