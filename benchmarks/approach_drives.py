@@ -4,8 +4,9 @@ The autopilot keeps a comfortable distance to the road users ahead, so the episo
 perception is trained and judged on rarely show a vehicle close up while the ego closes in on it; a
 learning policy brakes later and sees exactly that before a collision. This records the same number of
 episode drives (`collect --drive episode`), approach drives (`collect --drive approach`: the
-autopilot brakes late for road users) and follow drives (`collect --drive follow`: approach drives behind a
-vehicle placed on the route ahead) on a split's towns, cached like the other long drives, and prints
+autopilot brakes late for road users), follow drives (`collect --drive follow`: approach drives behind a
+vehicle placed on the route ahead) and crossing drives (`collect --drive crossing`: approach drives towards a
+pedestrian who steps out ahead) on a split's towns, cached like the other long drives, and prints
 for each weights folder both modes' mIoU, the driving classes' IoU and Vehicles and Pedestrian recall
 by true distance on each kind of drive (`perception.training.long_drives`). Use the validation town to
 choose between weights; the test town only to report.

@@ -15,6 +15,8 @@ ahead, as a learning policy does: it keeps its speed until a full brake only jus
 short of them, so vehicles are seen close up while the ego closes in (clips approach_NNNN); it meets a
 vehicle only where the drawn traffic puts one on the route. --drive follow (embedded backend) is an
 approach drive behind a vehicle moved onto the route 15 to 40 m ahead at reset (clips follow_NNNN).
+--drive crossing (embedded backend) is an approach drive in which a pedestrian steps out to cross the road
+10 to 40 m along the route (clips crossing_NNNN).
 
 Clips go to ROOT/<town>/<clip>/ (default ROOT: ~/.cache/carla_gym/clips, or $CARLA_GYM_CACHE/clips).
 Each clip is written to a temporary folder and renamed when complete, so an interrupted run can
@@ -66,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="warmup",
         help="warmup: record after --warmup autopilot steps; episode: from the first tick, as the env runs; "
         "approach: an episode drive that brakes late for road users ahead; "
-        "follow: an approach drive behind a vehicle placed on the route ahead",
+        "follow: an approach drive behind a vehicle placed on the route ahead; "
+        "crossing: an approach drive towards a pedestrian who steps out to cross the route ahead",
     )
     p.add_argument(
         "--warmup",

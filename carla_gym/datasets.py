@@ -12,7 +12,10 @@ while the ego closes in on them, which comfortable distance keeping never record
 approach_NNNN. Approach drives meet a vehicle ahead only where the drawn traffic puts one on the route;
 a follow drive (`drive="follow"`, embedded backend) is an approach drive that starts with one of the drawn
 vehicles moved onto the route 15 to 40 m ahead (drawn per clip), so the ego closes in on it, stands
-behind it at lights and starts after it. Its clips are named follow_NNNN.
+behind it at lights and starts after it. Its clips are named follow_NNNN. A crossing drive
+(`drive="crossing"`, embedded backend) is an approach drive in which one of the drawn pedestrians steps out to
+cross the road 10 to 40 m along the route (drawn per clip), so the ego brakes late for a pedestrian in its
+lane. Its clips are named crossing_NNNN.
 
 Clips go to OUT/<town>/<clip>/ (`clip_path`). Each is written atomically (`recording.ClipWriter`), so an
 interrupted recording can simply be run again: complete clips are skipped. A clip already in OUT that was
@@ -38,14 +41,17 @@ from perception.conventions import CLASS_NAMES, NUM_CLASSES
 
 from .recording import ClipWriter, clip_matches
 from .sim import Control, SimulatorBackend, SimulatorError, backend_class, make_backend
-from .sim.contract import DEFAULT_ROUTE_LENGTH
+from .sim.contract import CROSSING_M, DEFAULT_ROUTE_LENGTH
 
 WARMUP_STEPS = 10  # autopilot steps before the first recorded frame (the ego starts at rest)
-DRIVES = ("warmup", "episode", "approach", "follow")
-FROM_FIRST_TICK = ("episode", "approach", "follow")  # drives recorded from the reset frame on an episode's route
-LATE_BRAKING = ("approach", "follow")  # drives whose autopilot brakes late for road users ahead
+DRIVES = ("warmup", "episode", "approach", "follow", "crossing")
+# drives recorded from the reset frame on an episode's route
+FROM_FIRST_TICK = ("episode", "approach", "follow", "crossing")
+LATE_BRAKING = ("approach", "follow", "crossing")  # drives whose autopilot brakes late for road users ahead
 APPROACH_MARGIN_M = (0.5, 3.0)  # a late-braking drive's full-brake margin to road users ahead, drawn per clip
 FOLLOW_LEAD_M = (15.0, 40.0)  # where a follow drive's vehicle starts on the route ahead, drawn per clip
+# Drives that move an actor onto the route: the embedded reset option that does it and its range in metres.
+PLACED = {"follow": ("lead_m", FOLLOW_LEAD_M), "crossing": ("crossing_m", CROSSING_M)}
 SPLITS = ("train", "val", "test")
 EPISODE_ROUTE_LENGTH = DEFAULT_ROUTE_LENGTH  # metres: the environment's default route per episode
 # Metres of route for warmup recordings. The route decides the traffic drawn after it, so this is part of what a
@@ -110,9 +116,13 @@ def approach_margin(clip_seed: int) -> float:
     return float(np.random.default_rng(clip_seed).uniform(*APPROACH_MARGIN_M))
 
 
-def follow_lead(clip_seed: int) -> float:
-    """How far ahead on the route (m) a follow drive's clip places its vehicle, drawn from its seed."""
-    return float(np.random.default_rng([clip_seed, 1]).uniform(*FOLLOW_LEAD_M))
+def placed_actor(drive: str, clip_seed: int) -> dict[str, float]:
+    """The reset option that places a follow or crossing drive's actor (`PLACED`), its distance drawn from the
+    clip's seed; {} for the other drives."""
+    if drive not in PLACED:
+        return {}
+    option, metres = PLACED[drive]
+    return {option: float(np.random.default_rng([clip_seed, 1]).uniform(*metres))}
 
 
 def episode_route_length(frames: int, every: int, fixed_delta: float) -> float:
@@ -221,8 +231,9 @@ class RecordingConfig:
         }
         if self.drive in FROM_FIRST_TICK:
             extra["route_length"] = episode_route_length(self.frames, self.every, self.fixed_delta)
-        if self.drive == "follow":
-            extra["lead_m"] = list(FOLLOW_LEAD_M)
+        if self.drive in PLACED:
+            option, metres = PLACED[self.drive]
+            extra[option] = list(metres)
         return extra
 
     def clip_settings(self, town: str, split: str | None, index: int) -> dict[str, Any]:
@@ -306,8 +317,7 @@ def _record_town(
         for i in todo:
             seed = clip_seed(config.seed, town, i, name)
             late_brake = approach_margin(seed) if config.drive in LATE_BRAKING else None
-            lead = {"lead_m": follow_lead(seed)} if config.drive == "follow" else {}
-            frame = backend.reset(seed=seed, options=reset_options | lead)
+            frame = backend.reset(seed=seed, options=reset_options | placed_actor(config.drive, seed))
             for _ in range(warmup):
                 frame = backend.step(autopilot(backend))
             with ClipWriter(

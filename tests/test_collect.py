@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from carla_gym import collect, datasets
+from carla_gym.sim.contract import CROSSING_M
 from perception.conventions import CLASS_IDS
 from perception.data.clips import ClipStore
 
@@ -133,7 +134,26 @@ def test_episode_drive_records_from_the_first_tick(tmp_path, capsys):
         collect.main([*argv, "--name", "../x"])
 
 
-@pytest.mark.parametrize("drive", ["approach", "follow"])
+@pytest.mark.parametrize(
+    ("drive", "option", "metres"),
+    [
+        ("episode", None, None),
+        ("approach", None, None),
+        ("follow", "lead_m", (15.0, 40.0)),
+        ("crossing", "crossing_m", (10.0, 40.0)),
+    ],
+)
+def test_placed_actor_draws_its_distance_from_the_clip_seed(drive, option, metres):
+    drawn = [datasets.placed_actor(drive, seed) for seed in range(20)]
+    if option is None:
+        assert drawn == [{}] * 20
+        return
+    values = [d[option] for d in drawn]
+    assert all(list(d) == [option] for d in drawn) and all(metres[0] <= v <= metres[1] for v in values)
+    assert len(set(values)) == 20 and datasets.placed_actor(drive, 3) == drawn[3]  # per clip, repeatable
+
+
+@pytest.mark.parametrize("drive", ["approach", "follow", "crossing"])
 def test_late_braking_drive_records_from_the_first_tick_and_needs_the_embedded_backend(tmp_path, drive):
     argv = ["--towns", "harbour_district", "--clips", "1", "--frames", "3", "--camera-size", "16", "32"]
     assert collect.main([*argv, "--out", str(tmp_path), "--drive", drive]) == 0
@@ -142,8 +162,10 @@ def test_late_braking_drive_records_from_the_first_tick_and_needs_the_embedded_b
     assert clip.meta.extra["drive"] == drive and clip.meta.extra["warmup"] == 0
     assert clip.meta.seed == datasets.clip_seed(0, "harbour_district", 0, drive)
     assert datasets.APPROACH_MARGIN_M[0] <= datasets.approach_margin(clip.meta.seed) <= datasets.APPROACH_MARGIN_M[1]
-    # A follow drive's meta.json records where its vehicle is placed, so a change of the recipe is a mismatch.
-    assert clip.meta.extra.get("lead_m") == (list(datasets.FOLLOW_LEAD_M) if drive == "follow" else None)
+    # A follow or crossing drive's meta.json records where its actor is placed, so a change of the recipe is a
+    # mismatch.
+    placed = {"follow": {"lead_m": list(datasets.FOLLOW_LEAD_M)}, "crossing": {"crossing_m": list(CROSSING_M)}}
+    assert {k: v for k, v in clip.meta.extra.items() if k.endswith("_m")} == placed.get(drive, {})
     with pytest.raises(SystemExit, match=f"--drive {drive}: the carla backend"):
         collect.main([*argv, "--out", str(tmp_path / "carla"), "--backend", "carla", "--drive", drive])
     assert not (tmp_path / "carla").exists()

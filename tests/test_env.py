@@ -202,7 +202,8 @@ def test_expert_action_needs_a_backend_with_an_autopilot():
 
 
 def test_pedestrian_crossings_send_a_pedestrian_across_in_a_share_of_episodes_drawn_from_the_seed():
-    from carla_gym.env.task import CROSSING_M, DrivingTask
+    from carla_gym.env.task import DrivingTask
+    from carla_gym.sim.contract import CROSSING_M
 
     def crossings(share: float) -> dict[int, float]:
         task = DrivingTask(None, EnvConfig().reward, pedestrian_crossings=share)  # type: ignore[arg-type]

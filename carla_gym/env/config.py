@@ -17,11 +17,10 @@ from perception.streaming import ENGINES
 from perception.weights import WeightsError, check_config_values, read_weights_config
 
 from ..sim import backend_class
-from ..sim.contract import DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_route_length
+from ..sim.contract import CROSSING_M, DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_route_length
 from .observation import check_sizes
 from .perception_source import BUNDLED_WEIGHTS, GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
-from .task import CROSSING_M
 
 PERCEPTION_MODES = ("model", "ground_truth")
 CARLA_PORT_SPACING = 4  # a CARLA server uses port, port+1 and port+2

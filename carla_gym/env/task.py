@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..sim import EventKind, Frame, Hazards, SimulatorBackend, SimulatorError
+from ..sim.contract import CROSSING_M
 from .contracts import (
     DISCRETE_ACTIONS,
     Infraction,
@@ -25,7 +26,6 @@ from .dashboard import dashboard
 from .observation import route_geometry, route_waypoints, vehicle_state
 from .reward import RewardConfig, reward_terms, target_speed, termination_terms, waiting
 
-CROSSING_M = (10.0, 40.0)  # how far along the route a pedestrian crossing of `pedestrian_crossings` starts
 CROSSING_STREAM = 1  # the episode seed's random stream that draws its crossing, apart from the world's
 
 # Re-exported: the action mapping lives in `contracts`, shared with agents.

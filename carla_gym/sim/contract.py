@@ -22,6 +22,9 @@ from perception.conventions import CLASS_IDS, CLASS_NAMES
 #: long, so the bound keeps a mistaken value (say `inf`) from exhausting memory; an episode of 1000
 #: steps at motorway speed covers well under a tenth of it.
 MAX_ROUTE_LENGTH = 50_000.0
+# Metres along the route where scenarios (the env's pedestrian_crossings, crossing drives) send a pedestrian
+# across the road: the embedded backend's reset option crossing_m, drawn from this range.
+CROSSING_M = (10.0, 40.0)
 
 # Defaults shared by the env's config and every backend's own config, written only here: a backend made
 # directly (`make_backend`) sees the same camera and route as the env's worlds.

@@ -124,17 +124,23 @@ class EpisodeData:
         "follow drives per train and val town: approach drives behind a vehicle placed on the route ahead, so "
         "every drive closes in on one (`collect --drive follow`)",
     )
+    crossing: int = _opt(
+        0,
+        "crossing drives per train and val town: approach drives towards a pedestrian who steps out to cross "
+        "the route ahead (`collect --drive crossing`)",
+    )
 
     def __post_init__(self) -> None:
-        if min(self.clips, self.drives, self.approach, self.follow) < 0 or self.drive_frames < 2:
+        if min(self.clips, self.drives, self.approach, self.follow, self.crossing) < 0 or self.drive_frames < 2:
             raise ValueError(
-                f"episode data needs clips, drives, approach and follow >= 0 and drive_frames >= 2, got {self}"
+                f"episode data needs clips, drives, approach, follow and crossing >= 0 and drive_frames >= 2, "
+                f"got {self}"
             )
 
     @property
     def long_frames(self) -> int:
         """Frames of the longest episode-style recordings (0 when there are no long drives)."""
-        return self.drive_frames if self.drives or self.approach or self.follow else 0
+        return self.drive_frames if self.drives or self.approach or self.follow or self.crossing else 0
 
     @property
     def key(self) -> str:
@@ -144,6 +150,7 @@ class EpisodeData:
             + (f"-{self.drives}x{self.drive_frames}drive" if self.drives else "")
             + (f"-{self.approach}x{self.drive_frames}approach" if self.approach else "")
             + (f"-{self.follow}x{self.drive_frames}follow" if self.follow else "")
+            + (f"-{self.crossing}x{self.drive_frames}crossing" if self.crossing else "")
         )
 
 
