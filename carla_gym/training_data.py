@@ -1,7 +1,7 @@
 """The recorded data of perception training and its report, cached by recipe.
 
 `record` records (or reuses) the train, val and test clips of a `TrainConfig` (the backend's towns, plus
-random embedded towns as training data, plus the episode-style, approach and follow recordings of
+random embedded towns as training data, plus the episode-style, approach, follow and crossing recordings of
 `TrainConfig.episodes`) into a cache folder named after everything that decides which clips it holds
 (`training_data_root`). `record_drives` records (or reuses) long drives from the first tick on the test town
 for the report's long-drive section (or on the validation town, to compare recipes), in a cache folder of
