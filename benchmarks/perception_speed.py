@@ -13,7 +13,7 @@ the cache) before timing starts.
     python benchmarks/perception_speed.py --presets lite full --sizes 128x256 256x512
     python benchmarks/perception_speed.py --presets full --device cuda   # bf16 autocast on CUDA
     python benchmarks/perception_speed.py --engines onnxruntime         # one engine only
-    python benchmarks/perception_speed.py --batches 1 --arch seg_skip_names=s8,s4,s2 seg_decoder_widths=64,48,32,16
+    python benchmarks/perception_speed.py --batches 1 --arch seg_skip_names=s8,s4 seg_decoder_widths=64,48,32
 
 `full` is very slow on CPU (about 1.2 TFLOPs per 256x512 frame, 0.93 of them in the 2048-channel
 ConvGRU), so it only runs when asked for.

@@ -232,7 +232,7 @@ def test_train_drive_frames_sets_the_drive_window_unless_window_sets_it():
         (["--preset", "full", "--config", "x.json"], "--preset with --config"),
         (["--arch", "seg_skips=s2"], "--arch seg_skips=s2: 'seg_skips=s2': expected FIELD=VALUE with FIELD one of"),
         (["--arch", "hidden_channels=wide"], "'hidden_channels=wide': expected int, got 'wide'"),
-        (["--arch", "seg_skip_names=s8,s4,s2"], "one width per skip plus one"),
+        (["--arch", "seg_skip_names=s8,s4"], "one width per skip plus one"),
     ],
 )
 def test_bad_values_exit_naming_flag_and_value(argv, needle, capsys):
@@ -282,6 +282,28 @@ def test_config_file_from_the_bundled_weights():
     stored = json.loads((bundled / "config.json").read_text())["extra"]["train_config"]
     assert [s.epochs for s in cfg.stages] == [s["epochs"] for s in stored["stages"]]
     assert cfg.zoom == stored["zoom"] and cfg.size == tuple(stored["size"])
+
+
+def test_differences_compare_nested_fields_one_by_one():
+    """A setting added inside `episodes` since a run was stored is not a difference; a changed one is named."""
+    cfg = default_config("lite", "smoke")
+    stored = json.loads(json.dumps(cfg.to_dict()))
+    del stored["episodes"]["crossing"]
+    assert cfg.differences(stored) == []
+    stored["episodes"]["follow"] = cfg.episodes.follow + 2
+    assert cfg.differences(stored) == [
+        f"episodes.follow: {cfg.episodes.follow + 2} stored vs {cfg.episodes.follow} now"
+    ]
+
+
+def test_the_default_command_is_the_bundled_weights_recipe():
+    """`python -m carla_gym.train_perception` with no flags trains the network the bundled weights are, with the
+    settings they were trained with (architecture changes a run made by flag may since be the preset's own)."""
+    bundled = Path(train_perception.__file__).parent / "weights" / "lite"
+    stored = json.loads((bundled / "config.json").read_text())["extra"]["train_config"]
+    default = _config()
+    assert [d for d in default.differences(stored) if not d.startswith("architecture:")] == []
+    assert default.network() == _config("--config", str(bundled)).network()
 
 
 @pytest.mark.parametrize(

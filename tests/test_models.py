@@ -170,9 +170,9 @@ def test_single_frame_baselines():
     assert set(seg.state_dict()) <= geo_keys and set(depth.state_dict()) <= geo_keys
 
 
-@pytest.mark.parametrize("head, stride", [("lraspp", 8), ("unet", 4), ("deeplabv3", 16)])
+@pytest.mark.parametrize("head, stride", [("lraspp", 8), ("unet", 2), ("deeplabv3", 16)])
 def test_segmentation_heads_resolution(head, stride):
-    """Logits come at the head's own stride without `out_size` (lite's unet reads the stride-4 skip), at the input size with it."""
+    """Logits come at the head's own stride without `out_size` (lite's unet reads the stride-2 skip), at the input size with it."""
     model = build_geometry_filter("lite", seg_head=head).eval()
     with torch.no_grad():
         emb, feats = model.encode(torch.randn(1, 3, H, W))
@@ -181,17 +181,19 @@ def test_segmentation_heads_resolution(head, stride):
         assert model.seg_head(h, feats, (H, W)).shape == (1, 22, H, W)
 
 
-def test_segmentation_decoder_may_read_a_finer_skip_than_the_depth_decoder():
-    """`seg_skip_names` gives class logits at stride 2 while depth keeps its decoder (and its weights' names)."""
-    finer = {"seg_skip_names": ("s8", "s4", "s2"), "seg_decoder_widths": (64, 48, 32, 16)}
-    model = build_geometry_filter("lite", **finer).eval()
+def test_segmentation_decoder_reads_a_finer_skip_than_the_depth_decoder_unless_told_otherwise():
+    """lite's segmentation decoder gives class logits at stride 2 (`seg_skip_names`) while depth keeps its own
+    decoder; without its own skips it shares the depth decoder's layout (stride 4), depth's weights unchanged."""
+    model = build_geometry_filter("lite").eval()
+    shared = build_geometry_filter("lite", seg_skip_names=None, seg_decoder_widths=None).eval()
+    x = torch.randn(1, 3, H, W)
     with torch.no_grad():
-        out = model.step(torch.randn(1, 3, H, W), None, upsample_seg=False)
+        out, out_shared = model.step(x, None, upsample_seg=False), shared.step(x, None, upsample_seg=False)
     assert out["seg_logits"].shape == (1, 22, H // 2, W // 2) and out["depth"].shape == (1, 1, H, W)
-    default = build_geometry_filter("lite").state_dict()
+    assert out_shared["seg_logits"].shape == (1, 22, H // 4, W // 4) and out_shared["depth"].shape == (1, 1, H, W)
     depth = {k: v.shape for k, v in model.state_dict().items() if k.startswith("depth_decoder.")}
-    assert depth == {k: v.shape for k, v in default.items() if k.startswith("depth_decoder.")}
-    seg = build_segmentation_model("lite", **finer)
+    assert depth == {k: v.shape for k, v in shared.state_dict().items() if k.startswith("depth_decoder.")}
+    seg = build_segmentation_model("lite")
     assert set(seg.state_dict()) <= set(model.state_dict())  # seg-stage checkpoints still load into it
 
 

@@ -15,7 +15,7 @@ def test_arch_times_the_changed_network_beside_the_preset_on_each_engine(tmp_pat
     out = tmp_path / "speed.json"
     cache = str(tmp_path / "cache")
     env = {**os.environ, "CARLA_PERCEPTION_GYM_CACHE": cache, "OMP_NUM_THREADS": "1"}
-    arch = ["seg_skip_names=s8,s4,s2", "seg_decoder_widths=64,48,32,16"]
+    arch = ["seg_skip_names=s8,s4", "seg_decoder_widths=64,48,32"]
     argv = ["--sizes", "64x128", "--batches", "1", "--steps", "2", "--warmup", "1", "--arch", *arch, "--json", str(out)]
     run = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "perception_speed.py"), *argv],
@@ -33,6 +33,6 @@ def test_arch_times_the_changed_network_beside_the_preset_on_each_engine(tmp_pat
         ("torch", tuple(arch)),
     ]
     flops = {tuple(r["arch"]): r["gflops"] for r in rows}
-    assert flops[tuple(arch)] > flops[()] > 0  # the stride-2 decoder stage and head cost more
+    assert flops[()] > flops[tuple(arch)] > 0  # without the stride-2 decoder stage the head costs less
     assert all(r["frames_per_s"] > 0 for r in rows)
     assert "with --arch / as is" in run.stdout and "onnxruntime / torch" in run.stdout

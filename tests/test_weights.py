@@ -159,13 +159,14 @@ def test_weights_saved_before_the_motion_fields_load_with_the_original_ego_motio
 
 
 def test_weights_with_their_own_segmentation_skips_load_and_stream_as_built(tmp_path):
-    """The architecture's overrides travel in config.json: the loaded model has the stride-2 segmentation decoder,
-    and the streaming API upsamples its labels to the input size like any other."""
+    """The architecture's overrides travel in config.json: the loaded model has the stride-4 segmentation decoder
+    it was built with (not the preset's stride-2 one), and the streaming API upsamples its labels to the input size
+    like any other."""
     torch.manual_seed(0)
-    model = build_model("lite", seg_skip_names=("s8", "s4", "s2"), seg_decoder_widths=(64, 48, 32, 16))
+    model = build_model("lite", seg_skip_names=("s8", "s4"), seg_decoder_widths=(64, 48, 32))
     save_weights(model, tmp_path / "finer")
     loaded = load_weights(tmp_path / "finer")
-    assert read_weights_config(tmp_path / "finer")["architecture"]["seg_skip_names"] == ["s8", "s4", "s2"]
+    assert read_weights_config(tmp_path / "finer")["architecture"]["seg_skip_names"] == ["s8", "s4"]
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True)
     )
@@ -174,6 +175,6 @@ def test_weights_with_their_own_segmentation_skips_load_and_stream_as_built(tmp_
     for engine in ("torch", "onnxruntime"):
         stream = TemporalPerception(loaded, engine=engine, cache_dir=tmp_path / "cache")
         outs = [stream.step(frame) for frame in frames]
-        assert outs[-1].seg_probs.shape[-2:] == (64, 128) and outs[-1].labels.shape == (1, 128, 256)
+        assert outs[-1].seg_probs.shape[-2:] == (32, 64) and outs[-1].labels.shape == (1, 128, 256)
         labels[engine] = outs[-1].labels
     assert (labels["torch"] == labels["onnxruntime"]).float().mean() > 0.999

@@ -4,13 +4,14 @@
   ConvGRU on the 32x64 bottleneck of a 256x512 input, a depth decoder with skips, the seed's
   MotionEstimator (4096 -> 1024 -> 256 -> 128).
 - `lite` is built for real-time CPU streaming at 128x256: MobileNetV3-Large (dilated, output
-  stride 16, reduced tail), a 1x1 projection to a 96-channel ConvGRU, two light decoders with
-  stride-8 and stride-4 skips (`SkipDecoder`), one for class logits and one for log-depth, both at
-  H/4 and upsampled, and an ego-motion filter that pairs frames as (change, current) of the narrow
-  embedding and the stride-8 features folded onto its grid (its last conv keeps stride 1 so
-  BatchNorm2d sees more than one value per channel at batch size 1 on small inputs).
-  The segmentation decoder replaced torchvision's LR-ASPP head (stride-8 logits), under which
-  classes a few pixels wide scored near zero IoU. About 3.3M parameters and 0.77 GFLOPs per
+  stride 16, reduced tail), a 1x1 projection to a 96-channel ConvGRU, two light decoders
+  (`SkipDecoder`), one for log-depth through the stride-8 and stride-4 skips (at H/4, upsampled) and
+  one for class logits through those and the stride-2 skip (at H/2, upsampled: road lines, poles
+  and signs are a pixel or two wide at this size), and an ego-motion filter that pairs frames as
+  (change, current) of the narrow embedding and the stride-8 features folded onto its grid (its last
+  conv keeps stride 1 so BatchNorm2d sees more than one value per channel at batch size 1 on small
+  inputs). The segmentation decoder replaced torchvision's LR-ASPP head (stride-8 logits), under
+  which classes a few pixels wide scored near zero IoU. About 3.3M parameters and 0.91 GFLOPs per
   128x256 frame.
 """
 
@@ -114,6 +115,8 @@ PRESETS: dict[str, PresetConfig] = {
         hidden_channels=96,
         skip_names=("s8", "s4"),
         decoder_widths=(64, 48, 32),
+        seg_skip_names=("s8", "s4", "s2"),
+        seg_decoder_widths=(64, 48, 32, 16),
         decoder_reduce_kernel=1,
         decoder_convs_per_stage=1,
         motion_channels=(128, 128, 128),

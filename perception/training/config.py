@@ -235,10 +235,13 @@ class TrainConfig:
     def differences(self, stored: dict[str, Any]) -> list[str]:
         """How this config differs from `stored` (a run's `to_dict()`, as kept in its checkpoints), one
         'field: stored vs now' line each, for the settings that change results: every field but
-        `RESUME_MAY_CHANGE`. A field that one of the two lacks (a setting added or removed since) is not compared."""
+        `RESUME_MAY_CHANGE`. A field that one of the two lacks (a setting added or removed since, also inside
+        a nested config such as `episodes`) is not compared."""
 
         def flat(cfg: dict[str, Any]) -> dict[str, Any]:
             out = {k: v for k, v in cfg.items() if k != "stages" and k not in RESUME_MAY_CHANGE}
+            out.update({f"{k}.{n}": x for k, v in list(out.items()) if isinstance(v, dict) for n, x in v.items()})
+            out = {k: v for k, v in out.items() if not isinstance(v, dict)}
             out["stages"] = [s.get("name") for s in cfg.get("stages", [])]
             out.update(
                 {f"stages.{s.get('name')}.{k}": v for s in cfg.get("stages", []) for k, v in s.items() if k != "name"}
@@ -267,10 +270,12 @@ LITE_DRIVE_BPTT = 20
 # its gain, and the short clips lose none of the earlier stages' (chosen on the validation town; experiment log).
 LITE_DRIVE_INTERPOLATE = 0.5
 # lite's episode-style recordings per named train and val town: short clips with standing and starting for the
-# ego and seq stages, and long drives (plain and approach drives) for every stage but seq.
+# ego and seq stages, and long drives (plain, approach and follow drives) for every stage but seq. The follow drives
+# close in on a vehicle ahead, a view the others rarely hold (experiment log).
 LITE_EPISODE_CLIPS = 4
 LITE_DRIVES = 2
 LITE_APPROACH = 2
+LITE_FOLLOW = 2
 LITE_DRIVE_FRAMES = 300
 # lite's per-frame stages sample this many batches per epoch from all their recordings: the long drives' frames are
 # near-duplicates at 20 per second, so a cap keeps an epoch at the clips' cost while the drives add what the clips
@@ -280,6 +285,9 @@ LITE_DEPTH_BATCHES = 460
 # lite's stages that train the ego-motion filter (ego, seq) stop or start the camera in this share of their windows,
 # so it sees standing and starting pairs before any scene (experiment log).
 LITE_HOLD = 0.25
+# lite's per-frame segmentation stage starts at a higher learning rate, and it and the ego stage decay theirs on a half
+# cosine rather than on plateaus (chosen on the validation town; experiment log).
+LITE_SEG_LR = 1e-3
 
 
 def _stages(epochs: tuple[int, ...], batches: tuple[int, ...], stride: int) -> list[StageConfig]:
@@ -362,11 +370,16 @@ def default_config(preset: str = "lite", profile: str = "default") -> TrainConfi
         stages = _stages((7, 11, 4, 4, 2), (8, 8, 4, 2), stride=5)
         seg, depth, ego, seq, drive = stages
         seg.max_batches, depth.max_batches = LITE_SEG_BATCHES, LITE_DEPTH_BATCHES
+        seg.lr, seg.schedule, ego.schedule = LITE_SEG_LR, "cosine", "cosine"
         seq.window, seq.lr = frames, LITE_SEQ_LR
         ego.hold_p = seq.hold_p = LITE_HOLD
         drive.lr, drive.interpolate = LITE_SEQ_LR, LITE_DRIVE_INTERPOLATE
         episodes = EpisodeData(
-            clips=LITE_EPISODE_CLIPS, drives=LITE_DRIVES, approach=LITE_APPROACH, drive_frames=LITE_DRIVE_FRAMES
+            clips=LITE_EPISODE_CLIPS,
+            drives=LITE_DRIVES,
+            approach=LITE_APPROACH,
+            follow=LITE_FOLLOW,
+            drive_frames=LITE_DRIVE_FRAMES,
         )
         stages = drive_stages(stages, episodes.drive_frames, bptt=LITE_DRIVE_BPTT)
         return TrainConfig(preset="lite", size=(128, 256), clips=16, frames=frames, episodes=episodes, stages=stages)
