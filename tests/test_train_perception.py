@@ -190,8 +190,8 @@ def test_stage_without_keep_best_ends_with_its_last_epoch(smoke_data: Path, tmp_
     for keep_best in (True, False):
         cfg = default_config("lite", "smoke")
         cfg.stages = [cfg.stage("seg")]
-        cfg.stages[0].epochs, cfg.stages[0].lr, cfg.stages[0].keep_best = 4, 1e-2, keep_best
-        cfg.zoom = 1.0  # the seeded trajectory below (best epoch before the last) was found without zoom
+        cfg.stages[0].epochs, cfg.stages[0].lr, cfg.stages[0].keep_best = 4, 3e-2, keep_best
+        cfg.zoom = 1.0  # the seeded trajectory below (best epoch before the last) was found without zoom, at this lr
         out = tmp_path / str(keep_best)
         model = train(cfg, smoke_data, out, device="cpu", log=lambda _: None)
         final[keep_best] = {k: v.clone() for k, v in model.state_dict().items()}
