@@ -239,9 +239,10 @@ class TrainConfig:
         a nested config such as `episodes`) is not compared."""
 
         def flat(cfg: dict[str, Any]) -> dict[str, Any]:
-            out = {k: v for k, v in cfg.items() if k != "stages" and k not in RESUME_MAY_CHANGE}
-            out.update({f"{k}.{n}": x for k, v in list(out.items()) if isinstance(v, dict) for n, x in v.items()})
-            out = {k: v for k, v in out.items() if not isinstance(v, dict)}
+            out: dict[str, Any] = {}
+            for k, v in cfg.items():
+                if k != "stages" and k not in RESUME_MAY_CHANGE:
+                    out.update({f"{k}.{n}": x for n, x in v.items()} if isinstance(v, dict) else {k: v})
             out["stages"] = [s.get("name") for s in cfg.get("stages", [])]
             out.update(
                 {f"stages.{s.get('name')}.{k}": v for s in cfg.get("stages", []) for k, v in s.items() if k != "name"}
