@@ -16,6 +16,9 @@ from stable_baselines3.common.type_aliases import PyTorchObs
 from stable_baselines3.common.vec_env import VecEnv
 
 from carla_gym.env.contracts import controls_to_actions
+from carla_gym.env.observation import SEMANTIC_GROUPS
+
+ROAD_USER_CHANNELS = (list(SEMANTIC_GROUPS).index("vehicle"), list(SEMANTIC_GROUPS).index("pedestrian"))
 
 
 def expert_actions(vec: VecEnv, infos: Sequence[dict[str, Any]] | None = None) -> np.ndarray:
@@ -79,6 +82,37 @@ class ObservationChunks:
         return {k: np.concatenate([chunk[k][local] for chunk, local in parts]) for k in self.chunks[0]}
 
 
+def label_weights(labels: np.ndarray, brake_weight: float) -> np.ndarray:
+    """(n,) weight of each (steer, acceleration) label in the action loss: 1, rising linearly with the brake
+    to `brake_weight` at a full brake (acceleration -1).
+
+    Hard braking is rare in the autopilot's driving (a pedestrian stepping out, a vehicle cutting in) and
+    decides the collisions; the weight makes those labels count for more against the many of cruising."""
+    if brake_weight <= 0:
+        raise ValueError(f"brake_weight must be positive, got {brake_weight}")
+    brake = np.clip(-labels[:, 1], 0.0, 1.0)
+    return (1.0 + (brake_weight - 1.0) * brake).astype(np.float32)
+
+
+def swap_road_users(semantic: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """`semantic` (n, channels, h, w) with the vehicle and pedestrian channels exchanged in the rows `rows`
+    (a boolean mask of n), in every stacked copy of the groups (`VecFrameStack` stacks them along the channels).
+
+    Whatever road user stands in the lane, the autopilot stops for it the same way, so a label stays right when
+    the two swap: a vehicle ahead becomes a pedestrian ahead to brake for, and pedestrians on the pavement
+    vehicles on the pavement to drive past. Vehicles ahead are common in the autopilot's driving, pedestrians
+    ahead rare."""
+    groups = len(SEMANTIC_GROUPS)
+    if semantic.ndim != 4 or semantic.shape[1] % groups:
+        raise ValueError(f"semantic observations must be (n, k x {groups}, h, w), got shape {semantic.shape}")
+    out = semantic.copy()
+    vehicle, pedestrian = ROAD_USER_CHANNELS
+    for first in range(0, semantic.shape[1], groups):
+        out[rows, first + vehicle] = semantic[rows, first + pedestrian]
+        out[rows, first + pedestrian] = semantic[rows, first + vehicle]
+    return out
+
+
 def fit(
     model: PPO,
     observations: dict[str, np.ndarray] | ObservationChunks,
@@ -87,15 +121,19 @@ def fit(
     epochs: int,
     batch_size: int,
     value_weight: float = 0.5,
+    brake_weight: float = 1.0,
+    road_user_swap: float = 0.0,
 ) -> tuple[float, float]:
-    """Fit the policy's mean action to `labels` (MSE) and, unless `returns` is None, its value to `returns`.
+    """Fit the policy's mean action to `labels` (MSE, each label weighted by `label_weights`) and, unless
+    `returns` is None, its value to `returns`. Each time a sample is drawn, with probability `road_user_swap`
+    its vehicle and pedestrian channels are exchanged (`swap_road_users`).
 
     The value fit does not move what the actor learns: its loss does not reach a features extractor shared
     with the actor, and the actor's and the critic's gradients are clipped apart. Returns in the tens
     give a value loss whose gradient dwarfs the action loss's; through a shared extractor and
     one joint clip it would set the features and shrink every actor step, and the policy would underfit
-    the rare labels that matter (braking for a red light). Returns the mean action and value losses of
-    the last epoch (value 0 without returns)."""
+    the rare labels that matter (braking for a red light). Returns the mean (weighted) action and value
+    losses of the last epoch (value 0 without returns)."""
     if not isinstance(observations, ObservationChunks):
         observations = ObservationChunks([observations])
     policy = model.policy
@@ -104,6 +142,7 @@ def fit(
     actor = [p for p in policy.parameters() if id(p) not in critic_ids]
     policy.set_training_mode(True)
     n = len(labels)
+    weights = label_weights(labels, brake_weight)
     rng = np.random.default_rng(0)
     action_loss = value_loss = 0.0
     for _ in range(epochs):
@@ -111,9 +150,14 @@ def fit(
         totals = np.zeros(2)
         for start in range(0, n, batch_size):
             idx = np.sort(order[start : start + batch_size])
-            obs = policy.obs_to_tensor(observations.take(idx))[0]
+            batch = observations.take(idx)
+            if road_user_swap > 0:
+                batch["semantic"] = swap_road_users(batch["semantic"], rng.random(len(idx)) < road_user_swap)
+            obs = policy.obs_to_tensor(batch)[0]
             mean, value = mean_action_and_value(policy, obs, value_shapes_features=False)
-            a_loss = torch.nn.functional.mse_loss(mean, torch.as_tensor(labels[idx], device=policy.device))
+            target = torch.as_tensor(labels[idx], device=policy.device)
+            w = torch.as_tensor(weights[idx], device=policy.device)
+            a_loss = (w * (mean - target).square().mean(dim=1)).sum() / w.sum()
             v_loss = torch.zeros((), device=policy.device)
             if returns is not None:
                 v_loss = torch.nn.functional.mse_loss(value, torch.as_tensor(returns[idx], device=policy.device))

@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from carla_gym.cli import HelpFormatter, deprecated_alias, non_negative_int, positive_int
+from carla_gym.cli import HelpFormatter, deprecated_alias, non_negative_int, positive_float, positive_int, share
 from perception.provenance import command_line
 
 from .cloning import ObservationChunks, current_infos, expert_actions, fit
@@ -99,11 +99,27 @@ def drive(
     return flat, np.concatenate(labels), returns.reshape(-1).astype(np.float32), stats
 
 
-def fit_all(model: PPO, data: list[RoundData], epochs: int, batch_size: int) -> tuple[float, float]:
+def fit_all(
+    model: PPO,
+    data: list[RoundData],
+    epochs: int,
+    batch_size: int,
+    brake_weight: float = 1.0,
+    road_user_swap: float = 0.0,
+) -> tuple[float, float]:
     """Fit the policy to every round's labels so far (see `cloning.fit`); returns the action and value losses."""
     observations = ObservationChunks([d[0] for d in data])
     labels, returns = np.concatenate([d[1] for d in data]), np.concatenate([d[2] for d in data])
-    return fit(model, observations, labels, returns, epochs, batch_size)
+    return fit(
+        model,
+        observations,
+        labels,
+        returns,
+        epochs,
+        batch_size,
+        brake_weight=brake_weight,
+        road_user_swap=road_user_swap,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=3, help="round 1: the autopilot drives; later: the student")
     parser.add_argument("--epochs", type=positive_int, default=4, help="passes over all labels so far after each round")
     parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument(
+        "--brake-weight",
+        type=positive_float,
+        default=1.0,
+        help="weight of a full-brake label in the action loss, against 1 for labels without braking (linear in "
+        "between): the rare hard stops, for a pedestrian stepping out, count for more",
+    )
+    parser.add_argument(
+        "--road-user-swap",
+        type=share,
+        default=0.0,
+        metavar="P",
+        help="share of the fitted samples whose vehicle and pedestrian channels are exchanged: the autopilot stops "
+        "for either the same way, and vehicles ahead are common where pedestrians ahead are rare",
+    )
     parser.add_argument(
         "--final-epochs",
         type=non_negative_int,
@@ -177,7 +208,9 @@ def train_rounds(
                 vec, model, args.timesteps // args.rounds, student_drives, PPO_DEFAULTS["gamma"], progress
             )
             data.append((obs, labels, returns))
-            action_loss, value_loss = fit_all(model, data, args.epochs, args.batch_size)
+            action_loss, value_loss = fit_all(
+                model, data, args.epochs, args.batch_size, args.brake_weight, args.road_user_swap
+            )
             state.rounds_done, state.env_steps = r + 1, state.env_steps + len(labels)
             state.seconds = round(time.perf_counter() - started, 1)
             save_round(args.out, data[-1], model.policy, state)
@@ -229,7 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             train_rounds(args, vec, model, state, data, writer, started)
             if args.final_epochs:
-                action_loss, _ = fit_all(model, data, args.final_epochs, args.batch_size)
+                action_loss, _ = fit_all(
+                    model, data, args.final_epochs, args.batch_size, args.brake_weight, args.road_user_swap
+                )
                 writer.add_scalar("imitation/final_action_mse", action_loss, state.env_steps)
                 print(f"final fit, {args.final_epochs} passes over all labels: action MSE {action_loss:.4f}")
         except KeyboardInterrupt:

@@ -84,6 +84,17 @@ def share(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (the usage error names the value otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def add_pedestrian_crossings(parser: argparse.ArgumentParser, help: str) -> None:
     """`--pedestrian-crossings P`: the env's `pedestrian_crossings` share of episodes (default 0)."""
     parser.add_argument("--pedestrian-crossings", type=share, default=0.0, metavar="P", help=help)

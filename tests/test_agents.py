@@ -523,6 +523,87 @@ def test_behaviour_cloning_loss_decreases_on_a_fixed_batch():
     assert value_loss < 25.0 / 2  # the value head moved from ~0 towards returns of ~5
 
 
+@pytest.mark.parametrize(
+    ("acceleration", "brake_weight", "expected"),
+    [(0.6, 5.0, 1.0), (0.0, 5.0, 1.0), (-0.25, 5.0, 2.0), (-1.0, 5.0, 5.0), (-1.0, 1.0, 1.0), (-0.5, 0.5, 0.75)],
+)
+def test_label_weights_rise_with_the_brake(acceleration: float, brake_weight: float, expected: float) -> None:
+    labels = np.array([[0.3, acceleration]], np.float32)
+    assert cloning.label_weights(labels, brake_weight)[0] == pytest.approx(expected)
+
+
+def test_label_weights_refuse_a_weight_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="brake_weight must be positive, got 0"):
+        cloning.label_weights(np.zeros((1, 2), np.float32), 0.0)
+
+
+def test_a_brake_weight_fits_the_braking_labels_closer():
+    """Labels the policy cannot all fit (the same observation, cruising in 15 of 16 and braking in one): the
+    weighted fit moves the mean action towards the rare full brake."""
+    space = observation_space((40, 80))
+    space.seed(0)
+    one = {k: v.sample() for k, v in space.spaces.items()}
+    obs = {k: np.stack([v] * 64) for k, v in one.items()}
+    labels = np.tile(np.array([[0.0, 0.5]], np.float32), (64, 1))
+    labels[::16, 1] = -1.0
+    env = DummyVecEnv([lambda: _SpaceOnlyEnv(space)])
+    means = []
+    for brake_weight in (1.0, 10.0):
+        model = training.new_model(env, seed=0, verbose=0)
+        imitation.fit(model, obs, labels, None, epochs=150, batch_size=64, brake_weight=brake_weight)
+        means.append(model.predict(one, deterministic=True)[0][1])
+    # the weighted mean of the labels: 0.5 - 1.5 / 16 unweighted, 0.5 - 1.5 x 10 / 25 with weight 10
+    assert means[0] == pytest.approx(0.5 - 1.5 / 16, abs=0.05)
+    assert means[1] == pytest.approx(0.5 - 1.5 * 10 / 25, abs=0.05)
+
+
+def test_swap_road_users_exchanges_vehicles_and_pedestrians_in_the_chosen_rows_of_every_stacked_copy():
+    groups = len(carla_gym.env.observation.SEMANTIC_GROUPS)
+    vehicle, pedestrian = cloning.ROAD_USER_CHANNELS
+    semantic = np.arange(3 * 2 * groups, dtype=np.uint8).reshape(3, 2 * groups, 1, 1)  # two stacked frames
+    swapped = cloning.swap_road_users(semantic, np.array([True, False, True]))
+    expected = semantic.copy()
+    for row in (0, 2):
+        for first in (0, groups):
+            expected[row, first + vehicle], expected[row, first + pedestrian] = (
+                semantic[row, first + pedestrian],
+                semantic[row, first + vehicle],
+            )
+    np.testing.assert_array_equal(swapped, expected)
+    assert not np.array_equal(swapped[0], semantic[0])
+    np.testing.assert_array_equal(swapped[1], semantic[1])
+    np.testing.assert_array_equal(semantic, np.arange(semantic.size, dtype=np.uint8).reshape(semantic.shape))
+
+
+def test_swap_road_users_names_a_shape_that_is_not_stacked_groups():
+    with pytest.raises(ValueError, match=r"must be \(n, k x 6, h, w\), got shape \(2, 7, 4, 4\)"):
+        cloning.swap_road_users(np.zeros((2, 7, 4, 4), np.uint8), np.array([True, False]))
+
+
+def test_road_user_swap_makes_the_policy_answer_pedestrians_like_vehicles():
+    """Labels that tell the two apart (a full brake for a vehicle ahead, cruising past a pedestrian in the same
+    place): fitted without the swap the policy follows them, fitted with it (P = 0.5) it answers both alike."""
+    space = observation_space((40, 80))
+    vehicle, pedestrian = cloning.ROAD_USER_CHANNELS
+    rng = np.random.default_rng(0)
+    n = 128
+    is_vehicle = rng.random(n) < 0.5
+    obs = {k: np.zeros((n, *space[k].shape), space[k].dtype) for k in space.spaces}
+    obs["semantic"][is_vehicle, vehicle, 15:30, 30:50] = 255
+    obs["semantic"][~is_vehicle, pedestrian, 15:30, 30:50] = 255
+    labels = np.where(is_vehicle[:, None], [[0.0, -1.0]], [[0.0, 0.5]]).astype(np.float32)
+    probes = {k: np.concatenate([obs[k][is_vehicle][:1], obs[k][~is_vehicle][:1]]) for k in obs}
+    env = DummyVecEnv([lambda: _SpaceOnlyEnv(space)])
+    gaps = []
+    for swap in (0.0, 0.5):
+        model = training.new_model(env, seed=0, verbose=0)
+        imitation.fit(model, obs, labels, None, epochs=40, batch_size=32, road_user_swap=swap)
+        vehicle_answer, pedestrian_answer = model.predict(probes, deterministic=True)[0][:, 1]
+        gaps.append(pedestrian_answer - vehicle_answer)
+    assert gaps[0] > 1.0  # cruising past the pedestrian, braking for the vehicle (labels 1.5 apart)
+    assert abs(gaps[1]) < 0.2
+
+
 def test_fitting_the_value_leaves_the_actors_update_unchanged():
     """Returns of any scale train the critic only: the actor (shared features extractor included) ends
     where fitting the labels alone takes it."""
