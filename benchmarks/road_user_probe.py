@@ -3,7 +3,8 @@
 Each policy drives episodes in which a pedestrian steps out ahead (`pedestrian_crossings=1`). At every step where
 the autopilot's lead road user is within `--lead-m` metres and at least `--min-cells` cells of the observation's
 pedestrian channel are above one half, the policy's deterministic action is also asked for two edits of the same
-observation: the pedestrian channel zeroed, and moved into the vehicle channel. A policy that brakes for
+observation: the pedestrian channel zeroed, and moved into the vehicle channel; the autopilot's action in the
+same state is the reference. A policy that brakes for
 pedestrians accelerates less as it is than with the pedestrian erased; one that learned to brake for vehicles only
 brakes when the pedestrian is painted as one. The policy drives its own actions throughout; ground-truth
 perception by default, so that what is probed is the policy, not perception. Use the validation town.
@@ -24,6 +25,7 @@ import numpy as np
 import carla_gym  # noqa: F401  (registers the envs)
 from agents.cloning import ROAD_USER_CHANNELS
 from agents.policies import ModelDriver, load_policy
+from carla_gym.env.contracts import control_to_action
 from perception.provenance import command_line
 
 VEHICLE, PEDESTRIAN = ROAD_USER_CHANNELS
@@ -41,6 +43,7 @@ def edits(obs: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
 def probe(driver: ModelDriver, env: gym.Env, seeds: list[int], lead_m: float, min_cells: int) -> dict[str, Any]:
     """Mean acceleration of each edit over the probed steps of the episodes `seeds`, and the pedestrians hit."""
     accelerations: dict[str, list[float]] = {name: [] for name in edits({"semantic": np.zeros((6, 1, 1))})}
+    accelerations["autopilot"] = []
     hit = 0
     for seed in seeds:
         obs, info = env.reset(seed=seed)
@@ -52,6 +55,7 @@ def probe(driver: ModelDriver, env: gym.Env, seeds: list[int], lead_m: float, mi
                 for name, edited in edits(obs).items():
                     action = driver.model.predict({k: v[None] for k, v in edited.items()}, deterministic=True)[0]
                     accelerations[name].append(float(action[0][1]))
+                accelerations["autopilot"].append(float(control_to_action(env.unwrapped.autopilot_control())[1]))
             obs, _, terminated, truncated, info = env.step(driver(obs, env))
             done = terminated or truncated
         hit += int(info["infractions"].get("collision_pedestrian", 0) > 0)
@@ -84,7 +88,7 @@ def main() -> None:
         print(
             f"{name}: {results[name]['probed_steps']} steps probed, mean acceleration as it is "
             f"{means['as_is']:+.3f}, pedestrian erased {means['pedestrian_erased']:+.3f}, painted as a vehicle "
-            f"{means['pedestrian_as_vehicle']:+.3f}; pedestrians hit {results[name]['pedestrians_hit']} of {len(seeds)}"
+            f"{means['pedestrian_as_vehicle']:+.3f}, the autopilot's {means['autopilot']:+.3f}; pedestrians hit {results[name]['pedestrians_hit']} of {len(seeds)}"
         )
     env.close()
     if args.json:
