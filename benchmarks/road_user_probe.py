@@ -4,9 +4,8 @@ Each policy drives episodes in which a pedestrian steps out ahead (`pedestrian_c
 the autopilot's lead road user is within `--lead-m` metres and at least `--min-cells` cells of the observation's
 pedestrian channel are above one half, the policy's deterministic action is also asked for two edits of the same
 observation: the pedestrian channel zeroed, and moved into the vehicle channel; the autopilot's action in the
-same state is the reference. A policy that brakes for
-pedestrians accelerates less as it is than with the pedestrian erased; one that learned to brake for vehicles only
-brakes when the pedestrian is painted as one. The policy drives its own actions throughout; ground-truth
+same state is the reference. A policy that brakes for pedestrians accelerates less as it is than with the
+pedestrian erased; one that learned to brake for vehicles only brakes when the pedestrian is painted as one. The policy drives its own actions throughout; ground-truth
 perception by default, so that what is probed is the policy, not perception. Use the validation town.
 
     python benchmarks/road_user_probe.py bundled runs/bc/bc_policy --episodes 10 --seed 100 --json out.json
@@ -29,6 +28,7 @@ from carla_gym.env.contracts import control_to_action
 from perception.provenance import command_line
 
 VEHICLE, PEDESTRIAN = ROAD_USER_CHANNELS
+EDITS = ("as_is", "pedestrian_erased", "pedestrian_as_vehicle")
 
 
 def edits(obs: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
@@ -37,13 +37,12 @@ def edits(obs: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
     erased["semantic"][PEDESTRIAN] = 0
     painted = {**erased, "semantic": erased["semantic"].copy()}
     painted["semantic"][VEHICLE] = np.maximum(obs["semantic"][VEHICLE], obs["semantic"][PEDESTRIAN])
-    return {"as_is": obs, "pedestrian_erased": erased, "pedestrian_as_vehicle": painted}
+    return dict(zip(EDITS, (obs, erased, painted), strict=True))
 
 
 def probe(driver: ModelDriver, env: gym.Env, seeds: list[int], lead_m: float, min_cells: int) -> dict[str, Any]:
     """Mean acceleration of each edit over the probed steps of the episodes `seeds`, and the pedestrians hit."""
-    accelerations: dict[str, list[float]] = {name: [] for name in edits({"semantic": np.zeros((6, 1, 1))})}
-    accelerations["autopilot"] = []
+    accelerations: dict[str, list[float]] = {name: [] for name in (*EDITS, "autopilot")}
     hit = 0
     for seed in seeds:
         obs, info = env.reset(seed=seed)
