@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "class_bias", Path(__file__).resolve().parents[1] / "benchmarks" / "class_bias.py"
-)
-assert _spec is not None and _spec.loader is not None
-class_bias = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(class_bias)
+class_bias = load_benchmark("class_bias")
 
 
 def test_miou_counts_only_classes_with_ground_truth_pixels():

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from perception.conventions import CLASS_NAMES
 from perception.data import ClipStore
 
-_spec = importlib.util.spec_from_file_location(
-    "class_breakdown", Path(__file__).resolve().parents[1] / "benchmarks" / "class_breakdown.py"
-)
-assert _spec is not None and _spec.loader is not None
-class_breakdown = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(class_breakdown)
+class_breakdown = load_benchmark("class_breakdown")
 
 VEHICLES = CLASS_NAMES.index("Vehicles")
 

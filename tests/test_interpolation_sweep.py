@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 
 from perception import build_model
 from perception.data import ClipStore
 from perception.training import default_config, train
 
-_spec = importlib.util.spec_from_file_location(
-    "interpolation_sweep", Path(__file__).resolve().parents[1] / "benchmarks" / "interpolation_sweep.py"
-)
-assert _spec is not None and _spec.loader is not None
-interpolation_sweep = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(interpolation_sweep)
+interpolation_sweep = load_benchmark("interpolation_sweep")
 
 
 @pytest.mark.parametrize("gate_bias", [-10.0, 0.0, 10.0])

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from benchmark_scripts import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "road_user_probe", Path(__file__).resolve().parents[1] / "benchmarks" / "road_user_probe.py"
-)
-assert _spec is not None and _spec.loader is not None
-road_user_probe = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(road_user_probe)
+road_user_probe = load_benchmark("road_user_probe")
 
 
 def test_edits_erase_the_pedestrian_or_paint_it_into_the_vehicle_channel_and_leave_the_observation_alone():
