@@ -93,6 +93,7 @@ def run_episode(
 
     A policy with a `reset()` method (a `ModelDriver`) is reset first, so no state crosses episodes."""
     obs, info = env.reset(seed=seed)
+    crossing_m = info["scenario"].get("crossing_m")
     env.action_space.seed(seed)
     reset = getattr(policy, "reset", None)
     if callable(reset):
@@ -129,6 +130,7 @@ def run_episode(
         infractions=info["infractions"],
         steps=steps,
         termination=ending,
+        crossing_m=crossing_m,
     )
 
 
@@ -233,6 +235,7 @@ def evaluate(
         seeds=list(seeds),
         max_steps=max_steps,
         pedestrian_crossings=config.pedestrian_crossings,
+        crossing_distance_m=list(config.crossing_distance_m),
         camera_size=list(cast(tuple[int, int], config.camera_size)),  # resolved by EnvConfig
         policy_metadata={k: v for k, v in getattr(policy, "metadata", {}).items() if k != "scores"},
     )
@@ -275,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the first episode (default: 0)")
     parser.add_argument("--max-steps", type=positive_int, default=1000, help="episode time limit in steps")
     add_pedestrian_crossings(
-        parser, "share of episodes in which a pedestrian steps out to cross the route 10-40 m ahead (default: none)"
+        parser, "share of episodes in which a pedestrian steps out to cross the route ahead (default: none)"
     )
     parser.add_argument(
         "--allow-mismatch",
@@ -327,7 +330,11 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.max_steps,
             args.video,
-            {"weights": args.weights, "pedestrian_crossings": args.pedestrian_crossings},
+            {
+                "weights": args.weights,
+                "pedestrian_crossings": args.pedestrian_crossings,
+                "crossing_distance_m": args.crossing_distance,
+            },
             args.trust_pickle,
             args.camera_size,
             args.allow_mismatch,

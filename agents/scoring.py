@@ -54,6 +54,7 @@ class EpisodeResult:
     infractions: dict[str, int] = field(default_factory=dict)  # `Infraction` values as keys, as in `info`
     steps: int = 0
     termination: str | None = None
+    crossing_m: float | None = None  # where a pedestrian was sent across the route (the env's pedestrian_crossings)
 
     @property
     def infraction_penalty(self) -> float:

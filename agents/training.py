@@ -133,6 +133,7 @@ def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command
         "reward": reward_config(args).as_dict(),
         "terminate_red_light": args.terminate_red_light,
         "pedestrian_crossings": args.pedestrian_crossings,
+        "crossing_distance_m": list(args.crossing_distance),
         "command": command,
     }
 
@@ -173,6 +174,7 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0, expert
         terminate_red_light=args.terminate_red_light,
         expert_action=expert_action,
         pedestrian_crossings=args.pedestrian_crossings if split == "train" else 0.0,
+        crossing_distance_m=args.crossing_distance,
     )
 
 
@@ -241,7 +243,7 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     add_pedestrian_crossings(
         parser,
-        "share of training episodes in which a pedestrian steps out to cross the route 10-40 m ahead "
+        "share of training episodes in which a pedestrian steps out to cross the route ahead "
         "(the env's pedestrian_crossings; evaluation episodes keep to the drawn world)",
     )
     parser.add_argument(

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .sim.contract import CROSSING_M
+
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Keeps the description's layout and shows each option's real default (unless its help names one)."""
@@ -95,9 +97,32 @@ def positive_float(text: str) -> float:
     return value
 
 
+class _AscendingPair(argparse.Action):
+    """Stores two values as a tuple, refusing (usage error) a first value above the second."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option_string: Any = None
+    ) -> None:
+        low, high = values
+        if low > high:
+            parser.error(f"argument {option_string}: the first value must not exceed the second, got {low:g} {high:g}")
+        setattr(namespace, self.dest, (low, high))
+
+
 def add_pedestrian_crossings(parser: argparse.ArgumentParser, help: str) -> None:
-    """`--pedestrian-crossings P`: the env's `pedestrian_crossings` share of episodes (default 0)."""
+    """`--pedestrian-crossings P`: the env's `pedestrian_crossings` share of episodes (default 0), and
+    `--crossing-distance LOW HIGH`: its `crossing_distance_m`, how far along the route they are."""
     parser.add_argument("--pedestrian-crossings", type=share, default=0.0, metavar="P", help=help)
+    parser.add_argument(
+        "--crossing-distance",
+        type=positive_float,
+        nargs=2,
+        action=_AscendingPair,
+        default=CROSSING_M,
+        metavar=("LOW", "HIGH"),
+        help="metres along the route where those pedestrians step out, drawn uniformly between the two "
+        f"(the env's crossing_distance_m; default: {CROSSING_M[0]:g} {CROSSING_M[1]:g})",
+    )
 
 
 def add_frame_stack(parser: argparse.ArgumentParser, default: int | None, help: str) -> None:

@@ -400,6 +400,25 @@ def test_pedestrian_crossings_reach_the_training_worlds_not_the_validation_ones(
     assert training.policy_metadata(args, (40, 80), "cmd")["pedestrian_crossings"] == share
 
 
+@pytest.mark.parametrize("parser", [train_ppo.build_parser, imitation.build_parser])
+@pytest.mark.parametrize("flags, distance", [([], [10.0, 40.0]), (["--crossing-distance", "5", "15"], [5.0, 15.0])])
+def test_crossing_distance_reaches_the_training_worlds_and_the_policy_record(parser, flags, distance):
+    args = parser().parse_args(["--perception", "ground_truth", "--pedestrian-crossings", "0.3", *flags])
+    assert training.env_config(args, "train").crossing_distance_m == tuple(distance)
+    assert training.policy_metadata(args, (40, 80), "cmd")["crossing_distance_m"] == distance
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [(["15", "5"], "must not exceed the second, got 15 5"), (["0", "5"], "must be a finite number > 0"), (["5"], "")],
+)
+def test_crossing_distance_must_be_an_ascending_pair_of_metres(values, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        imitation.build_parser().parse_args(["--crossing-distance", *values])
+    assert err.value.code == 2
+    assert "--crossing-distance" in (text := capsys.readouterr().err) and message in text
+
+
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "often"])
 def test_pedestrian_crossings_must_be_a_share(value, capsys):
     with pytest.raises(SystemExit) as err:

@@ -219,15 +219,47 @@ def test_pedestrian_crossings_send_a_pedestrian_across_in_a_share_of_episodes_dr
 
     env = make("ground_truth", pedestrian_crossings=1.0)
     try:
-        env.reset(seed=4)
+        _, info = env.reset(seed=4)
         assert env.unwrapped.task.sim.crowd.on_road_crossing()[0]
+        assert CROSSING_M[0] <= info["scenario"]["crossing_m"] <= CROSSING_M[1]  # the reset info says where
+        _, info = env.reset(seed=4, options={"weather": "foggy", "crossing_m": 12.0})
+        assert info["scenario"] == {"weather": "foggy", "crossing_m": 12.0}
     finally:
         env.close()
+
+
+@pytest.mark.parametrize("distance_m", [(5.0, 15.0), (12.0, 12.0), (30.0, 150.0)])
+def test_crossing_distance_scales_each_seeds_draw_into_the_range(distance_m):
+    from carla_gym.env.task import DrivingTask
+    from carla_gym.sim.contract import CROSSING_M
+
+    reward = EnvConfig().reward
+    default = DrivingTask(None, reward, pedestrian_crossings=0.5)  # type: ignore[arg-type]
+    ranged = DrivingTask(None, reward, pedestrian_crossings=0.5, crossing_distance_m=distance_m)  # type: ignore[arg-type]
+    low, high = distance_m
+    for seed in range(50):
+        a, b = default.scenario(seed, None), ranged.scenario(seed, None)
+        assert (a is None) == (b is None)  # the same episodes have a crossing
+        if a is not None and b is not None:
+            share = (a["crossing_m"] - CROSSING_M[0]) / (CROSSING_M[1] - CROSSING_M[0])
+            assert b["crossing_m"] == pytest.approx(low + share * (high - low))
+
+
+def test_crossing_distance_reaches_the_task():
+    config = EnvConfig(perception="ground_truth", pedestrian_crossings=1.0, crossing_distance_m=[6, 9])
+    assert config.crossing_distance_m == (6.0, 9.0)
+    assert config.task_kwargs()["crossing_distance_m"] == (6.0, 9.0)
 
 
 @pytest.mark.parametrize(
     ("options", "match"),
     [
+        ({"crossing_distance_m": (15.0, 5.0)}, "crossing_distance_m must be .* 0 < low <= high"),
+        ({"crossing_distance_m": (0.0, 5.0)}, "crossing_distance_m must be .* 0 < low <= high"),
+        ({"crossing_distance_m": (5.0, float("nan"))}, "crossing_distance_m must be .* 0 < low <= high"),
+        ({"crossing_distance_m": (5.0,)}, "crossing_distance_m must be two numbers"),
+        ({"crossing_distance_m": "5 15"}, "crossing_distance_m must be two numbers"),
+        ({"pedestrian_crossings": 0.5, "crossing_distance_m": (10.0, 250.0)}, "longer than 250 m"),
         ({"pedestrian_crossings": 1.5}, "pedestrian_crossings must be from 0 to 1"),
         ({"pedestrian_crossings": "often"}, "pedestrian_crossings must be a number"),
         ({"pedestrian_crossings": 0.5, "route_length": 30.0}, "routes longer than 40 m"),

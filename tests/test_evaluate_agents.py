@@ -369,9 +369,12 @@ def test_pedestrian_crossings_option_reaches_the_env_and_the_summary(tmp_path):
 
     out = tmp_path / "eval.json"
     options = ["--perception", "ground_truth", "--camera-size", "40", "80", "--max-steps", "3", "--episodes", "1"]
-    assert evaluate.main(["autopilot", *options, "--pedestrian-crossings", "1", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["pedestrian_crossings"] == 1.0
-    assert "--pedestrian-crossings 1" in json.loads(out.read_text())["command"]
+    flags = ["--pedestrian-crossings", "1", "--crossing-distance", "8", "12"]
+    assert evaluate.main(["autopilot", *options, *flags, "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["pedestrian_crossings"] == 1.0 and summary["crossing_distance_m"] == [8.0, 12.0]
+    assert 8.0 <= summary["episodes_detail"][0]["crossing_m"] <= 12.0
+    assert "--pedestrian-crossings 1 --crossing-distance 8 12" in summary["command"]
 
 
 @pytest.mark.parametrize("flag", ["--video", "--trace"])

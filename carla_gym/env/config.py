@@ -90,6 +90,18 @@ def _share(name: str, value: Any) -> float:
     return share
 
 
+def _metres_range(name: str, value: Any) -> tuple[float, float]:
+    try:
+        if isinstance(value, str):
+            raise TypeError(name)
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"EnvConfig.{name} must be two numbers of metres (low, high), got {value!r}") from None
+    if not 0.0 < low <= high < float("inf"):
+        raise ValueError(f"EnvConfig.{name} must be finite metres with 0 < low <= high, got {value!r}")
+    return low, high
+
+
 @dataclass
 class EnvConfig:
     """The options of `CarlaPerception-v0` (and of its vector env, one world per index).
@@ -123,9 +135,12 @@ class EnvConfig:
             learning). A vector env's worlds compute it in their own processes, in the same round trip as the
             step. Needs a backend with an autopilot (embedded).
         pedestrian_crossings: the share of episodes (0 to 1) in which one of the drawn pedestrians steps out to
-            cross the road 10 to 40 m along the route (the embedded backend's reset option `crossing_m`), drawn
-            from each episode's seed, so a seed gives the same episode with any share that includes it; a
-            `crossing_m` passed to `reset` wins. Embedded backend only.
+            cross the road `crossing_distance_m` along the route (the embedded backend's reset option
+            `crossing_m`), drawn from each episode's seed, so a seed gives the same episode with any share that
+            includes it; a `crossing_m` passed to `reset` wins. Embedded backend only.
+        crossing_distance_m: (low, high): how far along the route (m) such a crossing is, drawn uniformly
+            between the two from each episode's seed (the same draw scaled into any range). Close crossings put
+            the pedestrian ahead while the ego is still gathering speed from rest.
         backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
@@ -147,6 +162,7 @@ class EnvConfig:
     terminate_red_light: bool = False
     expert_action: bool = False
     pedestrian_crossings: float = 0.0
+    crossing_distance_m: tuple[float, float] = CROSSING_M
     backend_options: dict[str, Any] = field(default_factory=dict)
     camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
@@ -191,14 +207,15 @@ class EnvConfig:
 
     def _check_pedestrian_crossings(self, reset_options: tuple[str, ...]) -> None:
         self.pedestrian_crossings = _share("pedestrian_crossings", self.pedestrian_crossings)
+        self.crossing_distance_m = _metres_range("crossing_distance_m", self.crossing_distance_m)
         if not self.pedestrian_crossings:
             return
         if "crossing_m" not in reset_options:
             raise ValueError(f"EnvConfig.pedestrian_crossings needs the embedded backend; {self.backend!r} has none")
-        if self.route_length <= CROSSING_M[1]:
+        if self.route_length <= self.crossing_distance_m[1]:
             raise ValueError(
-                f"EnvConfig.pedestrian_crossings needs routes longer than {CROSSING_M[1]:g} m, "
-                f"got route_length={self.route_length:g}"
+                f"EnvConfig.pedestrian_crossings needs routes longer than {self.crossing_distance_m[1]:g} m "
+                f"(crossing_distance_m), got route_length={self.route_length:g}"
             )
 
     @classmethod
@@ -245,4 +262,5 @@ class EnvConfig:
             "terminate_red_light": self.terminate_red_light,
             "expert_action": self.expert_action,
             "pedestrian_crossings": self.pedestrian_crossings,
+            "crossing_distance_m": self.crossing_distance_m,
         }

@@ -78,9 +78,11 @@ class DrivingTask:
         terminate_red_light: bool = False,
         expert_action: bool = False,
         pedestrian_crossings: float = 0.0,
+        crossing_distance_m: tuple[float, float] = CROSSING_M,
     ) -> None:
         self.sim = sim
         self.pedestrian_crossings = pedestrian_crossings
+        self.crossing_distance_m = crossing_distance_m
         self.expert_action = expert_action
         self.reward_config = reward
         self.blocked_seconds = blocked_seconds
@@ -91,7 +93,8 @@ class DrivingTask:
         self.frame: Frame | None = None
 
     def reset(self, seed: int, options: dict[str, Any] | None = None) -> tuple[Frame, dict[str, Any]]:
-        frame = self.sim.reset(seed=seed, options=self.scenario(seed, options))
+        scenario = self.scenario(seed, options)
+        frame = self.sim.reset(seed=seed, options=scenario)
         self.frame = frame
         self.last_action = np.zeros(2, dtype=np.float32)
         self.steps = 0
@@ -100,17 +103,17 @@ class DrivingTask:
         self.infractions: Counter[Infraction] = Counter({k: 0 for k in Infraction})
         self.trail = [frame.transform[:3, 3].copy()]
         self.episode_return = 0.0
-        return frame, self._with_expert(self.info(frame))
+        return frame, self._with_expert({**self.info(frame), "scenario": dict(scenario or {})})
 
     def scenario(self, seed: int, options: dict[str, Any] | None) -> dict[str, Any] | None:
         """The reset options of episode `seed`: `options`, plus (in a `pedestrian_crossings` share of episodes,
-        drawn from the seed alone, unless `options` sets one) a `crossing_m` drawn from `CROSSING_M`."""
+        drawn from the seed alone, unless `options` sets one) a `crossing_m` drawn from `crossing_distance_m`."""
         if self.pedestrian_crossings <= 0.0 or (options and "crossing_m" in options):
             return options
         rng = np.random.default_rng([seed, CROSSING_STREAM])
         if rng.random() >= self.pedestrian_crossings:
             return options
-        return {**(options or {}), "crossing_m": float(rng.uniform(*CROSSING_M))}
+        return {**(options or {}), "crossing_m": float(rng.uniform(*self.crossing_distance_m))}
 
     def step(self, action: np.ndarray) -> StepResult:
         """Advance one tick with a checked (steer, acceleration) action."""
