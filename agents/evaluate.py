@@ -182,13 +182,20 @@ def evaluate(
         if routes not in ROUTE_SETS:
             raise ValueError(f"unknown route set {routes!r} (known: {', '.join(ROUTE_SETS)})")
         split, seeds = ROUTE_SETS[routes].split, ROUTE_SETS[routes].seeds
-    config = EnvConfig.from_kwargs(perception=perception, split=split, camera_size=camera_size, **(env_kwargs or {}))
     policy = load_policy(
         policy_name,
         trust_pickle=trust_pickle,
         frame_stack=frame_stack,
         vecnormalize=vecnormalize,
         allow_mismatch=allow_mismatch,
+    )
+    # a policy that reads the road-user gaps gets them: the key is in its observation space
+    reads_gaps = isinstance(policy, ModelDriver) and "road_users" in policy.model.observation_space.spaces
+    config = EnvConfig.from_kwargs(
+        perception=perception,
+        split=split,
+        camera_size=camera_size,
+        **{"road_user_gaps": reads_gaps, **(env_kwargs or {})},
     )
     weights_sha256 = perception_weights_sha256(perception, config.weights)
     env = gym.make(

@@ -10,7 +10,14 @@ from stable_baselines3.common.preprocessing import is_image_space
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, CombinedExtractor, NatureCNN
 from torch import nn
 
-from carla_gym.env.observation import IMAGE_KEYS, NATURE_CNN_MIN_SIZE, STATE_HIGH, STATE_LAST_ACTION, VECTOR_KEYS
+from carla_gym.env.observation import (
+    IMAGE_KEYS,
+    NATURE_CNN_MIN_SIZE,
+    OPTIONAL_VECTOR_KEYS,
+    STATE_HIGH,
+    STATE_LAST_ACTION,
+    VECTOR_KEYS,
+)
 
 
 def as_unit_image(image: torch.Tensor) -> torch.Tensor:
@@ -20,7 +27,8 @@ def as_unit_image(image: torch.Tensor) -> torch.Tensor:
 
 
 class PerceptionExtractor(BaseFeaturesExtractor):
-    """Small CNN over the semantic + depth channels, MLP over the vectors, concatenated.
+    """Small CNN over the semantic + depth channels, MLP over the vectors (`road_users` too where the space
+    has it), concatenated.
 
     The CNN is sized for the default 40x80 observation (NatureCNN's 8x8 stride-4 first layer
     throws away too much at this size, and nothing of a side under 36 pixels): three stride-2 3x3
@@ -56,7 +64,8 @@ class PerceptionExtractor(BaseFeaturesExtractor):
             nn.AdaptiveAvgPool2d((2, 4)),
             nn.Flatten(),
         )
-        vector_in = sum(int(torch.tensor(observation_space[k].shape).prod()) for k in VECTOR_KEYS)
+        self.vector_keys = [k for k in VECTOR_KEYS + OPTIONAL_VECTOR_KEYS if k in observation_space.spaces]
+        vector_in = sum(int(torch.tensor(observation_space[k].shape).prod()) for k in self.vector_keys)
         self.mlp = nn.Sequential(nn.Linear(vector_in, vector_dim), nn.ReLU())
         self.head = nn.Sequential(nn.Linear(2 * c * 8 + vector_dim, features_dim), nn.ReLU())
         state_mask = torch.ones(cast(gym.spaces.Box, observation_space["state"]).shape)
@@ -68,7 +77,7 @@ class PerceptionExtractor(BaseFeaturesExtractor):
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         image = torch.cat([as_unit_image(obs[k]) for k in IMAGE_KEYS], dim=1)
         obs = {**obs, "state": obs["state"] * self.state_mask}
-        vectors = torch.cat([obs[k].flatten(1).float() for k in VECTOR_KEYS], dim=1)
+        vectors = torch.cat([obs[k].flatten(1).float() for k in self.vector_keys], dim=1)
         return self.head(torch.cat([self.cnn(image), self.mlp(vectors)], dim=1))
 
 

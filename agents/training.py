@@ -134,6 +134,7 @@ def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command
         "terminate_red_light": args.terminate_red_light,
         "pedestrian_crossings": args.pedestrian_crossings,
         "crossing_distance_m": list(args.crossing_distance),
+        "road_user_gaps": args.road_user_gaps,
         "command": command,
     }
 
@@ -175,6 +176,7 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0, expert
         expert_action=expert_action,
         pedestrian_crossings=args.pedestrian_crossings if split == "train" else 0.0,
         crossing_distance_m=args.crossing_distance,
+        road_user_gaps=args.road_user_gaps,
     )
 
 
@@ -245,6 +247,12 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
         parser,
         "share of training episodes in which a pedestrian steps out to cross the route ahead "
         "(the env's pedestrian_crossings; evaluation episodes keep to the drawn world)",
+    )
+    parser.add_argument(
+        "--road-user-gaps",
+        action="store_true",
+        help="the observation gets the env's road_users key: how far ahead along the route the nearest vehicle and "
+        "pedestrian are, read off perception's maps; recorded in the policy's spaces, which agents.evaluate reads",
     )
     parser.add_argument(
         "--terminate-red-light",

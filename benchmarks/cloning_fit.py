@@ -18,6 +18,7 @@ import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -39,11 +40,12 @@ def rounds(run: Path) -> list[RoundData]:
     return [read_round(f) for f in files]
 
 
-def fresh_policy(run: Path, seed: int) -> torch.nn.Module:
-    """A new policy with RUN's architecture and spaces (its final `bc_policy`), initialised from `seed`."""
+def fresh_policy(run: Path, seed: int, config: dict[str, Any] | None = None) -> torch.nn.Module:
+    """A new policy with RUN's architecture and spaces (its final `bc_policy`), initialised from `seed`;
+    `config` in place of that policy.json's content (e.g. with a space changed)."""
     config_file = run / "bc_policy" / "policy.json"
     torch.manual_seed(seed)
-    policy = build_policy(read_config(config_file), config_file)
+    policy = build_policy(read_config(config_file) if config is None else config, config_file)
     policy.optimizer = torch.optim.Adam(policy.parameters(), lr=LR, eps=1e-5)  # as PPO builds it
     return policy
 

@@ -408,6 +408,15 @@ def test_crossing_distance_reaches_the_training_worlds_and_the_policy_record(par
     assert training.policy_metadata(args, (40, 80), "cmd")["crossing_distance_m"] == distance
 
 
+@pytest.mark.parametrize("parser", [train_ppo.build_parser, imitation.build_parser])
+@pytest.mark.parametrize("flags, on", [([], False), (["--road-user-gaps"], True)])
+def test_road_user_gaps_flag_reaches_every_world_and_the_policy_record(parser, flags, on):
+    args = parser().parse_args(["--perception", "ground_truth", *flags])
+    assert training.env_config(args, "train").road_user_gaps is on
+    assert training.env_config(args, "val").road_user_gaps is on  # the observation space is the same in evaluation
+    assert training.policy_metadata(args, (40, 80), "cmd")["road_user_gaps"] is on
+
+
 @pytest.mark.parametrize(
     "values, message",
     [(["15", "5"], "must not exceed the second, got 15 5"), (["0", "5"], "must be a finite number > 0"), (["5"], "")],

@@ -185,6 +185,23 @@ def gt_policy(tmp_path):
     return save_policy(model, tmp_path / "policy", metadata)
 
 
+def test_a_policy_that_reads_the_road_user_gaps_gets_them(tmp_path):
+    import json
+
+    model = PPO(
+        "MultiInputPolicy",
+        DummyVecEnv([lambda: _SpacesEnv(observation_space((40, 80), road_user_gaps=True))]),
+        n_steps=8,
+        batch_size=8,
+        seed=0,
+        policy_kwargs=dict(net_arch=[4], **TINY_EXTRACTOR),
+    )
+    folder = save_policy(model, tmp_path / "policy", {"perception": "ground_truth", "road_user_gaps": True})
+    out = tmp_path / "eval.json"
+    assert evaluate.main([str(folder), *GT, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["policy_metadata"]["road_user_gaps"] is True
+
+
 @pytest.mark.parametrize(
     "options, differences",
     [

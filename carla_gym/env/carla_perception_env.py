@@ -43,7 +43,7 @@ class CarlaPerceptionEnv(gym.Env):
         self.render_mode = render_mode
         self.perception_mode = cfg.perception
         self.discrete = cfg.discrete
-        self.observation_space = observation_space(cfg.obs_size)
+        self.observation_space = observation_space(cfg.obs_size, cfg.road_user_gaps)
         self.action_space = action_space(cfg.discrete)
         # Perception first: a missing weights folder fails before a simulator is started.
         self.perception = cfg.make_perception(1)
@@ -101,7 +101,7 @@ class CarlaPerceptionEnv(gym.Env):
     def _observe(self, frame) -> dict[str, np.ndarray]:
         p = self.perception.step([perception_input(frame, self.perception_mode)])
         self._seen = partial(what_perception_saw, p, 0)
-        self._last_obs = assemble_observation(p, 0, self.task.vector_observation(frame))
+        self._last_obs = self.config.observe(assemble_observation(p, 0, self.task.vector_observation(frame)))
         return self._last_obs
 
 

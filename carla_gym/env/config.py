@@ -17,10 +17,11 @@ from perception.streaming import ENGINES
 from perception.weights import WeightsError, check_config_values, read_weights_config
 
 from ..sim import backend_class
-from ..sim.contract import CROSSING_M, DEFAULT_CAMERA_SIZE, DEFAULT_ROUTE_LENGTH, check_route_length
+from ..sim.contract import CROSSING_M, DEFAULT_CAMERA_SIZE, DEFAULT_FOV, DEFAULT_ROUTE_LENGTH, check_route_length
 from .observation import check_sizes
 from .perception_source import BUNDLED_WEIGHTS, GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
+from .road_user_gaps import road_user_observation
 
 PERCEPTION_MODES = ("model", "ground_truth")
 CARLA_PORT_SPACING = 4  # a CARLA server uses port, port+1 and port+2
@@ -141,6 +142,9 @@ class EnvConfig:
         crossing_distance_m: (low, high): how far along the route (m) such a crossing is, drawn uniformly
             between the two from each episode's seed (the same draw scaled into any range). Close crossings put
             the pedestrian ahead while the ego is still gathering speed from rest.
+        road_user_gaps: add the `road_users` key to the observation: how far ahead along the route the nearest
+            vehicle and pedestrian are, read off the observation's own semantic and depth maps
+            (`carla_gym.env.road_user_gaps`; never the simulator's state), as a fraction of 40 m.
         backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
@@ -163,6 +167,7 @@ class EnvConfig:
     expert_action: bool = False
     pedestrian_crossings: float = 0.0
     crossing_distance_m: tuple[float, float] = CROSSING_M
+    road_user_gaps: bool = False
     backend_options: dict[str, Any] = field(default_factory=dict)
     camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
@@ -251,6 +256,12 @@ class EnvConfig:
             {"size": self.camera_size, "route_length": self.route_length, **self.backend_options},
             self.town_index,
         )
+
+    def observe(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """An assembled observation with the keys these options add (`road_users` under `road_user_gaps`)."""
+        if self.road_user_gaps:
+            obs["road_users"] = road_user_observation(obs, self.backend_options.get("fov", DEFAULT_FOV))
+        return obs
 
     def task_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `DrivingTask` besides the simulator."""

@@ -7,13 +7,14 @@
 | `ego_motion` | (6,) | float32, clipped to +-10 m, +-pi | camera motion since the last step, `(x, y, z, roll, pitch, yaw)` in m and rad (zeros after reset) |
 | `state` | (7,) | float32 | speed / 10 m/s, last steer, last acceleration, signal speed / 10 m/s (cruise speed, slowing for a red light; not for other road users, which the agent must perceive), lateral offset from the route (m, + right), heading error (rad, + right), red-light distance / 50 m (1 when none within 50 m) |
 | `route` | (20,) | float32 | the next 10 route waypoints in the ego frame (x forward, y right), in units of 20 m, flat: `x1, y1, x2, y2, ...` |
+| `road_users` | (2,) | float32, 0..1 | only with the env option `road_user_gaps`: metres from the front bumper to the nearest vehicle and pedestrian in the route's corridor, / 40 m (1 when none), read off `semantic` and `depth` (`carla_gym.env.road_user_gaps`) |
 
 The image keys (`IMAGE_KEYS`) are uint8 0..255 and channel-first, the layout Stable-Baselines3 and
 Gymnasium wrappers take for images: SB3's `check_env` accepts them, `VecFrameStack` stacks them
 along the channels, and its `CombinedExtractor` runs `NatureCNN` on them (which needs
-`obs_size` of at least `NATURE_CNN_MIN_SIZE` in both directions). The vector keys (`VECTOR_KEYS`)
-are flat float32 vectors, which `VecFrameStack` stacks end to end and `check_env` takes without a
-warning.
+`obs_size` of at least `NATURE_CNN_MIN_SIZE` in both directions). The vector keys (`VECTOR_KEYS`, and
+`OPTIONAL_VECTOR_KEYS` where the env's options add them) are flat float32 vectors, which
+`VecFrameStack` stacks end to end and `check_env` takes without a warning.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ SEMANTIC_GROUPS: dict[str, tuple[str, ...]] = {
 }
 IMAGE_KEYS = ("semantic", "depth")
 VECTOR_KEYS = ("ego_motion", "state", "route")
+OPTIONAL_VECTOR_KEYS = ("road_users",)  # only with the env option of that name
 DEPTH_RANGE_M = 100.0
 # The smallest image NatureCNN (SB3's default image network) takes: 8x8 stride-4, 4x4 stride-2 and
 # 3x3 stride-1 convolutions leave nothing of a side under 36 pixels.
@@ -89,9 +91,10 @@ def check_sizes(camera_size: Any, obs_size: Any) -> tuple[tuple[int, int], tuple
     return camera, obs
 
 
-def observation_space(obs_size: tuple[int, int]) -> gym.spaces.Dict:
-    """The Dict space for observations of height x width `obs_size`."""
+def observation_space(obs_size: tuple[int, int], road_user_gaps: bool = False) -> gym.spaces.Dict:
+    """The Dict space for observations of height x width `obs_size`, with the `road_users` key when `road_user_gaps`."""
     h, w = obs_size
+    optional = {"road_users": gym.spaces.Box(0.0, 1.0, (2,), np.float32)} if road_user_gaps else {}
     return gym.spaces.Dict(
         {
             "semantic": gym.spaces.Box(0, 255, (len(SEMANTIC_GROUPS), h, w), np.uint8),
@@ -99,6 +102,7 @@ def observation_space(obs_size: tuple[int, int]) -> gym.spaces.Dict:
             "ego_motion": gym.spaces.Box(-EGO_MOTION_BOUND, EGO_MOTION_BOUND, dtype=np.float32),
             "state": gym.spaces.Box(STATE_LOW, STATE_HIGH, dtype=np.float32),
             "route": gym.spaces.Box(-ROUTE_BOUND, ROUTE_BOUND, (NUM_WAYPOINTS * 2,), np.float32),
+            **optional,
         }
     )
 

@@ -219,7 +219,7 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
         self.timeout = float(timeout)
-        self.single_observation_space = observation_space(cfg.obs_size)
+        self.single_observation_space = observation_space(cfg.obs_size, cfg.road_user_gaps)
         self.single_action_space = action_space(cfg.discrete)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
@@ -315,7 +315,7 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         streams = None if list(indices) == list(range(self.num_envs)) else list(indices)
         p = self.perception.step(list(frames), streams=streams)
         for row, i in enumerate(indices):
-            self._obs[i] = assemble_observation(p, row, vectors[row])
+            self._obs[i] = self.config.observe(assemble_observation(p, row, vectors[row]))
             self._seen[i] = partial(what_perception_saw, p, row)
 
     def _observation(self, i: int) -> dict[str, np.ndarray]:
