@@ -53,7 +53,7 @@ def test_wrong_action_count_and_a_failed_world():
     finally:
         start = time.monotonic()
         vec.close()
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 30.0  # well under the 60 s timeout: close does not wait on the exited worker
     assert not any(p.is_alive() for p in vec.vector_env._procs)
 
 
@@ -70,7 +70,7 @@ def test_killed_and_unresponsive_workers():
             RuntimeError, match=r"world 0's worker process \(pid \d+\) died with exit code -9 \(killed by SIGKILL\)"
         ):
             vec.step(np.zeros((2, 2)))
-        assert time.monotonic() - start < 10.0  # noticed through the process sentinel, not the 60 s timeout
+        assert time.monotonic() - start < 30.0  # noticed through the process sentinel, not the 60 s timeout
         workers.timeout, workers._failure = 1.0, None
         with pytest.raises(RuntimeError, match=r"world 1 did not answer within 1 s"):
             workers._receive(1)
