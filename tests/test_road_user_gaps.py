@@ -146,3 +146,18 @@ def test_vector_env_worlds_each_get_the_key():
             np.testing.assert_allclose(obs["road_users"][i], road_user_observation(world))
     finally:
         vec.close()
+
+
+@pytest.mark.parametrize(
+    "backend_options, camera_x",
+    [({}, CAMERA_X), ({"camera_forward": 2.0}, 2.0), ({"camera_location": (1.0, 0.0, 1.5)}, 1.0)],
+)
+def test_env_config_places_the_cells_with_the_backends_camera(backend_options, camera_x):
+    from carla_gym.env.config import EnvConfig
+
+    semantic, depth = observation([(PEDESTRIAN, 4, 10.0, 255)])
+    obs = {"semantic": semantic[0], "depth": depth[0], "route": route_at(0.0)[0]}
+    config = EnvConfig(perception="ground_truth", road_user_gaps=True, backend_options=backend_options)
+    expected = (ahead_of_bumper(10.0) - CAMERA_X + camera_x) / 40.0
+    np.testing.assert_allclose(config.observe(obs)["road_users"], [1.0, expected], atol=1e-5)
+    assert "road_users" not in EnvConfig(perception="ground_truth").observe(obs) and "road_users" not in obs

@@ -17,7 +17,14 @@ from perception.streaming import ENGINES
 from perception.weights import WeightsError, check_config_values, read_weights_config
 
 from ..sim import backend_class
-from ..sim.contract import CROSSING_M, DEFAULT_CAMERA_SIZE, DEFAULT_FOV, DEFAULT_ROUTE_LENGTH, check_route_length
+from ..sim.contract import (
+    CROSSING_M,
+    DEFAULT_CAMERA_LOCATION,
+    DEFAULT_CAMERA_SIZE,
+    DEFAULT_FOV,
+    DEFAULT_ROUTE_LENGTH,
+    check_route_length,
+)
 from .observation import check_sizes
 from .perception_source import BUNDLED_WEIGHTS, GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
@@ -258,9 +265,14 @@ class EnvConfig:
         )
 
     def observe(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """An assembled observation with the keys these options add (`road_users` under `road_user_gaps`)."""
+        """An assembled observation with the keys these options add (`road_users` under `road_user_gaps`, placed
+        with the camera the backend options set: CARLA's `camera_location`, the embedded `camera_forward`, `fov`)."""
         if self.road_user_gaps:
-            obs["road_users"] = road_user_observation(obs, self.backend_options.get("fov", DEFAULT_FOV))
+            options = self.backend_options
+            location = tuple(options.get("camera_location", DEFAULT_CAMERA_LOCATION))
+            if "camera_forward" in options:
+                location = (options["camera_forward"], *location[1:])
+            return {**obs, "road_users": road_user_observation(obs, location, options.get("fov", DEFAULT_FOV))}
         return obs
 
     def task_kwargs(self) -> dict[str, Any]:

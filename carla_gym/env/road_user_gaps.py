@@ -96,8 +96,12 @@ def road_user_gaps(
     return gaps.astype(np.float32)
 
 
-def road_user_observation(obs: dict[str, np.ndarray], fov: float = DEFAULT_FOV) -> np.ndarray:
+def road_user_observation(
+    obs: dict[str, np.ndarray],
+    camera_location: tuple[float, float, float] = DEFAULT_CAMERA_LOCATION,
+    fov: float = DEFAULT_FOV,
+) -> np.ndarray:
     """The `road_users` key of one observation (its `semantic`, `depth` and `route`): the gaps over their range."""
     config = RoadUserGapConfig()
-    gaps = road_user_gaps(obs["semantic"][None], obs["depth"][None], obs["route"][None], fov=fov, config=config)
+    gaps = road_user_gaps(obs["semantic"][None], obs["depth"][None], obs["route"][None], camera_location, fov, config)
     return gaps[0] / np.float32(config.range_m)
