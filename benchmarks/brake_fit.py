@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from cloning_fit import BATCH, fresh_policy, rounds
+from cloning_fit import BATCH, fresh_policy, mean_actions, rounds
 
-from agents.cloning import ObservationChunks, fit, mean_action_and_value
+from agents.cloning import ObservationChunks, fit
 from agents.imitation_checkpoint import RoundData
 from agents.policy_files import read_config
 from carla_gym.env.road_user_gaps import RoadUserGapConfig, road_user_gaps
@@ -62,12 +62,7 @@ def scores(policy: torch.nn.Module, data: RoundData, gaps: np.ndarray) -> dict[s
     """Action MSE on `data` and the mean acceleration, label vs policy, over its hard brakes (all, and those
     with a road user within NEAR_M: `gaps` are the round's own, whatever the policy reads)."""
     obs, labels, _ = data
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(labels), 512):
-            batch = policy.obs_to_tensor({k: v[start : start + 512] for k, v in obs.items()})[0]
-            chunks.append(mean_action_and_value(policy, batch)[0].cpu().numpy())
-    pred = np.concatenate(chunks)
+    pred = mean_actions(policy, obs)
     hard = labels[:, 1] < HARD_BRAKE
     near = hard & (gaps.min(axis=1) < NEAR_M)
     result: dict[str, Any] = {"all": float(((pred - labels) ** 2).mean())}

@@ -84,15 +84,20 @@ def gradient_norms(policy, observations: ObservationChunks, labels, returns) -> 
     return norms
 
 
+def mean_actions(policy, obs: dict[str, np.ndarray]) -> np.ndarray:
+    """The policy's mean action for every observation in `obs` (batches of 512, no gradients)."""
+    n, chunks = len(next(iter(obs.values()))), []
+    with torch.no_grad():
+        for start in range(0, n, 512):
+            batch = policy.obs_to_tensor({k: v[start : start + 512] for k, v in obs.items()})[0]
+            chunks.append(mean_action_and_value(policy, batch)[0].cpu().numpy())
+    return np.concatenate(chunks)
+
+
 def held_out_errors(policy, data: RoundData) -> dict[str, float]:
     """Action MSE against the autopilot on `data`, overall and per red-light band (moving states)."""
     obs, labels, _ = data
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(labels), 512):
-            batch = policy.obs_to_tensor({k: v[start : start + 512] for k, v in obs.items()})[0]
-            chunks.append(mean_action_and_value(policy, batch)[0].cpu().numpy())
-    pred = np.concatenate(chunks)
+    pred = mean_actions(policy, obs)
     red, speed = obs["state"][:, 6] * RED_SCALE, obs["state"][:, 0] * SPEED_SCALE
     errors = {"all": float(((pred - labels) ** 2).mean())}
     for lo, hi in RED_BANDS:
