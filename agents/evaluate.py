@@ -16,7 +16,8 @@ also records the command, the evaluation's perception and weights hash, and what
 of its training (command, wall time `train_seconds`, env steps `num_timesteps`). `--video DIR` writes
 each episode's dashboard as MP4, `--trace DIR` a CSV of its steps (`TRACE_COLUMNS`).
 `--pedestrian-crossings P` sends a pedestrian across the route ahead in a share P of the episodes (the
-env's `pedestrian_crossings`), a harder set than the drawn worlds alone.
+env's `pedestrian_crossings`), a harder set than the drawn worlds alone. `--emergency-brake` scores the
+policy with the env's `EmergencyBrake` under it.
 
 The policy sees what it saw in training: VecNormalize statistics and stacked frames are applied
 (recorded in a policy folder, or found in a Zoo run next to the .zip: `ENV/vecnormalize.pkl`,
@@ -34,6 +35,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
@@ -46,6 +48,8 @@ import carla_gym  # noqa: F401  (registers the envs)
 from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack, add_pedestrian_crossings, positive_int
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
+from carla_gym.env.emergency_brake import EmergencyBrake, EmergencyBrakeConfig
+from carla_gym.env.road_user_gaps import ROAD_USER_GROUPS
 from perception.provenance import command_line
 
 from .policies import ModelDriver, Policy, load_policy
@@ -100,11 +104,12 @@ def run_episode(
         reset()
     writer = None
     trace: list[dict[str, Any]] = []
-    steps, terminated, truncated = 0, False, False
+    steps, braked, terminated, truncated = 0, 0, False, False
     while not (terminated or truncated):
         action = policy(obs, env)
         obs, reward, terminated, truncated, info = env.step(action)
         steps += 1
+        braked += bool(info.get("emergency_brake", False))
         ending = (
             info.get("termination") or info.get("truncation") or (Truncation.TIME_LIMIT.value if truncated else None)
         )
@@ -131,6 +136,7 @@ def run_episode(
         steps=steps,
         termination=ending,
         crossing_m=crossing_m,
+        emergency_brake_steps=braked,
     )
 
 
@@ -166,6 +172,7 @@ def evaluate(
     vecnormalize: Path | None = None,
     routes: str | None = None,
     trace_dir: Path | None = None,
+    emergency_brake: EmergencyBrakeConfig | None = None,
 ) -> dict:
     """Run `episodes` seeded episodes (seeds seed, seed+1, ...) and return the leaderboard summary.
 
@@ -176,7 +183,9 @@ def evaluate(
     trusted files only). Raises ValueError listing every difference between what the policy was trained
     with and this evaluation's perception, weights, camera and observation size, unless `allow_mismatch`;
     `frame_stack` / `vecnormalize` override what the policy records or its Zoo run holds. `video_dir` and
-    `trace_dir` get one dashboard MP4 / one CSV trace (`trace_row`) per episode, named by its seed."""
+    `trace_dir` get one dashboard MP4 / one CSV trace (`trace_row`) per episode, named by its seed.
+    `emergency_brake` puts an `EmergencyBrake` under the policy (the summary records its options and each
+    episode the steps on which it braked)."""
     seeds: Sequence[int] = range(seed, seed + episodes)
     if routes is not None:
         if routes not in ROUTE_SETS:
@@ -201,6 +210,8 @@ def evaluate(
     env = gym.make(
         "CarlaPerception-v0", config=config, max_episode_steps=max_steps, render_mode="rgb_array" if video_dir else None
     )
+    if emergency_brake is not None:
+        env = EmergencyBrake(env, emergency_brake)
     try:
         if isinstance(policy, ModelDriver):
             facts = {
@@ -243,6 +254,7 @@ def evaluate(
         max_steps=max_steps,
         pedestrian_crossings=config.pedestrian_crossings,
         crossing_distance_m=list(config.crossing_distance_m),
+        emergency_brake=None if emergency_brake is None else asdict(emergency_brake),
         camera_size=list(cast(tuple[int, int], config.camera_size)),  # resolved by EnvConfig
         policy_metadata={k: v for k, v in getattr(policy, "metadata", {}).items() if k != "scores"},
     )
@@ -260,6 +272,13 @@ def part_summary(results: list[EpisodeResult]) -> dict[str, Any]:
     return {
         k: summary[k] for k in ("episodes", "route_completion", "driving_score", "collisions_per_km", "distance_km")
     }
+
+
+def emergency_brake(groups: list[str] | None) -> EmergencyBrakeConfig | None:
+    """The `--emergency-brake` flag's config: none without the flag, the defaults with it alone, else for `groups`."""
+    if groups is None:
+        return None
+    return EmergencyBrakeConfig(groups=tuple(groups)) if groups else EmergencyBrakeConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,6 +305,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=positive_int, default=1000, help="episode time limit in steps")
     add_pedestrian_crossings(
         parser, "share of episodes in which a pedestrian steps out to cross the route ahead (default: none)"
+    )
+    parser.add_argument(
+        "--emergency-brake",
+        nargs="*",
+        choices=ROAD_USER_GROUPS,
+        default=None,
+        metavar="ROAD_USER",
+        help="brake fully under the policy while perception sees a road user (of the kinds given: vehicle, "
+        "pedestrian; both when none are) in the route's path within stopping distance "
+        "(carla_gym.env.emergency_brake; default: no brake)",
     )
     parser.add_argument(
         "--allow-mismatch",
@@ -349,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             args.vecnormalize,
             args.routes,
             args.trace,
+            emergency_brake(args.emergency_brake),
         )
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -3,6 +3,7 @@
     python examples/drive_policy.py bundled                       # the package's own policy, no training
     python examples/drive_policy.py runs/ppo_gt/best_policy --perception ground_truth
     python examples/drive_policy.py autopilot --out autopilot.mp4
+    python examples/drive_policy.py bundled --emergency-brake     # with the env's emergency brake under it
 
 The dashboard shows the camera, the perception's segmentation and depth, and the speed, route
 completion and infractions of the episode.
@@ -18,6 +19,7 @@ import gymnasium as gym
 import carla_gym  # noqa: F401  (registers the envs)
 from agents.evaluate import load_policy, run_episode
 from carla_gym.cli import HelpFormatter, add_camera_size
+from carla_gym.env import EmergencyBrake
 
 
 def main() -> None:
@@ -38,6 +40,11 @@ def main() -> None:
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     add_camera_size(parser, None, "camera image height and width (default: the one the policy records, else the env's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--emergency-brake",
+        action="store_true",
+        help="drive with the env's emergency brake under the policy (the dashboard is framed in red while it brakes)",
+    )
     parser.add_argument("--out", type=Path, default=Path("drive.mp4"))
     args = parser.parse_args()
 
@@ -53,6 +60,8 @@ def main() -> None:
         camera_size=tuple(camera_size) if camera_size else None,
         render_mode="rgb_array",
     )
+    if args.emergency_brake:
+        env = EmergencyBrake(env)
     result = run_episode(env, policy, seed=args.seed, video_path=args.out)
     env.close()
     print(

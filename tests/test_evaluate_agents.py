@@ -402,3 +402,45 @@ def test_a_file_where_a_folder_of_episodes_goes_is_a_usage_error(flag, tmp_path,
         evaluate.main(["random", "--episodes", "1", flag, str(taken)])
     assert err.value.code == 2 and f"{flag} {taken} is a file" in capsys.readouterr().err
     assert taken.read_text() == "mine"
+
+
+def test_emergency_brake_option_is_recorded_and_each_episode_counts_its_braked_steps(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from carla_gym.env.emergency_brake import EmergencyBrake, EmergencyBrakeConfig
+
+    out = tmp_path / "eval.json"
+    assert evaluate.main(["autopilot", *GT, "--emergency-brake", "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["emergency_brake"] == asdict(EmergencyBrakeConfig()) | {"groups": ["vehicle", "pedestrian"]}
+    assert "--emergency-brake" in summary["command"]
+    assert evaluate.main(["autopilot", *GT, "--emergency-brake", "pedestrian", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["emergency_brake"]["groups"] == ["pedestrian"]
+    assert evaluate.main(["autopilot", *GT, "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["emergency_brake"] is None
+
+    # a full-throttle driver into a crossing pedestrian (tests/test_emergency_brake.py): the brake's steps counted
+    options = dict(perception="ground_truth", camera_size=(40, 80), split="val")
+    env = EmergencyBrake(
+        gym.make(
+            "CarlaPerception-v0",
+            max_episode_steps=60,
+            pedestrian_crossings=1.0,
+            crossing_distance_m=(10.0, 12.0),
+            **options,
+        )
+    )
+    braked = []
+    original_step = env.step
+
+    def step(action):
+        result = original_step(action)
+        braked.append(result[-1]["emergency_brake"])
+        return result
+
+    env.step = step  # type: ignore[method-assign]
+    result = evaluate.run_episode(env, lambda obs, env: np.array([0.0, 1.0], np.float32), seed=3)
+    env.close()
+    assert result.infractions["collision_pedestrian"] == 0
+    assert result.emergency_brake_steps == sum(braked) > 0

@@ -161,3 +161,27 @@ def test_env_config_places_the_cells_with_the_backends_camera(backend_options, c
     expected = (ahead_of_bumper(10.0) - CAMERA_X + camera_x) / 40.0
     np.testing.assert_allclose(config.observe(obs)["road_users"], [1.0, expected], atol=1e-5)
     assert "road_users" not in EnvConfig(perception="ground_truth").observe(obs) and "road_users" not in obs
+
+
+@pytest.mark.parametrize("min_cells, expected", [(1, ahead_of_bumper(6.0)), (2, ahead_of_bumper(10.0)), (3, 40.0)])
+def test_min_cells_is_the_distance_within_which_that_many_cells_lie(min_cells, expected):
+    semantic, depth = observation([(PEDESTRIAN, 4, 6.0, 255), (PEDESTRIAN, 3, 10.0, 255)])  # both in the path
+    gaps = road_user_gaps(semantic, depth, route_at(0.0), config=RoadUserGapConfig(min_cells=min_cells))
+    assert gaps[0, 1] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="min_cells"):
+        RoadUserGapConfig(min_cells=0)
+
+
+@pytest.mark.parametrize(
+    "backend_options, expected",
+    [
+        ({}, ((CAMERA_X, 0.0, 1.4), 90.0)),
+        ({"camera_forward": 2.0, "camera_height": 1.7, "fov": 100.0}, ((2.0, 0.0, 1.7), 100.0)),
+        ({"camera_location": (1.0, 0.2, 1.5)}, ((1.0, 0.2, 1.5), 90.0)),
+    ],
+)
+def test_env_config_camera_geometry_follows_the_backend_options(backend_options, expected):
+    from carla_gym.env.config import EnvConfig
+
+    config = EnvConfig(perception="ground_truth", backend_options=backend_options)
+    assert config.camera_geometry() == expected

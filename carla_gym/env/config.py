@@ -268,12 +268,17 @@ class EnvConfig:
         """An assembled observation with the keys these options add (`road_users` under `road_user_gaps`, placed
         with the camera the backend options set: CARLA's `camera_location`, the embedded `camera_forward`, `fov`)."""
         if self.road_user_gaps:
-            options = self.backend_options
-            location = tuple(options.get("camera_location", DEFAULT_CAMERA_LOCATION))
-            if "camera_forward" in options:
-                location = (options["camera_forward"], *location[1:])
-            return {**obs, "road_users": road_user_observation(obs, location, options.get("fov", DEFAULT_FOV))}
+            return {**obs, "road_users": road_user_observation(obs, *self.camera_geometry())}
         return obs
+
+    def camera_geometry(self) -> tuple[tuple[float, float, float], float]:
+        """The camera's location (x forward, y right, z up, metres from the vehicle centre) and horizontal field
+        of view (degrees) that the backend options set: CARLA's `camera_location`, the embedded world's
+        `camera_forward` and `camera_height`, and `fov`; the defaults where they set none."""
+        options = self.backend_options
+        x, y, z = tuple(options.get("camera_location", DEFAULT_CAMERA_LOCATION))
+        location = (options.get("camera_forward", x), y, options.get("camera_height", z))
+        return location, options.get("fov", DEFAULT_FOV)
 
     def task_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `DrivingTask` besides the simulator."""

@@ -62,6 +62,7 @@ DEPTH_RANGE_M = 100.0
 NATURE_CNN_MIN_SIZE = 36
 NUM_WAYPOINTS = 10
 WAYPOINT_SCALE_M = 20.0
+STATE_SPEED_SCALE = 10.0  # m/s per unit of the `state` vector's speed and signal speed
 RED_LIGHT_RANGE_M = 50.0
 # Bounds of the vector observations (values are clipped into them): 10 m and pi per step of
 # ego-motion, 100 m/s, 20 m of lateral offset, 200 m of waypoints.
@@ -155,7 +156,15 @@ def vehicle_state(frame: Frame, last_action: np.ndarray, target_speed: float) ->
     offset, heading = route_geometry(frame)
     red = min(frame.hazards.red_light, RED_LIGHT_RANGE_M) / RED_LIGHT_RANGE_M
     state = np.array(
-        [frame.speed / 10.0, last_action[0], last_action[1], target_speed / 10.0, offset, heading, red],
+        [
+            frame.speed / STATE_SPEED_SCALE,
+            last_action[0],
+            last_action[1],
+            target_speed / STATE_SPEED_SCALE,
+            offset,
+            heading,
+            red,
+        ],
         dtype=np.float32,
     )
     return np.clip(state, STATE_LOW, STATE_HIGH)

@@ -33,13 +33,20 @@ class RoadUserGapConfig:
     width, 0.95 m, plus a pedestrian's radius and a margin). `range_m`: gaps are measured up to this far
     from the bumper (the autopilot's look-ahead); nothing nearer gives `range_m`. `min_probability`: a
     cell counts for a group when the group's probability there is at least this. `bumper_m`: the front
-    bumper ahead of the vehicle centre (the embedded ego and CARLA's Lincoln MKZ: 2.35 m).
+    bumper ahead of the vehicle centre (the embedded ego and CARLA's Lincoln MKZ: 2.35 m). `min_cells`: the
+    gap is the distance within which at least this many of a group's cells lie (1: the nearest cell), so
+    that a lone cell (a far road user's edge taking a near pole's depth) does not count alone.
     """
 
     half_width_m: float = 1.6
     range_m: float = 40.0
     min_probability: float = 0.3
     bumper_m: float = 2.35
+    min_cells: int = 1
+
+    def __post_init__(self) -> None:
+        if self.min_cells < 1:
+            raise ValueError(f"min_cells must be >= 1, got {self.min_cells}")
 
 
 def route_corridor(route: np.ndarray, range_m: float, spacing_m: float = 0.5) -> np.ndarray:
@@ -91,8 +98,9 @@ def road_user_gaps(
         in_path = offset < config.half_width_m
         for j in range(len(groups)):
             hit = in_path & present[i, j, candidates]
-            if hit.any():
-                gaps[i, j] = max(float(ahead[candidates][hit].min()), 0.0)
+            if hit.sum() >= config.min_cells:
+                nearest = np.partition(ahead[candidates][hit], config.min_cells - 1)[config.min_cells - 1]
+                gaps[i, j] = max(float(nearest), 0.0)
     return gaps.astype(np.float32)
 
 

@@ -1,0 +1,118 @@
+"""An emergency brake on learned perception: a wrapper that brakes fully when perception sees a road user in
+the ego's path closer than the car can stop.
+
+A policy fitted to an expert's labels learns the common states well and the rare hard stops poorly: a
+pedestrian who steps out a few metres ahead while the car gathers speed is among the rarest states in its
+data. Road vehicles meet this with an automatic emergency brake (AEB), a simple rule under the driving
+policy. `EmergencyBrake` is that rule for `CarlaPerception-v0`: after each observation it reads the
+nearest road user's gap along the route off the observation's own semantic and depth maps
+(`carla_gym.env.road_user_gaps`: what perception saw, never the simulator's state) and, while that gap is
+under the stopping distance at the current speed plus a margin, replaces the policy's acceleration with a
+full brake (its steering is kept). The observation's `state` reports the action applied, as it always does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, SupportsFloat, cast
+
+import cv2
+import gymnasium as gym
+import numpy as np
+
+from .config import EnvConfig
+from .observation import STATE_SPEED_SCALE
+from .road_user_gaps import ROAD_USER_GROUPS, RoadUserGapConfig, road_user_gaps
+
+
+@dataclass(frozen=True)
+class EmergencyBrakeConfig:
+    """When the brake acts.
+
+    It brakes while a road user of `groups` is nearer the front bumper than
+    `speed * reaction_s + speed**2 / (2 * deceleration)` plus `margin_m`: the distance the car needs to
+    stop braking at `deceleration` m/s^2 after `reaction_s` seconds (the ego brakes at up to 8 m/s^2), with
+    `margin_m` to spare, and only while the car moves faster than `min_speed` m/s: starting from a standstill
+    is left to the policy (a road user that perception sees where there is none would otherwise hold the car
+    for good), and the brake stops the car again if it gathers speed toward one. `groups` is the road users it
+    brakes for ("vehicle", "pedestrian"); `gaps` is how road users in the path are found.
+    """
+
+    margin_m: float = 2.5
+    reaction_s: float = 0.1
+    deceleration: float = 6.0
+    min_speed: float = 1.0
+    groups: tuple[str, ...] = ROAD_USER_GROUPS
+    gaps: RoadUserGapConfig = RoadUserGapConfig(half_width_m=1.2, min_cells=2)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.groups) - set(ROAD_USER_GROUPS))
+        if unknown or not self.groups:
+            raise ValueError(f"groups must be a non-empty subset of {ROAD_USER_GROUPS}, got {self.groups}")
+        for name in ("margin_m", "reaction_s", "min_speed"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.deceleration <= 0:
+            raise ValueError(f"deceleration must be positive, got {self.deceleration}")
+
+    def stopping_distance(self, speed: float) -> float:
+        """Metres from the bumper within which a road user makes the brake act at `speed` m/s."""
+        speed = max(speed, 0.0)
+        return speed * self.reaction_s + speed * speed / (2.0 * self.deceleration) + self.margin_m
+
+    def brakes(self, obs: dict[str, np.ndarray], camera: tuple[tuple[float, float, float], float]) -> bool:
+        """Whether the brake acts after observation `obs` (one env's), taken by a camera at `camera`
+        ((location, fov), as `EnvConfig.camera_geometry` gives it)."""
+        speed = float(obs["state"][0]) * STATE_SPEED_SCALE
+        if speed <= self.min_speed:
+            return False
+        gaps = road_user_gaps(obs["semantic"][None], obs["depth"][None], obs["route"][None], *camera, self.gaps)[0]
+        nearest = min(float(gaps[ROAD_USER_GROUPS.index(g)]) for g in self.groups)
+        return nearest < self.stopping_distance(speed)
+
+
+class EmergencyBrake(gym.Wrapper):
+    """Brake fully, keeping the policy's steering, while perception sees a road user within stopping distance
+    on the route ahead (`EmergencyBrakeConfig`). `info["emergency_brake"]` says whether it acted on a step, and
+    `render()` frames the dashboard in red after a step it acted on.
+
+    Wraps a `CarlaPerception-v0` env with the continuous action space (steer, acceleration)::
+
+        env = EmergencyBrake(gym.make("CarlaPerception-v0"))
+    """
+
+    def __init__(self, env: gym.Env, config: EmergencyBrakeConfig = EmergencyBrakeConfig()) -> None:
+        super().__init__(env)
+        env_config = getattr(env.unwrapped, "config", None)
+        if not isinstance(env_config, EnvConfig):
+            raise TypeError(f"EmergencyBrake wraps a CarlaPerception-v0 env, got {env.unwrapped!r}")
+        if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (2,):
+            raise ValueError(
+                f"EmergencyBrake needs the continuous (steer, acceleration) actions, got {env.action_space}"
+            )
+        self.config = config
+        self._camera = env_config.camera_geometry()
+        self._brake = False  # whether the next step brakes
+        self._braked = False  # whether the last step did
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._brake, self._braked = self.config.brakes(obs, self._camera), False
+        return obs, info
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
+        braked = self._brake
+        if braked:
+            action = np.array([np.asarray(action, dtype=np.float32).reshape(-1)[0], -1.0], dtype=np.float32)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._brake, self._braked = self.config.brakes(obs, self._camera), braked
+        return obs, reward, terminated, truncated, {**info, "emergency_brake": braked}
+
+    def render(self) -> np.ndarray | None:
+        picture = cast(np.ndarray | None, self.env.render())  # the env renders one rgb_array or nothing
+        if not self._braked or picture is None:
+            return picture
+        picture = np.ascontiguousarray(picture).copy()
+        cv2.rectangle(picture, (1, 1), (picture.shape[1] - 2, picture.shape[0] - 2), (220, 30, 30), 3)
+        cv2.putText(picture, "EMERGENCY BRAKE", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (220, 30, 30), 1, cv2.LINE_AA)
+        return picture
