@@ -274,7 +274,7 @@ def part_summary(results: list[EpisodeResult]) -> dict[str, Any]:
     }
 
 
-def emergency_brake(groups: list[str] | None) -> EmergencyBrakeConfig | None:
+def emergency_brake_config(groups: list[str] | None) -> EmergencyBrakeConfig | None:
     """The `--emergency-brake` flag's config: none without the flag, the defaults with it alone, else for `groups`."""
     if groups is None:
         return None
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             args.vecnormalize,
             args.routes,
             args.trace,
-            emergency_brake(args.emergency_brake),
+            emergency_brake_config(args.emergency_brake),
         )
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")
