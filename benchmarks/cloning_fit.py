@@ -26,9 +26,9 @@ import torch
 from agents.cloning import ObservationChunks, fit, mean_action_and_value
 from agents.imitation_checkpoint import CHECKPOINT_DIR, RoundData, read_round
 from agents.policy_files import build_policy, read_config
+from carla_gym.env.observation import RED_LIGHT_RANGE_M, STATE_SPEED_SCALE
 
 RED_BANDS = ((0.0, 5.0), (5.0, 15.0), (15.0, 30.0))  # metres before the stop line
-RED_SCALE, SPEED_SCALE = 50.0, 10.0  # `state` holds red-light distance / 50 m and speed / 10 m/s
 LR, BATCH = 3e-4, 256  # imitation's defaults (PPO's learning rate, --batch-size)
 
 
@@ -98,7 +98,7 @@ def held_out_errors(policy, data: RoundData) -> dict[str, float]:
     """Action MSE against the autopilot on `data`, overall and per red-light band (moving states)."""
     obs, labels, _ = data
     pred = mean_actions(policy, obs)
-    red, speed = obs["state"][:, 6] * RED_SCALE, obs["state"][:, 0] * SPEED_SCALE
+    red, speed = obs["state"][:, 6] * RED_LIGHT_RANGE_M, obs["state"][:, 0] * STATE_SPEED_SCALE
     errors = {"all": float(((pred - labels) ** 2).mean())}
     for lo, hi in RED_BANDS:
         m = (red >= lo) & (red < hi) & (speed > 1.0)
