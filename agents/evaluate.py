@@ -17,7 +17,7 @@ of its training (command, wall time `train_seconds`, env steps `num_timesteps`).
 each episode's dashboard as MP4, `--trace DIR` a CSV of its steps (`TRACE_COLUMNS`).
 `--pedestrian-crossings P` sends a pedestrian across the route ahead in a share P of the episodes (the
 env's `pedestrian_crossings`), a harder set than the drawn worlds alone. `--emergency-brake` scores the
-policy with the env's `EmergencyBrake` under it.
+policy with the env's emergency brake (`EnvConfig.emergency_brake`) under it.
 
 The policy sees what it saw in training: VecNormalize statistics and stacked frames are applied
 (recorded in a policy folder, or found in a Zoo run next to the .zip: `ENV/vecnormalize.pkl`,
@@ -45,11 +45,16 @@ import numpy as np
 from tqdm import tqdm
 
 import carla_gym  # noqa: F401  (registers the envs)
-from carla_gym.cli import HelpFormatter, add_camera_size, add_frame_stack, add_pedestrian_crossings, positive_int
+from carla_gym.cli import (
+    HelpFormatter,
+    add_camera_size,
+    add_emergency_brake,
+    add_frame_stack,
+    add_pedestrian_crossings,
+    positive_int,
+)
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import Truncation
-from carla_gym.env.emergency_brake import EmergencyBrake, EmergencyBrakeConfig
-from carla_gym.env.road_user_gaps import ROAD_USER_GROUPS
 from perception.provenance import command_line
 
 from .policies import ModelDriver, Policy, load_policy
@@ -172,7 +177,6 @@ def evaluate(
     vecnormalize: Path | None = None,
     routes: str | None = None,
     trace_dir: Path | None = None,
-    emergency_brake: EmergencyBrakeConfig | None = None,
 ) -> dict:
     """Run `episodes` seeded episodes (seeds seed, seed+1, ...) and return the leaderboard summary.
 
@@ -184,8 +188,8 @@ def evaluate(
     with and this evaluation's perception, weights, camera and observation size, unless `allow_mismatch`;
     `frame_stack` / `vecnormalize` override what the policy records or its Zoo run holds. `video_dir` and
     `trace_dir` get one dashboard MP4 / one CSV trace (`trace_row`) per episode, named by its seed.
-    `emergency_brake` puts an `EmergencyBrake` under the policy (the summary records its options and each
-    episode the steps on which it braked)."""
+    With the env option `emergency_brake` in `env_kwargs` the summary records the brake's options and each
+    episode the steps on which it braked."""
     seeds: Sequence[int] = range(seed, seed + episodes)
     if routes is not None:
         if routes not in ROUTE_SETS:
@@ -210,8 +214,6 @@ def evaluate(
     env = gym.make(
         "CarlaPerception-v0", config=config, max_episode_steps=max_steps, render_mode="rgb_array" if video_dir else None
     )
-    if emergency_brake is not None:
-        env = EmergencyBrake(env, emergency_brake)
     try:
         if isinstance(policy, ModelDriver):
             facts = {
@@ -254,7 +256,7 @@ def evaluate(
         max_steps=max_steps,
         pedestrian_crossings=config.pedestrian_crossings,
         crossing_distance_m=list(config.crossing_distance_m),
-        emergency_brake=None if emergency_brake is None else asdict(emergency_brake),
+        emergency_brake=None if config.emergency_brake is None else asdict(config.emergency_brake),
         camera_size=list(cast(tuple[int, int], config.camera_size)),  # resolved by EnvConfig
         policy_metadata={k: v for k, v in getattr(policy, "metadata", {}).items() if k != "scores"},
     )
@@ -272,13 +274,6 @@ def part_summary(results: list[EpisodeResult]) -> dict[str, Any]:
     return {
         k: summary[k] for k in ("episodes", "route_completion", "driving_score", "collisions_per_km", "distance_km")
     }
-
-
-def emergency_brake_config(groups: list[str] | None) -> EmergencyBrakeConfig | None:
-    """The `--emergency-brake` flag's config: none without the flag, the defaults with it alone, else for `groups`."""
-    if groups is None:
-        return None
-    return EmergencyBrakeConfig(groups=tuple(groups)) if groups else EmergencyBrakeConfig()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,16 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     add_pedestrian_crossings(
         parser, "share of episodes in which a pedestrian steps out to cross the route ahead (default: none)"
     )
-    parser.add_argument(
-        "--emergency-brake",
-        nargs="*",
-        choices=ROAD_USER_GROUPS,
-        default=None,
-        metavar="ROAD_USER",
-        help="brake fully under the policy while perception sees a road user (of the kinds given: vehicle, "
-        "pedestrian; both when none are) in the route's path within stopping distance "
-        "(carla_gym.env.emergency_brake; default: no brake)",
-    )
+    add_emergency_brake(parser, "the summary records its options and each episode's braked steps")
     parser.add_argument(
         "--allow-mismatch",
         action="store_true",
@@ -370,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
                 "weights": args.weights,
                 "pedestrian_crossings": args.pedestrian_crossings,
                 "crossing_distance_m": args.crossing_distance,
+                "emergency_brake": args.emergency_brake,
             },
             args.trust_pickle,
             args.camera_size,
@@ -378,7 +365,6 @@ def main(argv: list[str] | None = None) -> int:
             args.vecnormalize,
             args.routes,
             args.trace,
-            emergency_brake_config(args.emergency_brake),
         )
     except (FileNotFoundError, ValueError) as err:
         parser.exit(2, f"error: {err}\n")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack,
 from tqdm import tqdm
 
 import carla_gym
-from carla_gym.cli import add_camera_size, add_frame_stack, add_pedestrian_crossings, positive_int
+from carla_gym.cli import add_camera_size, add_emergency_brake, add_frame_stack, add_pedestrian_crossings, positive_int
 from carla_gym.config_cli import ConfigFlags
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.contracts import ENDINGS, Truncation
@@ -123,18 +124,20 @@ def best_val_reward(folder: Path) -> float:
 def policy_metadata(args: argparse.Namespace, obs_size: tuple[int, int], command: str) -> dict[str, Any]:
     """What a saved policy was trained on: perception (and its weights' hash), camera and observation sizes, command."""
     weights_sha256 = perception_weights_sha256(args.perception, args.weights)
+    config = env_config(args, "train")
     return {
         "perception": args.perception,
         "perception_weights": args.weights,
         "perception_weights_sha256": weights_sha256,
         # EnvConfig resolves the default (None): the perception weights' input size
-        "camera_size": list(cast(tuple[int, int], env_config(args, "train").camera_size)),
+        "camera_size": list(cast(tuple[int, int], config.camera_size)),
         "obs_size": list(obs_size),
         "reward": reward_config(args).as_dict(),
         "terminate_red_light": args.terminate_red_light,
         "pedestrian_crossings": args.pedestrian_crossings,
         "crossing_distance_m": list(args.crossing_distance),
         "road_user_gaps": args.road_user_gaps,
+        "emergency_brake": None if config.emergency_brake is None else asdict(config.emergency_brake),
         "command": command,
     }
 
@@ -177,6 +180,7 @@ def env_config(args: argparse.Namespace, split: str, town_index: int = 0, expert
         pedestrian_crossings=args.pedestrian_crossings if split == "train" else 0.0,
         crossing_distance_m=args.crossing_distance,
         road_user_gaps=args.road_user_gaps,
+        emergency_brake=args.emergency_brake,
     )
 
 
@@ -253,6 +257,10 @@ def add_world_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="the observation gets the env's road_users key: how far ahead along the route the nearest vehicle and "
         "pedestrian are, read off perception's maps; recorded in the policy's spaces, which agents.evaluate reads",
+    )
+    add_emergency_brake(
+        parser,
+        "in training and evaluation episodes alike; recorded in the saved policy",
     )
     parser.add_argument(
         "--terminate-red-light",

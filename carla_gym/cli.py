@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .env.road_user_gaps import ROAD_USER_GROUPS
 from .sim.contract import CROSSING_M
 
 
@@ -122,6 +123,35 @@ def add_pedestrian_crossings(parser: argparse.ArgumentParser, help: str) -> None
         metavar=("LOW", "HIGH"),
         help="metres along the route where those pedestrians step out, drawn uniformly between the two "
         f"(the env's crossing_distance_m; default: {CROSSING_M[0]:g} {CROSSING_M[1]:g})",
+    )
+
+
+class _EmergencyBrake(argparse.Action):
+    """Store the env's `emergency_brake` option: True for the flag alone, else `{"groups": [...]}`."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, {"groups": list(values)} if values else True)
+
+
+def add_emergency_brake(parser: argparse.ArgumentParser, help: str) -> None:
+    """`--emergency-brake [ROAD_USER ...]`: the env's `emergency_brake` option (None without the flag, True with
+    it alone, `{"groups": ROAD_USERS}` with road users named), as `EnvConfig.emergency_brake` takes it."""
+    parser.add_argument(
+        "--emergency-brake",
+        nargs="*",
+        choices=ROAD_USER_GROUPS,
+        action=_EmergencyBrake,
+        default=None,
+        metavar="ROAD_USER",
+        help="an emergency brake under the policy: a full brake while perception sees a road user (of the kinds "
+        f"given: {', '.join(ROAD_USER_GROUPS)}; all when none are) in the route's path within stopping distance "
+        f"(the env's emergency_brake option; default: none); {help}",
     )
 
 

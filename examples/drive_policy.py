@@ -18,8 +18,7 @@ import gymnasium as gym
 
 import carla_gym  # noqa: F401  (registers the envs)
 from agents.evaluate import load_policy, run_episode
-from carla_gym.cli import HelpFormatter, add_camera_size
-from carla_gym.env import EmergencyBrake
+from carla_gym.cli import HelpFormatter, add_camera_size, add_emergency_brake
 
 
 def main() -> None:
@@ -40,11 +39,7 @@ def main() -> None:
     parser.add_argument("--perception", default="model", choices=("model", "ground_truth"))
     add_camera_size(parser, None, "camera image height and width (default: the one the policy records, else the env's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--emergency-brake",
-        action="store_true",
-        help="drive with the env's emergency brake under the policy (the dashboard is framed in red while it brakes)",
-    )
+    add_emergency_brake(parser, "the dashboard is framed in red while it brakes")
     parser.add_argument("--out", type=Path, default=Path("drive.mp4"))
     args = parser.parse_args()
 
@@ -59,9 +54,8 @@ def main() -> None:
         split="test",
         camera_size=tuple(camera_size) if camera_size else None,
         render_mode="rgb_array",
+        emergency_brake=args.emergency_brake,
     )
-    if args.emergency_brake:
-        env = EmergencyBrake(env)
     result = run_episode(env, policy, seed=args.seed, video_path=args.out)
     env.close()
     print(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from dataclasses import asdict
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -25,7 +26,7 @@ from agents.hyperparams.ppo import learning_rate_schedule
 from agents.imitation_checkpoint import settings_differences
 from agents.learning_curves import read_scalars
 from agents.training import latest_checkpoint
-from carla_gym.env import observation_space
+from carla_gym.env import EmergencyBrakeConfig, observation_space
 from carla_gym.env.contracts import controls_to_actions
 
 TINY = [
@@ -415,6 +416,22 @@ def test_road_user_gaps_flag_reaches_every_world_and_the_policy_record(parser, f
     assert training.env_config(args, "train").road_user_gaps is on
     assert training.env_config(args, "val").road_user_gaps is on  # the observation space is the same in evaluation
     assert training.policy_metadata(args, (40, 80), "cmd")["road_user_gaps"] is on
+
+
+PEDESTRIANS = EmergencyBrakeConfig(groups=("pedestrian",))
+
+
+@pytest.mark.parametrize("parser", [train_ppo.build_parser, imitation.build_parser])
+@pytest.mark.parametrize(
+    "flags, brake",
+    [([], None), (["--emergency-brake"], EmergencyBrakeConfig()), (["--emergency-brake", "pedestrian"], PEDESTRIANS)],
+)
+def test_emergency_brake_flag_reaches_every_world_and_the_policy_record(parser, flags, brake):
+    args = parser().parse_args(["--perception", "ground_truth", *flags])
+    assert training.env_config(args, "train").emergency_brake == brake
+    assert training.env_config(args, "val").emergency_brake == brake  # the policy is evaluated as it trains
+    recorded = training.policy_metadata(args, (40, 80), "cmd")["emergency_brake"]
+    assert recorded == (None if brake is None else asdict(brake))  # every option, not the flag's shorthand
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,18 @@
 """The emergency brake under a policy: its stopping distance by hand, when it acts on hand-built observations
-(`tests.test_road_user_gaps`' 4x8 cells), and on the env, a full-throttle driver stopped short of a crossing
-pedestrian it would otherwise hit."""
+(`tests.test_road_user_gaps`' 4x8 cells), the env option's values, and on the env (one, or every world of the
+vector envs), a full-throttle driver stopped short of a crossing pedestrian it would otherwise hit."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
 
-from carla_gym.env.emergency_brake import EmergencyBrake, EmergencyBrakeConfig
+from carla_gym.env import DISCRETE_ACTIONS, EnvConfig, make_vec
+from carla_gym.env.emergency_brake import BRAKE_COLOUR, EmergencyBrakeConfig
 from carla_gym.env.observation import STATE_SPEED_SCALE
 from carla_gym.env.road_user_gaps import RoadUserGapConfig
 from carla_gym.sim.contract import DEFAULT_CAMERA_LOCATION, DEFAULT_FOV
@@ -92,16 +94,53 @@ def test_config_rejects_bad_values(options, message):
         EmergencyBrakeConfig(**options)
 
 
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, None),
+        (False, None),
+        (True, EmergencyBrakeConfig()),
+        (EmergencyBrakeConfig(margin_m=1.0), EmergencyBrakeConfig(margin_m=1.0)),
+        # a dict of fields, as JSON and RLlib's env_config give them: lists for tuples, a dict for the gaps
+        (
+            {"groups": ["pedestrian"], "gaps": {"half_width_m": 1.0}},
+            EmergencyBrakeConfig(groups=("pedestrian",), gaps=RoadUserGapConfig(half_width_m=1.0)),
+        ),
+    ],
+)
+def test_the_env_option_takes_a_config_a_dict_or_a_switch(value, expected):
+    assert EnvConfig(perception="ground_truth", emergency_brake=value).emergency_brake == expected
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("yes", "emergency_brake: expected true, false, an EmergencyBrakeConfig or a dict"),
+        ({"groups": ["cyclist"]}, "emergency_brake: groups must be"),
+        ({"margin": 1.0}, "emergency_brake: .*margin"),
+        ({"gaps": {"min_cells": 0}}, "emergency_brake: min_cells must be >= 1"),
+    ],
+)
+def test_the_env_option_names_a_bad_value(value, message):
+    with pytest.raises(ValueError, match=message):
+        EnvConfig(perception="ground_truth", emergency_brake=value)
+
+
 OPTIONS = dict(perception="ground_truth", camera_size=(40, 80), split="val")
 CROSSING = dict(pedestrian_crossings=1.0, crossing_distance_m=(10.0, 12.0))
+FULL_THROTTLE = np.array([0.0, 1.0], np.float32)
+# the discrete action nearest (straight, full throttle)
+FULL_THROTTLE_DISCRETE = int(np.argmin([np.abs(np.asarray(a) - FULL_THROTTLE).sum() for a in DISCRETE_ACTIONS]))
 
 
-def drive_full_throttle(env: gym.Env, seed: int, steps: int = 60) -> tuple[dict, list[dict], list[np.ndarray]]:
+def drive_full_throttle(
+    env: gym.Env, seed: int, steps: int = 60, action: Any = FULL_THROTTLE
+) -> tuple[dict, list[dict], list[np.ndarray]]:
     """Steer straight at full throttle; the last info, every step's info and every observation's `state`."""
     obs, _ = env.reset(seed=seed)
     infos, states = [], [obs["state"]]
     for _ in range(steps):
-        obs, _, terminated, truncated, info = env.step(np.array([0.0, 1.0], np.float32))
+        obs, _, terminated, truncated, info = env.step(action)
         infos.append(info)
         states.append(obs["state"])
         if terminated or truncated:
@@ -117,7 +156,7 @@ def test_the_brake_stops_a_full_throttle_driver_short_of_a_crossing_pedestrian(s
     assert last["infractions"]["collision_pedestrian"] == 1  # without it, the pedestrian is hit
     assert not any("emergency_brake" in info for info in infos)
 
-    env = EmergencyBrake(gym.make("CarlaPerception-v0", **OPTIONS, **CROSSING))
+    env = gym.make("CarlaPerception-v0", emergency_brake=True, **OPTIONS, **CROSSING)
     last, infos, states = drive_full_throttle(env, seed)
     env.close()
     assert last["infractions"]["collision_pedestrian"] == 0
@@ -127,31 +166,68 @@ def test_the_brake_stops_a_full_throttle_driver_short_of_a_crossing_pedestrian(s
     assert all(states[i + 1][2] == -1.0 for i in braked)
 
 
+def test_the_brake_acts_on_discrete_actions_too():
+    assert DISCRETE_ACTIONS[FULL_THROTTLE_DISCRETE][1] > 0.5
+    env = gym.make("CarlaPerception-v0", discrete=True, emergency_brake=True, **OPTIONS, **CROSSING)
+    last, infos, states = drive_full_throttle(env, 3, action=FULL_THROTTLE_DISCRETE)
+    env.close()
+    assert last["infractions"]["collision_pedestrian"] == 0
+    braked = [i for i, info in enumerate(infos) if info["emergency_brake"]]
+    assert braked and all(states[i + 1][2] == -1.0 for i in braked)
+
+
 def test_the_brake_leaves_a_drive_without_road_users_alone():
-    env = EmergencyBrake(gym.make("CarlaPerception-v0", **OPTIONS))
+    env = gym.make("CarlaPerception-v0", emergency_brake=True, **OPTIONS)
     _, infos, _ = drive_full_throttle(env, seed=0, steps=30)
     env.close()
     assert not any(info["emergency_brake"] for info in infos)
 
 
-def test_the_wrapper_needs_continuous_actions_of_a_carla_perception_env():
-    discrete = gym.make("CarlaPerception-v0", discrete=True, **OPTIONS)
-    with pytest.raises(ValueError, match="continuous"):
-        EmergencyBrake(discrete)
-    discrete.close()
-    with pytest.raises(TypeError, match="CarlaPerception-v0"):
-        EmergencyBrake(gym.make("CartPole-v1"))
+@pytest.mark.timeout(300)
+def test_every_world_of_a_vector_env_brakes_as_one_env_does():
+    """World i of `gym.make_vec` and of `carla_gym.make_vec` (seed 3 + i, town i of the split) brakes on the same
+    steps as `gym.make` with that seed and town, and hits nobody."""
+    singles = []
+    for i in range(2):
+        env = gym.make("CarlaPerception-v0", emergency_brake=True, town_index=i, **OPTIONS, **CROSSING)
+        singles.append([info["emergency_brake"] for info in drive_full_throttle(env, 3 + i, steps=40)[1]])
+        env.close()
+    assert all(any(braked) for braked in singles)
+
+    envs = gym.make_vec("CarlaPerception-v0", num_envs=2, emergency_brake=True, **OPTIONS, **CROSSING)
+    try:
+        envs.reset(seed=3)
+        vector = [envs.step(np.tile(FULL_THROTTLE, (2, 1)))[-1] for _ in range(40)]
+    finally:
+        envs.close()
+    for i in range(2):
+        steps = len(singles[i])  # an episode that ended early starts over in the vector env
+        assert [bool(info["emergency_brake"][i]) for info in vector[:steps]] == singles[i]
+        assert all(info["infractions"]["collision_pedestrian"][i] == 0 for info in vector[:steps])
+
+    sb3 = make_vec(2, EnvConfig(emergency_brake=True, **OPTIONS, **CROSSING))
+    try:
+        sb3.seed(3)
+        sb3.reset()
+        infos = []
+        for _ in range(max(len(braked) for braked in singles)):
+            sb3.step_async(np.tile(FULL_THROTTLE, (2, 1)))
+            infos.append(sb3.step_wait()[-1])
+    finally:
+        sb3.close()
+    for i in range(2):
+        assert [info[i]["emergency_brake"] for info in infos[: len(singles[i])]] == singles[i]
 
 
 def test_render_frames_the_dashboard_in_red_after_a_braked_step():
-    env = EmergencyBrake(gym.make("CarlaPerception-v0", render_mode="rgb_array", **OPTIONS, **CROSSING))
+    env = gym.make("CarlaPerception-v0", render_mode="rgb_array", emergency_brake=True, **OPTIONS, **CROSSING)
     env.reset(seed=3)
-    red = np.array([220, 30, 30], np.uint8)
+    red = np.array(BRAKE_COLOUR, np.uint8)
     framed = []
     for _ in range(40):
-        *_, info = env.step(np.array([0.0, 1.0], np.float32))
+        *_, info = env.step(FULL_THROTTLE)
         picture = env.render()
-        assert picture.shape == env.unwrapped.render().shape
+        assert picture.shape == env.unwrapped.task.dashboard(None, None, "ground_truth").shape
         framed.append((info["emergency_brake"], bool((picture[1, 1] == red).all())))
         if info["emergency_brake"]:
             break

@@ -408,7 +408,7 @@ def test_emergency_brake_option_is_recorded_and_each_episode_counts_its_braked_s
     import json
     from dataclasses import asdict
 
-    from carla_gym.env.emergency_brake import EmergencyBrake, EmergencyBrakeConfig
+    from carla_gym.env.emergency_brake import EmergencyBrakeConfig
 
     out = tmp_path / "eval.json"
     assert evaluate.main(["autopilot", *GT, "--emergency-brake", "--out", str(out)]) == 0
@@ -422,14 +422,13 @@ def test_emergency_brake_option_is_recorded_and_each_episode_counts_its_braked_s
 
     # a full-throttle driver into a crossing pedestrian (tests/test_emergency_brake.py): the brake's steps counted
     options = dict(perception="ground_truth", camera_size=(40, 80), split="val")
-    env = EmergencyBrake(
-        gym.make(
-            "CarlaPerception-v0",
-            max_episode_steps=60,
-            pedestrian_crossings=1.0,
-            crossing_distance_m=(10.0, 12.0),
-            **options,
-        )
+    env = gym.make(
+        "CarlaPerception-v0",
+        max_episode_steps=60,
+        pedestrian_crossings=1.0,
+        crossing_distance_m=(10.0, 12.0),
+        emergency_brake=True,
+        **options,
     )
     braked = []
     original_step = env.step

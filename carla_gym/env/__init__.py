@@ -3,7 +3,7 @@
 from .carla_perception_env import CarlaPerceptionEnv
 from .config import EnvConfig
 from .contracts import ENDINGS, Infraction, Termination, Truncation, control_to_action
-from .emergency_brake import EmergencyBrake, EmergencyBrakeConfig
+from .emergency_brake import EmergencyBrakeConfig
 from .observation import SEMANTIC_GROUPS, observation_space
 from .reward import RewardConfig, target_speed
 from .task import DISCRETE_ACTIONS, DrivingTask, action_to_control
@@ -17,7 +17,6 @@ __all__ = [
     "CarlaPerceptionEnv",
     "CarlaPerceptionVectorEnv",
     "DrivingTask",
-    "EmergencyBrake",
     "EmergencyBrakeConfig",
     "EnvConfig",
     "Infraction",

@@ -12,6 +12,7 @@ import numpy as np
 from ..sim import Control, make_backend
 from .config import EnvConfig, resolve_town
 from .contracts import Truncation
+from .emergency_brake import mark_braked, with_brake
 from .observation import assemble_observation, observation_space
 from .perception_source import perception_input, what_perception_saw
 from .task import DISCRETE_ACTIONS, DrivingTask, check_action
@@ -28,9 +29,9 @@ class CarlaPerceptionEnv(gym.Env):
         render_mode: None or "rgb_array".
         **options: the fields of `EnvConfig` (backend, perception, weights, device, engine,
             camera_size, obs_size, route_length, split, town_index, reward, discrete,
-            blocked_seconds, max_route_offset, terminate_off_road, terminate_red_light, expert_action); any other
-            keyword is a backend
-            option passed to `make_backend` (town, host, port, vehicles, ...).
+            blocked_seconds, max_route_offset, terminate_off_road, terminate_red_light, expert_action,
+            pedestrian_crossings, crossing_distance_m, road_user_gaps, emergency_brake); any other keyword is a
+            backend option passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -49,6 +50,8 @@ class CarlaPerceptionEnv(gym.Env):
         self.perception = cfg.make_perception(1)
         self.task = DrivingTask(make_backend(cfg.backend, **cfg.world_options(0)), **cfg.task_kwargs())
         self._seen: Callable[[], dict[str, np.ndarray]] = dict  # what perception saw last, made when rendered
+        self._brake = False  # whether the emergency brake acts on the next step (`EnvConfig.emergency_brake`)
+        self._braked = False  # whether it acted on the last one
 
     @property
     def sim(self):
@@ -74,14 +77,22 @@ class CarlaPerceptionEnv(gym.Env):
         # The episode seed comes from the env's generator, so reset() after reset(seed=s) is reproducible too.
         frame, info = self.task.reset(int(self.np_random.integers(2**31 - 1)), options)
         self.perception.reset(0)
+        self._braked = False
         return self._observe(frame), info
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """One tick. `info["termination"]` names why an episode ended; the time limit is Gymnasium's
         TimeLimit wrapper (`max_episode_steps`, default 1000), and a simulator fault truncates with
-        `info["truncation"] = "simulator_fault"` and the error in `info["error"]`."""
+        `info["truncation"] = "simulator_fault"` and the error in `info["error"]`. With the `emergency_brake`
+        option, `info["emergency_brake"]` says whether it braked in place of the action's acceleration."""
         self._check_open()
-        result = self.task.step(check_action(action, self.discrete))
+        applied = check_action(action, self.discrete)
+        self._braked = self._brake
+        if self._braked:
+            applied = with_brake(applied)
+        result = self.task.step(applied)
+        if self.config.emergency_brake is not None:
+            result.info["emergency_brake"] = self._braked
         if result.info.get("truncation") == Truncation.SIMULATOR_FAULT:
             return {k: v.copy() for k, v in self._last_obs.items()}, 0.0, False, True, result.info
         return self._observe(result.frame), result.reward, result.terminated, result.truncated, result.info
@@ -91,7 +102,8 @@ class CarlaPerceptionEnv(gym.Env):
         if self.render_mode != "rgb_array":
             return None
         seen = self._seen()
-        return self.task.dashboard(seen.get("labels"), seen.get("depth_m"), self.perception_mode)
+        picture = self.task.dashboard(seen.get("labels"), seen.get("depth_m"), self.perception_mode)
+        return mark_braked(picture) if self._braked and picture is not None else picture
 
     def close(self) -> None:
         if getattr(self, "task", None) is not None:
@@ -102,6 +114,7 @@ class CarlaPerceptionEnv(gym.Env):
         p = self.perception.step([perception_input(frame, self.perception_mode)])
         self._seen = partial(what_perception_saw, p, 0)
         self._last_obs = self.config.observe(assemble_observation(p, 0, self.task.vector_observation(frame)))
+        self._brake = self.config.brakes(self._last_obs)
         return self._last_obs
 
 

@@ -25,6 +25,7 @@ from ..sim.contract import (
     DEFAULT_ROUTE_LENGTH,
     check_route_length,
 )
+from .emergency_brake import EmergencyBrakeConfig
 from .observation import check_sizes
 from .perception_source import BUNDLED_WEIGHTS, GroundTruthPerception, ModelPerception, make_perception
 from .reward import RewardConfig
@@ -152,6 +153,11 @@ class EnvConfig:
         road_user_gaps: add the `road_users` key to the observation: how far ahead along the route the nearest
             vehicle and pedestrian are, read off the observation's own semantic and depth maps
             (`carla_gym.env.road_user_gaps`; never the simulator's state), as a fraction of 40 m.
+        emergency_brake: an automatic emergency brake under the policy (`carla_gym.env.emergency_brake`): while
+            perception sees a road user in the route's path within stopping distance, the next step's acceleration
+            is a full brake (steering kept) and its info has `emergency_brake` True. True for the defaults, an
+            `EmergencyBrakeConfig` or a dict of its fields; None or False for none (the default). Works in every
+            world of the vector envs as in one env.
         backend_options: passed to `make_backend` (town, host, port, vehicles, ...).
     """
 
@@ -175,6 +181,7 @@ class EnvConfig:
     pedestrian_crossings: float = 0.0
     crossing_distance_m: tuple[float, float] = CROSSING_M
     road_user_gaps: bool = False
+    emergency_brake: EmergencyBrakeConfig | None = None
     backend_options: dict[str, Any] = field(default_factory=dict)
     camera_from_weights: bool = field(init=False, repr=False, compare=False)
 
@@ -197,12 +204,7 @@ class EnvConfig:
         ):
             raise ValueError(f"EnvConfig.town_index must be a non-negative integer, got {self.town_index!r}")
         self.town_index = int(self.town_index)
-        if not isinstance(self.reward, (RewardConfig, dict, type(None))):
-            raise ValueError(f"EnvConfig.reward must be a RewardConfig or a dict of its fields, got {self.reward!r}")
-        try:
-            self.reward = RewardConfig.from_any(self.reward)
-        except TypeError as err:
-            raise ValueError(f"EnvConfig.reward: {err}") from None
+        self._check_nested_configs()
         self.discrete, self.terminate_off_road = bool(self.discrete), bool(self.terminate_off_road)
         self.terminate_red_light, self.expert_action = bool(self.terminate_red_light), bool(self.expert_action)
         self.backend_options = dict(self.backend_options)
@@ -216,6 +218,19 @@ class EnvConfig:
             raise ValueError(f"EnvConfig.expert_action needs a backend with an autopilot; {self.backend!r} has none")
         self._check_pedestrian_crossings(backend.RESET_OPTIONS)
         self.world_options(0)
+
+    def _check_nested_configs(self) -> None:
+        """`reward` and `emergency_brake` as their config classes, from a config, a dict of fields or a shorthand."""
+        if not isinstance(self.reward, (RewardConfig, dict, type(None))):
+            raise ValueError(f"EnvConfig.reward must be a RewardConfig or a dict of its fields, got {self.reward!r}")
+        try:
+            self.reward = RewardConfig.from_any(self.reward)
+        except TypeError as err:
+            raise ValueError(f"EnvConfig.reward: {err}") from None
+        try:
+            self.emergency_brake = EmergencyBrakeConfig.from_any(self.emergency_brake)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"EnvConfig.emergency_brake: {err}") from None
 
     def _check_pedestrian_crossings(self, reset_options: tuple[str, ...]) -> None:
         self.pedestrian_crossings = _share("pedestrian_crossings", self.pedestrian_crossings)
@@ -270,6 +285,10 @@ class EnvConfig:
         if self.road_user_gaps:
             return {**obs, "road_users": road_user_observation(obs, *self.camera_geometry())}
         return obs
+
+    def brakes(self, obs: dict[str, np.ndarray]) -> bool:
+        """Whether the emergency brake (when the options have one) acts on the step after observation `obs`."""
+        return self.emergency_brake is not None and self.emergency_brake.brakes(obs, self.camera_geometry())
 
     def camera_geometry(self) -> tuple[tuple[float, float, float], float]:
         """The camera's location (x forward, y right, z up, metres from the vehicle centre) and horizontal field

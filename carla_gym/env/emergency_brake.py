@@ -1,28 +1,30 @@
-"""An emergency brake on learned perception: a wrapper that brakes fully when perception sees a road user in
-the ego's path closer than the car can stop.
+"""An emergency brake on learned perception: the env option `emergency_brake`, which brakes fully when perception
+sees a road user in the ego's path closer than the car can stop.
 
 A policy fitted to an expert's labels learns the common states well and the rare hard stops poorly: a
 pedestrian who steps out a few metres ahead while the car gathers speed is among the rarest states in its
 data. Road vehicles meet this with an automatic emergency brake (AEB), a simple rule under the driving
-policy. `EmergencyBrake` is that rule for `CarlaPerception-v0`: after each observation it reads the
+policy. `EmergencyBrakeConfig` is that rule for `CarlaPerception-v0`: after each observation the env reads the
 nearest road user's gap along the route off the observation's own semantic and depth maps
 (`carla_gym.env.road_user_gaps`: what perception saw, never the simulator's state) and, while that gap is
-under the stopping distance at the current speed plus a margin, replaces the policy's acceleration with a
-full brake (its steering is kept). The observation's `state` reports the action applied, as it always does.
+under the stopping distance at the current speed plus a margin, replaces the policy's acceleration on the next
+step with a full brake (its steering is kept). The observation's `state` reports the action applied, as it
+always does. It is an env option rather than a wrapper so that one flag puts it under every world of a vector
+env (`gym.make_vec`, `carla_gym.make_vec`, RLlib) as well as under one env.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, SupportsFloat, cast
+from typing import Any
 
 import cv2
-import gymnasium as gym
 import numpy as np
 
-from .config import EnvConfig
 from .observation import STATE_SPEED_SCALE
 from .road_user_gaps import ROAD_USER_GROUPS, RoadUserGapConfig, road_user_gaps
+
+BRAKE_COLOUR = (220, 30, 30)  # RGB of the frame `mark_braked` draws
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,25 @@ class EmergencyBrakeConfig:
         if self.deceleration <= 0:
             raise ValueError(f"deceleration must be positive, got {self.deceleration}")
 
+    @classmethod
+    def from_any(cls, value: EmergencyBrakeConfig | dict[str, Any] | bool | None) -> EmergencyBrakeConfig | None:
+        """The brake of the env option: None or False (no brake), True (the defaults), a config, or a dict of its
+        fields (`gaps` a `RoadUserGapConfig` or a dict of its fields, as JSON and RLlib's `env_config` give them)."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise TypeError(f"expected true, false, an EmergencyBrakeConfig or a dict of its fields, got {value!r}")
+        fields = dict(value)
+        if isinstance(fields.get("gaps"), dict):
+            fields["gaps"] = RoadUserGapConfig(**fields["gaps"])
+        if "groups" in fields:
+            fields["groups"] = tuple(fields["groups"])
+        return cls(**fields)
+
     def stopping_distance(self, speed: float) -> float:
         """Metres from the bumper within which a road user makes the brake act at `speed` m/s."""
         speed = max(speed, 0.0)
@@ -71,48 +92,14 @@ class EmergencyBrakeConfig:
         return nearest < self.stopping_distance(speed)
 
 
-class EmergencyBrake(gym.Wrapper):
-    """Brake fully, keeping the policy's steering, while perception sees a road user within stopping distance
-    on the route ahead (`EmergencyBrakeConfig`). `info["emergency_brake"]` says whether it acted on a step, and
-    `render()` frames the dashboard in red after a step it acted on.
+def with_brake(action: np.ndarray) -> np.ndarray:
+    """The (steer, acceleration) `action` with a full brake in place of its acceleration, its steering kept."""
+    return np.array([action[0], -1.0], dtype=np.float32)
 
-    Wraps a `CarlaPerception-v0` env with the continuous action space (steer, acceleration)::
 
-        env = EmergencyBrake(gym.make("CarlaPerception-v0"))
-    """
-
-    def __init__(self, env: gym.Env, config: EmergencyBrakeConfig = EmergencyBrakeConfig()) -> None:
-        super().__init__(env)
-        env_config = getattr(env.unwrapped, "config", None)
-        if not isinstance(env_config, EnvConfig):
-            raise TypeError(f"EmergencyBrake wraps a CarlaPerception-v0 env, got {env.unwrapped!r}")
-        if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (2,):
-            raise ValueError(
-                f"EmergencyBrake needs the continuous (steer, acceleration) actions, got {env.action_space}"
-            )
-        self.config = config
-        self._camera = env_config.camera_geometry()
-        self._brake = False  # whether the next step brakes
-        self._braked = False  # whether the last step did
-
-    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        obs, info = self.env.reset(**kwargs)
-        self._brake, self._braked = self.config.brakes(obs, self._camera), False
-        return obs, info
-
-    def step(self, action: Any) -> tuple[dict[str, np.ndarray], SupportsFloat, bool, bool, dict[str, Any]]:
-        braked = self._brake
-        if braked:
-            action = np.array([np.asarray(action, dtype=np.float32).reshape(-1)[0], -1.0], dtype=np.float32)
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self._brake, self._braked = self.config.brakes(obs, self._camera), braked
-        return obs, reward, terminated, truncated, {**info, "emergency_brake": braked}
-
-    def render(self) -> np.ndarray | None:
-        picture = cast(np.ndarray | None, self.env.render())  # the env renders one rgb_array or nothing
-        if not self._braked or picture is None:
-            return picture
-        picture = np.ascontiguousarray(picture).copy()
-        cv2.rectangle(picture, (1, 1), (picture.shape[1] - 2, picture.shape[0] - 2), (220, 30, 30), 3)
-        cv2.putText(picture, "EMERGENCY BRAKE", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (220, 30, 30), 1, cv2.LINE_AA)
-        return picture
+def mark_braked(picture: np.ndarray) -> np.ndarray:
+    """A copy of dashboard `picture` framed in red and captioned: the brake acted on the step it shows."""
+    picture = np.ascontiguousarray(picture).copy()
+    cv2.rectangle(picture, (1, 1), (picture.shape[1] - 2, picture.shape[0] - 2), BRAKE_COLOUR, 3)
+    cv2.putText(picture, "EMERGENCY BRAKE", (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, BRAKE_COLOUR, 1, cv2.LINE_AA)
+    return picture

@@ -44,6 +44,7 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 from ..sim import Frame, make_backend
 from .carla_perception_env import CarlaPerceptionEnv, action_space
 from .config import CARLA_PORT_SPACING, EnvConfig, world_options
+from .emergency_brake import mark_braked, with_brake
 from .observation import assemble_observation, observation_space
 from .perception_source import (
     GroundTruthPerception,
@@ -228,6 +229,9 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         self._obs: list[dict[str, np.ndarray] | None] = [None] * self.num_envs  # each world's last observation
         # what perception saw in each world, made when rendered (`what_perception_saw`)
         self._seen: list[Callable[[], dict[str, np.ndarray]]] = [dict] * self.num_envs
+        # whether the emergency brake (`EnvConfig.emergency_brake`) acts on each world's next step, and acted on its last
+        self._brake = np.zeros(self.num_envs, dtype=np.bool_)
+        self._braked = np.zeros(self.num_envs, dtype=np.bool_)
         # the model runs here, one batch for every world (a missing weights folder fails before any world
         # starts); ground truth runs in the workers
         self.perception = (
@@ -315,7 +319,8 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         streams = None if list(indices) == list(range(self.num_envs)) else list(indices)
         p = self.perception.step(list(frames), streams=streams)
         for row, i in enumerate(indices):
-            self._obs[i] = self.config.observe(assemble_observation(p, row, vectors[row]))
+            self._obs[i] = obs = self.config.observe(assemble_observation(p, row, vectors[row]))
+            self._brake[i] = self.config.brakes(obs)
             self._seen[i] = partial(what_perception_saw, p, row)
 
     def _observation(self, i: int) -> dict[str, np.ndarray]:
@@ -339,6 +344,7 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         replies = [self._receive(i) for i in indices]
         for i in indices:
             self.perception.reset(i)
+            self._braked[i] = False
         frames, vectors, infos = zip(*replies, strict=False)
         self._perceive(indices, frames, vectors)
         return list(infos)
@@ -351,10 +357,14 @@ class CarlaPerceptionVectorEnv(VectorEnv):
             got = "a scalar" if count is None else f"{count} actions"
             raise ValueError(f"step needs one action per world: expected {self.num_envs} actions, got {got}")
         checked = [check_action(a, self.config.discrete) for a in actions]  # NaN raises here, before any world moves
+        self._braked[:] = self._brake
         for i, action in enumerate(checked):
-            self._send(i, ("step", action))
+            self._send(i, ("step", with_brake(action) if self._braked[i] else action))
         replies = [self._receive(i) for i in range(self.num_envs)]
         results = [r[0] for r in replies]
+        if self.config.emergency_brake is not None:
+            for r, braked in zip(results, self._braked, strict=True):
+                r.info["emergency_brake"] = bool(braked)
         self._perceive(range(self.num_envs), [r.frame for r in results], [r[1] for r in replies])
         done = [i for i, r in enumerate(results) if r.terminated or r.truncated]
         final = {i: self._observation(i) for i in done}
@@ -362,6 +372,7 @@ class CarlaPerceptionVectorEnv(VectorEnv):
         if done:
             for i in done:
                 self.perception.reset(i)
+                self._braked[i] = False  # render() shows the next episode's first frame
             restarted = [replies[i][2] for i in done]
             self._perceive(done, [r[0] for r in restarted], [r[1] for r in restarted])
             reset_infos = {i: r[2] for i, r in zip(done, restarted, strict=False)}
@@ -435,7 +446,10 @@ class CarlaPerceptionVectorEnv(VectorEnv):
             self._send(
                 i, ("call", ("dashboard", (seen.get("labels"), seen.get("depth_m"), self.config.perception), {}))
             )
-        return tuple(self._receive(i) for i in range(self.num_envs))
+        pictures = [self._receive(i) for i in range(self.num_envs)]
+        return tuple(
+            mark_braked(p) if braked and p is not None else p for p, braked in zip(pictures, self._braked, strict=True)
+        )
 
     def call_worlds(self, name: str, indices: Sequence[int], *args: Any, **kwargs: Any) -> list[Any]:
         """Call a method (or read an attribute) of the driving task, else the simulator, of each world in `indices`."""
