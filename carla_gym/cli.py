@@ -13,7 +13,6 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .env.road_user_gaps import ROAD_USER_GROUPS
 from .sim.contract import CROSSING_M
 
 
@@ -142,6 +141,8 @@ class _EmergencyBrake(argparse.Action):
 def add_emergency_brake(parser: argparse.ArgumentParser, help: str) -> None:
     """`--emergency-brake [ROAD_USER ...]`: the env's `emergency_brake` option (None without the flag, True with
     it alone, `{"groups": ROAD_USERS}` with road users named), as `EnvConfig.emergency_brake` takes it."""
+    from .env.road_user_gaps import ROAD_USER_GROUPS  # here: the env package is heavy, and only env CLIs need it
+
     parser.add_argument(
         "--emergency-brake",
         nargs="*",
