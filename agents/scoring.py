@@ -55,9 +55,7 @@ class EpisodeResult:
     steps: int = 0
     termination: str | None = None
     crossing_m: float | None = None  # where a pedestrian was sent across the route (the env's pedestrian_crossings)
-    emergency_brake_steps: int = (
-        0  # steps on which the env's emergency brake (`EnvConfig.emergency_brake`) braked for the policy
-    )
+    emergency_brake_steps: int = 0  # steps on which the env's emergency brake braked for the policy
 
     @property
     def infraction_penalty(self) -> float:
