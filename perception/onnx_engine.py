@@ -58,6 +58,16 @@ def default_cache_dir() -> Path:
     return Path(base).expanduser() / "carla_perception_gym" / "onnx"
 
 
+def channel_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over dim 1, written out as max, exp, sum and divide.
+
+    Exported as ONNX's Softmax over the channel axis of an NCHW tensor, ONNX Runtime's CPU kernel transposes the
+    whole tensor to put that axis last and back again; these element-wise ops and reductions do not.
+    """
+    e = (logits - logits.amax(dim=1, keepdim=True)).exp()
+    return e / e.sum(dim=1, keepdim=True)
+
+
 class ExportableStep(nn.Module):
     """One streaming step as a branch-free function of tensors (what gets exported).
 
@@ -91,7 +101,7 @@ class ExportableStep(nn.Module):
         state = out["state"]
         # softmax at the head's resolution; `PerceptionOutput` upsamples when full-size maps are asked for
         return (
-            out["seg_logits"].float().softmax(dim=1),
+            channel_softmax(out["seg_logits"].float()),
             out["depth"][:, 0],
             out["pose6"],
             out["matrix"],

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from perception import TemporalPerception, build_model, onnx_engine
-from perception.onnx_engine import OnnxStep, fingerprint
+from perception.onnx_engine import OnnxStep, channel_softmax, fingerprint
 
 SIZE = (64, 128)
 BUNDLED = Path(__file__).resolve().parents[1] / "carla_gym" / "weights" / "lite"
@@ -102,6 +102,22 @@ def test_batch_size_and_state_are_per_stream(trained, cache):
     fresh = like(trained, cache_dir=cache)
     with pytest.raises(RuntimeError, match="all streams first"):
         fresh.step(frames(1, seed=0), streams=[0])
+
+
+def test_channel_softmax_is_the_softmax_over_classes():
+    logits = torch.tensor([[[[0.0]], [[1.0]], [[2.0]]], [[[1000.0]], [[1000.0]], [[-1000.0]]]])  # (2, 3, 1, 1)
+    e = np.exp([0.0, 1.0, 2.0])
+    expected = torch.tensor(np.array([e / e.sum(), [0.5, 0.5, 0.0]]), dtype=torch.float32)[..., None, None]
+    assert torch.allclose(channel_softmax(logits), expected, atol=1e-7)  # no overflow at +-1000
+    x = torch.randn(2, 22, 4, 8) * 5
+    assert torch.allclose(channel_softmax(x), x.softmax(dim=1), atol=1e-6)
+
+
+def test_the_exported_step_has_no_channel_softmax_node(trained, cache):
+    import onnx
+
+    step = OnnxStep(trained.model, SIZE, trained.mean, trained.std, cache_dir=cache)
+    assert "Softmax" not in {node.op_type for node in onnx.load(step.path).graph.node}  # it transposes on the CPU
 
 
 def test_export_is_cached_and_reused(trained, cache):
