@@ -289,5 +289,11 @@ def test_approach_drives_benchmark_scores_each_weights_on_each_kind_of_drive(tmp
         f"embedded-v{version}-crossing-128x256-4f-seed7-val",
         f"embedded-v{version}-follow-128x256-4f-seed7-val",
     ]
+    out.unlink()
+    run = benchmark("--drives", "1", "--frames", "4", "--block", "2", "--kinds", "crossing", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    assert list(json.loads(out.read_text())["weights"][str(weights)]) == ["crossing"]  # the bundled weights by default
     bad = benchmark("--weights", str(tmp_path))
     assert bad.returncode == 2 and f"not a weights folder (no config.json): {tmp_path}" in bad.stderr
+    bad = benchmark("--kinds", "warmup")
+    assert bad.returncode == 2 and "--kinds: invalid choice: 'warmup'" in bad.stderr
