@@ -20,10 +20,38 @@ MAX_VALID_DEPTH_M = FAR_PLANE_M * 0.99  # beyond this the depth camera saw sky
 
 
 def segmentation_loss(
-    logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None, ignore_index: int = 255
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    ignore_index: int = 255,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of (N, C, H, W) logits against (N, H, W) class ids."""
-    return F.cross_entropy(logits, target.long(), weight=class_weights, ignore_index=ignore_index)
+    """Cross-entropy of (N, C, H, W) logits against (N, H, W) class ids.
+
+    `pixel_weights` (N, H, W) scale each pixel's term on top of its class weight; the mean is taken over the
+    combined weights, as the class-weighted mean is over the class weights.
+    """
+    target = target.long()
+    if pixel_weights is None:
+        return F.cross_entropy(logits, target, weight=class_weights, ignore_index=ignore_index)
+    per_pixel = F.cross_entropy(logits, target, weight=class_weights, ignore_index=ignore_index, reduction="none")
+    valid = target != ignore_index
+    w = pixel_weights * valid
+    if class_weights is not None:
+        w = w * class_weights[torch.where(valid, target, 0)]
+    return (per_pixel * pixel_weights).sum() / w.sum().clamp(min=1e-12)
+
+
+def near_pixel_weights(
+    target: torch.Tensor, depth_m: torch.Tensor, class_id: int, within_m: float, weight: float
+) -> torch.Tensor:
+    """Per-pixel loss weights: `weight` on the pixels of class `class_id` nearer than `within_m` metres, 1 elsewhere.
+
+    For the classes whose close views are rare in the recordings (a pedestrian a few metres ahead) and look like
+    another class's (up close a pedestrian's torso is a box of one colour, as a car's body is).
+    """
+    near = (target.long() == class_id) & (depth_m < within_m)
+    return torch.where(near, weight, 1.0).to(torch.float32)
 
 
 def depth_valid_mask(depth_m: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from perception.losses import depth_loss, pose_loss, segmentation_loss
+from perception.losses import depth_loss, near_pixel_weights, pose_loss, segmentation_loss
 
 
 def test_segmentation_loss_is_cross_entropy_by_hand():
@@ -12,6 +12,27 @@ def test_segmentation_loss_is_cross_entropy_by_hand():
     assert segmentation_loss(logits, target).item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)))
     weighted = segmentation_loss(logits, target, class_weights=torch.tensor([3.0, 1.0]))
     assert weighted.item() == pytest.approx(-math.log(math.exp(2) / (math.exp(2) + 1)))  # weighted mean over one pixel
+
+
+def test_pixel_weights_scale_each_pixel_on_top_of_its_class_weight():
+    logits = torch.tensor([[[[2.0, 0.0, 1.0]], [[0.0, 1.0, 5.0]]]])  # three pixels, two classes
+    target = torch.tensor([[[0, 1, 255]]])  # the third pixel is ignored
+    ce = [-math.log(math.exp(2) / (math.exp(2) + 1)), -math.log(math.e / (math.e + 1))]
+    pixel_weights = torch.tensor([[[3.0, 1.0, 7.0]]])
+    got = segmentation_loss(logits, target, pixel_weights=pixel_weights)
+    assert got.item() == pytest.approx((3 * ce[0] + ce[1]) / 4)
+    got = segmentation_loss(logits, target, torch.tensor([2.0, 0.5]), pixel_weights=pixel_weights)
+    assert got.item() == pytest.approx((3 * 2 * ce[0] + 0.5 * ce[1]) / (3 * 2 + 0.5))
+    ones = torch.ones(1, 1, 3)
+    assert segmentation_loss(logits, target, torch.tensor([2.0, 0.5]), pixel_weights=ones).item() == pytest.approx(
+        segmentation_loss(logits, target, torch.tensor([2.0, 0.5])).item()
+    )
+
+
+def test_near_pixel_weights_pick_the_class_within_the_distance():
+    target = torch.tensor([[4, 4, 1, 4]])
+    depth_m = torch.tensor([[3.0, 12.0, 3.0, 9.99]])
+    assert near_pixel_weights(target, depth_m, class_id=4, within_m=10.0, weight=5.0).tolist() == [[5.0, 1.0, 1.0, 5.0]]
 
 
 def test_depth_loss_ignores_sky_and_compares_logs():

@@ -75,7 +75,9 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
         "--mirror",
         "--zoom",
         "1.5",
-    ]  # seeded mirroring (the default) and zooming included
+        "--close-pedestrian-weight",
+        "4",
+    ]  # seeded mirroring (the default) and zooming included, close pedestrians weighted
     assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "6"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
@@ -273,6 +275,7 @@ def test_broken_clip_is_named(
         (["--window", "1"], "--window 1"),
         (["--bptt", "1"], "--bptt 1"),
         (["--zoom", "0.5"], "--zoom 0.5"),
+        (["--close-pedestrian-weight", "0"], "--close-pedestrian-weight 0.0: a loss weight must be above 0"),
         (["--clutter", "0.25,0.25,0.25,0.25,1.5"], "at most 1"),
         (["--interpolate", "seq=0"], "--interpolate seq=0: the fraction must be above 0"),
         (["--frames", "7", "--window", "12"], "12-frame window is longer"),

@@ -193,6 +193,12 @@ class TrainConfig:
     mirror: bool = _opt(True, "mirror training frames left to right at random in the seg and depth stages")
     # Not in the depth stage: a zoom also changes the camera height that metric depth is learnt against.
     zoom: float = _opt(1.5, "zoom half the training frames of the seg stage in by a random factor up to MAX (1: off)")
+    close_pedestrian_weight: float = _opt(
+        1.0, "weight the segmentation loss of Pedestrian pixels within close_m metres by this (1: off)"
+    )
+    close_m: float = _opt(
+        10.0, "the distance within which close_pedestrian_weight weights Pedestrian pixels, in metres"
+    )
     workers: int = _opt(0, "DataLoader worker processes")
     eval_corruptions: bool = _opt(True, "score the report under noise, lighting drift and clutter as well as clean")
     profile: str = _opt("default", "default, or smoke: every stage for seconds on tiny data")
@@ -202,6 +208,10 @@ class TrainConfig:
         size its weights stream at, which a `crop` run trains on parts of)."""
         height, width = self.size
         return dataclasses.replace(network_config(self.preset, self.architecture), input_size=(height, width))
+
+    def close_weighting(self) -> tuple[float, float] | None:
+        """(weight, metres) of the close-pedestrian loss weighting for `stage_loss`, or None when it is off."""
+        return None if self.close_pedestrian_weight == 1.0 else (self.close_pedestrian_weight, self.close_m)
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)

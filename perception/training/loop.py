@@ -38,7 +38,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, ReduceLROnP
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from perception.conventions import NUM_CLASSES, colorize, matrix_to_pose6
+from perception.conventions import CLASS_IDS, NUM_CLASSES, colorize, matrix_to_pose6
 from perception.data import (
     AugmentConfig,
     Clip,
@@ -52,7 +52,7 @@ from perception.data import (
     random_crops,
     zoom_frames,
 )
-from perception.losses import depth_loss, pose_loss, segmentation_loss
+from perception.losses import depth_loss, near_pixel_weights, pose_loss, segmentation_loss
 from perception.metrics import DepthMetrics, SegmentationMetrics
 from perception.models import PerceptionPipeline, PipelineState, build_model, normalize
 from perception.weights import load_weights
@@ -171,11 +171,13 @@ def stage_loss(
     weights: torch.Tensor | None,
     depth_kind: str,
     state: PipelineState | None = None,
+    close: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
     """The stage's loss on one batch: the total, its parts (for logging) and the outputs (for metrics).
 
     `state` (memory stages) is the pipeline state the window continues from, the earlier chunk's under truncated
-    back-propagation; the window's first pose pair is then scored too."""
+    back-propagation; the window's first pose pair is then scored too. `close` (weight, metres) weights the
+    segmentation loss of Pedestrian pixels nearer than that (`TrainConfig.close_weighting`)."""
     sem, depth_m = batch["semantic"], batch["depth"]
     parts: dict[str, torch.Tensor] = {}
     if stage.name == "ego":
@@ -187,7 +189,15 @@ def stage_loss(
     else:
         out = model.geometry_filter(x) if stage.name in ("seg", "depth") else model(x, state)  # (B, T, ...)
         if stage.seg_weight:
-            parts["seg"] = segmentation_loss(out["seg_logits"].flatten(0, 1), sem.flatten(0, 1), weights)
+            target = sem.flatten(0, 1)
+            pixel_weights = None
+            if close is not None:
+                pixel_weights = near_pixel_weights(
+                    target, depth_m.flatten(0, 1), CLASS_IDS["Pedestrian"], within_m=close[1], weight=close[0]
+                )
+            parts["seg"] = segmentation_loss(
+                out["seg_logits"].flatten(0, 1), target, weights, pixel_weights=pixel_weights
+            )
         if stage.depth_weight:
             parts["depth"] = depth_loss(out["log_depth"].flatten(0, 2), depth_m.flatten(0, 1), depth_kind)
         if stage.pose_weight:  # without a state, entry 0 of pose6 has no previous frame: train on pairs 1..T-1
@@ -462,7 +472,14 @@ class StageRun:
         state, losses = None, []
         for chunk in bptt_chunks(stage, x.shape[1]):
             loss, parts, out = stage_loss(
-                self.model, stage, x[:, chunk], window_slice(batch, chunk), ctx.weights, ctx.cfg.depth_loss, state
+                self.model,
+                stage,
+                x[:, chunk],
+                window_slice(batch, chunk),
+                ctx.weights,
+                ctx.cfg.depth_loss,
+                state,
+                ctx.cfg.close_weighting(),
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -511,7 +528,9 @@ class StageRun:
                     break
                 x = prepare_rgb(batch["rgb"], None, 0).to(device)
                 batch_dev = {k: v.to(device) for k, v in batch.items()}
-                loss, _, out = stage_loss(self.model, stage, x, batch_dev, ctx.weights, ctx.cfg.depth_loss)
+                loss, _, out = stage_loss(
+                    self.model, stage, x, batch_dev, ctx.weights, ctx.cfg.depth_loss, close=ctx.cfg.close_weighting()
+                )
                 vsum, vn = vsum + float(loss), vn + 1
                 if "seg_logits" in out:
                     seg_metrics.update(out["seg_logits"].argmax(2).cpu(), batch["semantic"])
