@@ -195,15 +195,22 @@ def _prune(folder: Path, keep: int = KEEP_FILES) -> None:
         path.unlink(missing_ok=True)
 
 
-def cpu_session(model: bytes | str | Path, threads: int) -> onnxruntime.InferenceSession:
+def cpu_session(
+    model: bytes | str | Path, threads: int, profile_prefix: str | None = None
+) -> onnxruntime.InferenceSession:
     """An ONNX Runtime CPU session of a graph (bytes or a file) with `threads` intra-op threads.
 
     Idle worker threads sleep instead of spinning: the step shares the cores with the simulator's
-    renderer (and other worlds), which spinning threads would starve.
+    renderer (and other worlds), which spinning threads would starve. With `profile_prefix`, ONNX Runtime's
+    profiler records every node's kernel time into a JSON file whose path starts with it (`end_profiling()`
+    returns the path).
     """
     import onnxruntime as ort
 
     so = ort.SessionOptions()
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
