@@ -16,7 +16,9 @@ short of them, so vehicles are seen close up while the ego closes in (clips appr
 vehicle only where the drawn traffic puts one on the route. --drive follow (embedded backend) is an
 approach drive behind a vehicle moved onto the route 15 to 40 m ahead at reset (clips follow_NNNN).
 --drive crossing (embedded backend) is an approach drive in which a pedestrian steps out to cross the road
-10 to 40 m along the route (clips crossing_NNNN).
+10 to 40 m along the route (clips crossing_NNNN). --placed-m LOW HIGH moves the follow or crossing drive's road
+user to another range (--drive crossing --placed-m 4 10 --name close_crossing: a pedestrian crossing a few metres
+ahead of the car as it starts).
 
 Clips go to ROOT/<town>/<clip>/ (default ROOT: ~/.cache/carla_gym/clips, or $CARLA_GYM_CACHE/clips).
 Each clip is written to a temporary folder and renamed when complete, so an interrupted run can
@@ -36,6 +38,7 @@ from pathlib import Path
 from .cli import HelpFormatter, add_camera_size, deprecated_alias, non_negative_int, positive_int
 from .datasets import (
     DRIVES,
+    PLACED,
     WARMUP_STEPS,
     RecordingConfig,
     RecordingError,
@@ -80,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--name", default=None, help="clip folder prefix (default: clip, or the --drive name for the other drives)"
     )
+    p.add_argument(
+        "--placed-m",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="follow and crossing drives: metres along the route the vehicle or pedestrian is placed within "
+        "(default: " + ", ".join(f"{low:g} {high:g} for {drive}" for drive, (_, (low, high)) in PLACED.items()) + ")",
+    )
     add_camera_size(p, (256, 512), "camera image height and width in pixels")
     deprecated_alias(p, "--size", "--camera-size H W", "camera_size", size_argument, metavar="HxW")
     p.add_argument("--fov", type=float, default=90.0, help="camera horizontal field of view in degrees")
@@ -104,6 +116,7 @@ def config_from_args(args: argparse.Namespace) -> RecordingConfig:
         drive=args.drive,
         warmup=args.warmup,
         name=args.name,
+        placed_m=tuple(args.placed_m) if args.placed_m else None,
         size=args.camera_size,
         fov=args.fov,
         fixed_delta=args.fixed_delta,

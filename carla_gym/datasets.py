@@ -116,13 +116,13 @@ def approach_margin(clip_seed: int) -> float:
     return float(np.random.default_rng(clip_seed).uniform(*APPROACH_MARGIN_M))
 
 
-def placed_actor(drive: str, clip_seed: int) -> dict[str, float]:
+def placed_actor(drive: str, clip_seed: int, metres: tuple[float, float] | None = None) -> dict[str, float]:
     """The reset option that places a follow or crossing drive's actor (`PLACED`), its distance drawn from the
-    clip's seed; {} for the other drives."""
+    clip's seed within `metres` (default: the drive's own range); {} for the other drives."""
     if drive not in PLACED:
         return {}
-    option, metres = PLACED[drive]
-    return {option: float(np.random.default_rng([clip_seed, 1]).uniform(*metres))}
+    option, default = PLACED[drive]
+    return {option: float(np.random.default_rng([clip_seed, 1]).uniform(*(metres or default)))}
 
 
 def episode_route_length(frames: int, every: int, fixed_delta: float) -> float:
@@ -143,9 +143,10 @@ class RecordingConfig:
     every town of `split` (default train) is recorded. With `towns`, `split` labels the clips of towns that
     belong to no split; a named town keeps its own split. `warmup` defaults to `WARMUP_STEPS` for
     `drive="warmup"` and must be 0 for the drives from the first tick (`FROM_FIRST_TICK`); `name` (the clip
-    folder prefix) defaults to "clip", or the drive's name for those. `out` defaults to `default_root()`.
-    `host` and `port` reach the CARLA backend (None: its defaults). Bad values raise ValueError naming the
-    option.
+    folder prefix) defaults to "clip", or the drive's name for those. `placed_m` (follow and crossing drives) is the
+    range, in metres along the route, the placed vehicle or pedestrian is drawn from (None: the drive's own,
+    `PLACED`). `out` defaults to `default_root()`. `host` and `port` reach the CARLA backend (None: its defaults).
+    Bad values raise ValueError naming the option.
     """
 
     backend: str = "embedded"
@@ -157,6 +158,7 @@ class RecordingConfig:
     drive: str = "warmup"
     warmup: int | None = None
     name: str | None = None
+    placed_m: tuple[float, float] | None = None
     size: tuple[int, int] = (256, 512)
     fov: float = 90.0
     fixed_delta: float = 0.1
@@ -201,6 +203,19 @@ class RecordingConfig:
                 f"--drive {self.drive}: the {self.backend} backend's ego is driven by the simulator's own autopilot, "
                 f"which cannot brake late; record {self.drive} drives with --backend embedded"
             )
+        if self.placed_m is not None:
+            if self.drive not in PLACED:
+                raise ValueError(f"--placed-m: only {' and '.join(PLACED)} drives place a road user, not {self.drive}")
+            low, high = self.placed_m
+            if not 0.0 < low <= high:
+                raise ValueError(f"--placed-m {low:g} {high:g}: need 0 < LOW <= HIGH metres")
+
+    @property
+    def placed_range(self) -> tuple[float, float] | None:
+        """Metres along the route a follow or crossing drive's road user is placed within; None for other drives."""
+        if self.drive not in PLACED:
+            return None
+        return self.placed_m or PLACED[self.drive][1]
 
     @property
     def backend_class(self) -> type[SimulatorBackend]:
@@ -231,9 +246,8 @@ class RecordingConfig:
         }
         if self.drive in FROM_FIRST_TICK:
             extra["route_length"] = episode_route_length(self.frames, self.every, self.fixed_delta)
-        if self.drive in PLACED:
-            option, metres = PLACED[self.drive]
-            extra[option] = list(metres)
+        if self.placed_range is not None:
+            extra[PLACED[self.drive][0]] = list(self.placed_range)
         return extra
 
     def clip_settings(self, town: str, split: str | None, index: int) -> dict[str, Any]:
@@ -317,7 +331,9 @@ def _record_town(
         for i in todo:
             seed = clip_seed(config.seed, town, i, name)
             late_brake = approach_margin(seed) if config.drive in LATE_BRAKING else None
-            frame = backend.reset(seed=seed, options=reset_options | placed_actor(config.drive, seed))
+            frame = backend.reset(
+                seed=seed, options=reset_options | placed_actor(config.drive, seed, config.placed_range)
+            )
             for _ in range(warmup):
                 frame = backend.step(autopilot(backend))
             with ClipWriter(

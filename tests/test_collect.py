@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -151,6 +152,29 @@ def test_placed_actor_draws_its_distance_from_the_clip_seed(drive, option, metre
     values = [d[option] for d in drawn]
     assert all(list(d) == [option] for d in drawn) and all(metres[0] <= v <= metres[1] for v in values)
     assert len(set(values)) == 20 and datasets.placed_actor(drive, 3) == drawn[3]  # per clip, repeatable
+
+
+def test_placed_m_narrows_where_the_road_user_is_placed(tmp_path):
+    drawn = [datasets.placed_actor("crossing", seed, (4.0, 6.0))["crossing_m"] for seed in range(20)]
+    assert all(4.0 <= v <= 6.0 for v in drawn) and len(set(drawn)) == 20
+    argv = ["--towns", "harbour_district", "--clips", "1", "--frames", "2", "--camera-size", "16", "32"]
+    assert collect.main([*argv, "--out", str(tmp_path), "--drive", "crossing", "--placed-m", "4", "6"]) == 0
+    assert ClipStore(tmp_path).clips()[0].meta.extra["crossing_m"] == [4.0, 6.0]  # another range is a mismatch
+    with pytest.raises(SystemExit, match=re.escape("extra.crossing_m: [4.0, 6.0] on disk vs [10.0, 40.0] requested")):
+        collect.main([*argv, "--out", str(tmp_path), "--drive", "crossing"])
+
+
+@pytest.mark.parametrize(
+    ("drive", "placed_m", "needle"),
+    [
+        ("episode", (4.0, 6.0), "--placed-m: only follow and crossing drives place a road user, not episode"),
+        ("crossing", (6.0, 4.0), "--placed-m 6 4: need 0 < LOW <= HIGH metres"),
+        ("follow", (0.0, 4.0), "--placed-m 0 4: need 0 < LOW <= HIGH metres"),
+    ],
+)
+def test_bad_placed_m_is_named(drive, placed_m, needle):
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        datasets.RecordingConfig(drive=drive, placed_m=placed_m)
 
 
 @pytest.mark.parametrize("drive", ["approach", "follow", "crossing"])
