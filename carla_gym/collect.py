@@ -16,9 +16,9 @@ short of them, so vehicles are seen close up while the ego closes in (clips appr
 vehicle only where the drawn traffic puts one on the route. --drive follow (embedded backend) is an
 approach drive behind a vehicle moved onto the route 15 to 40 m ahead at reset (clips follow_NNNN).
 --drive crossing (embedded backend) is an approach drive in which a pedestrian steps out to cross the road
-10 to 40 m along the route (clips crossing_NNNN). --placed-m LOW HIGH moves the follow or crossing drive's road
-user to another range (--drive crossing --placed-m 4 10 --name close_crossing: a pedestrian crossing a few metres
-ahead of the car as it starts).
+10 to 40 m along the route (clips crossing_NNNN); --drive close_crossing 4 to 10 m along it, so the pedestrian
+crosses a few metres in front of the car as it starts (clips close_crossing_NNNN). --placed-m LOW HIGH moves a
+follow or crossing drive's road user to another range.
 
 Clips go to ROOT/<town>/<clip>/ (default ROOT: ~/.cache/carla_gym/clips, or $CARLA_GYM_CACHE/clips).
 Each clip is written to a temporary folder and renamed when complete, so an interrupted run can
@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="warmup: record after --warmup autopilot steps; episode: from the first tick, as the env runs; "
         "approach: an episode drive that brakes late for road users ahead; "
         "follow: an approach drive behind a vehicle placed on the route ahead; "
-        "crossing: an approach drive towards a pedestrian who steps out to cross the route ahead",
+        "crossing: an approach drive towards a pedestrian who steps out to cross the route ahead; "
+        "close_crossing: a crossing drive whose pedestrian steps out a few metres ahead",
     )
     p.add_argument(
         "--warmup",

@@ -15,7 +15,10 @@ vehicles moved onto the route 15 to 40 m ahead (drawn per clip), so the ego clos
 behind it at lights and starts after it. Its clips are named follow_NNNN. A crossing drive
 (`drive="crossing"`, embedded backend) is an approach drive in which one of the drawn pedestrians steps out to
 cross the road 10 to 40 m along the route (drawn per clip), so the ego brakes late for a pedestrian in its
-lane. Its clips are named crossing_NNNN.
+lane. Its clips are named crossing_NNNN. A close crossing drive (`drive="close_crossing"`) is a crossing drive whose
+pedestrian steps out 4 to 10 m along the route, so it crosses a few metres in front of the car as it starts: the
+pedestrian a metre or two ahead, filling the frame, that crossing drives hardly record. Its clips are named
+close_crossing_NNNN.
 
 Clips go to OUT/<town>/<clip>/ (`clip_path`). Each is written atomically (`recording.ClipWriter`), so an
 interrupted recording can simply be run again: complete clips are skipped. A clip already in OUT that was
@@ -44,14 +47,19 @@ from .sim import Control, SimulatorBackend, SimulatorError, backend_class, make_
 from .sim.contract import CROSSING_M, DEFAULT_ROUTE_LENGTH
 
 WARMUP_STEPS = 10  # autopilot steps before the first recorded frame (the ego starts at rest)
-DRIVES = ("warmup", "episode", "approach", "follow", "crossing")
+DRIVES = ("warmup", "episode", "approach", "follow", "crossing", "close_crossing")
 # drives recorded from the reset frame on an episode's route
-FROM_FIRST_TICK = ("episode", "approach", "follow", "crossing")
-LATE_BRAKING = ("approach", "follow", "crossing")  # drives whose autopilot brakes late for road users ahead
+FROM_FIRST_TICK = ("episode", "approach", "follow", "crossing", "close_crossing")
+LATE_BRAKING = ("approach", "follow", "crossing", "close_crossing")  # drives whose autopilot brakes late for road users
 APPROACH_MARGIN_M = (0.5, 3.0)  # a late-braking drive's full-brake margin to road users ahead, drawn per clip
 FOLLOW_LEAD_M = (15.0, 40.0)  # where a follow drive's vehicle starts on the route ahead, drawn per clip
+CLOSE_CROSSING_M = (4.0, 10.0)  # where a close crossing drive's pedestrian steps out along the route, drawn per clip
 # Drives that move an actor onto the route: the embedded reset option that does it and its range in metres.
-PLACED = {"follow": ("lead_m", FOLLOW_LEAD_M), "crossing": ("crossing_m", CROSSING_M)}
+PLACED = {
+    "follow": ("lead_m", FOLLOW_LEAD_M),
+    "crossing": ("crossing_m", CROSSING_M),
+    "close_crossing": ("crossing_m", CLOSE_CROSSING_M),
+}
 SPLITS = ("train", "val", "test")
 EPISODE_ROUTE_LENGTH = DEFAULT_ROUTE_LENGTH  # metres: the environment's default route per episode
 # Metres of route for warmup recordings. The route decides the traffic drawn after it, so this is part of what a
@@ -205,7 +213,7 @@ class RecordingConfig:
             )
         if self.placed_m is not None:
             if self.drive not in PLACED:
-                raise ValueError(f"--placed-m: only {' and '.join(PLACED)} drives place a road user, not {self.drive}")
+                raise ValueError(f"--placed-m: only {', '.join(PLACED)} drives place a road user, not {self.drive}")
             low, high = self.placed_m
             if not 0.0 < low <= high:
                 raise ValueError(f"--placed-m {low:g} {high:g}: need 0 < LOW <= HIGH metres")

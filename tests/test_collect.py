@@ -142,6 +142,7 @@ def test_episode_drive_records_from_the_first_tick(tmp_path, capsys):
         ("approach", None, None),
         ("follow", "lead_m", (15.0, 40.0)),
         ("crossing", "crossing_m", (10.0, 40.0)),
+        ("close_crossing", "crossing_m", (4.0, 10.0)),
     ],
 )
 def test_placed_actor_draws_its_distance_from_the_clip_seed(drive, option, metres):
@@ -167,7 +168,11 @@ def test_placed_m_narrows_where_the_road_user_is_placed(tmp_path):
 @pytest.mark.parametrize(
     ("drive", "placed_m", "needle"),
     [
-        ("episode", (4.0, 6.0), "--placed-m: only follow and crossing drives place a road user, not episode"),
+        (
+            "episode",
+            (4.0, 6.0),
+            "--placed-m: only follow, crossing, close_crossing drives place a road user, not episode",
+        ),
         ("crossing", (6.0, 4.0), "--placed-m 6 4: need 0 < LOW <= HIGH metres"),
         ("follow", (0.0, 4.0), "--placed-m 0 4: need 0 < LOW <= HIGH metres"),
     ],
@@ -177,7 +182,7 @@ def test_bad_placed_m_is_named(drive, placed_m, needle):
         datasets.RecordingConfig(drive=drive, placed_m=placed_m)
 
 
-@pytest.mark.parametrize("drive", ["approach", "follow", "crossing"])
+@pytest.mark.parametrize("drive", ["approach", "follow", "crossing", "close_crossing"])
 def test_late_braking_drive_records_from_the_first_tick_and_needs_the_embedded_backend(tmp_path, drive):
     argv = ["--towns", "harbour_district", "--clips", "1", "--frames", "3", "--camera-size", "16", "32"]
     assert collect.main([*argv, "--out", str(tmp_path), "--drive", drive]) == 0
@@ -188,7 +193,11 @@ def test_late_braking_drive_records_from_the_first_tick_and_needs_the_embedded_b
     assert datasets.APPROACH_MARGIN_M[0] <= datasets.approach_margin(clip.meta.seed) <= datasets.APPROACH_MARGIN_M[1]
     # A follow or crossing drive's meta.json records where its actor is placed, so a change of the recipe is a
     # mismatch.
-    placed = {"follow": {"lead_m": list(datasets.FOLLOW_LEAD_M)}, "crossing": {"crossing_m": list(CROSSING_M)}}
+    placed = {
+        "follow": {"lead_m": list(datasets.FOLLOW_LEAD_M)},
+        "crossing": {"crossing_m": list(CROSSING_M)},
+        "close_crossing": {"crossing_m": list(datasets.CLOSE_CROSSING_M)},
+    }
     assert {k: v for k, v in clip.meta.extra.items() if k.endswith("_m")} == placed.get(drive, {})
     with pytest.raises(SystemExit, match=f"--drive {drive}: the carla backend"):
         collect.main([*argv, "--out", str(tmp_path / "carla"), "--backend", "carla", "--drive", drive])

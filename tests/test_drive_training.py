@@ -171,7 +171,7 @@ def test_init_from_starts_the_first_stage_from_a_weights_folder(smoke_data: Path
     assert any("starting from the weights in" in line for line in lines)
 
 
-@pytest.mark.parametrize("drive", ["approach", "follow", "crossing"])
+@pytest.mark.parametrize("drive", ["approach", "follow", "crossing", "close_crossing"])
 def test_late_braking_drives_are_recorded_per_town_and_read_as_episode_style(
     tmp_path: Path, monkeypatch, drive: str
 ) -> None:

@@ -278,7 +278,7 @@ def test_approach_drives_benchmark_scores_each_weights_on_each_kind_of_drive(tmp
     assert run.returncode == 0, run.stderr
     result = json.loads(out.read_text())
     assert result["split"] == "val" and result["command"].startswith("python benchmarks/approach_drives.py --weights")
-    for kind in ("episode", "approach", "follow", "crossing"):
+    for kind in ("episode", "approach", "follow", "crossing", "close_crossing"):
         section = result["weights"][str(weights)][kind]
         assert section["drives"] == 1 and section["frames"] == [4] and len(section["blocks"]) == 2
         assert set(section["recall_by_distance"]["temporal"]) == {"Vehicles", "Pedestrian"}
@@ -286,6 +286,7 @@ def test_approach_drives_benchmark_scores_each_weights_on_each_kind_of_drive(tmp
     assert sorted(p.name for p in (tmp_path / "cache" / "drives").iterdir()) == [
         f"embedded-v{version}-128x256-4f-seed7-val",  # the report's validation drives: the same cache
         f"embedded-v{version}-approach-128x256-4f-seed7-val",
+        f"embedded-v{version}-close_crossing-128x256-4f-seed7-val",
         f"embedded-v{version}-crossing-128x256-4f-seed7-val",
         f"embedded-v{version}-follow-128x256-4f-seed7-val",
     ]

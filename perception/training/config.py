@@ -129,18 +129,25 @@ class EpisodeData:
         "crossing drives per train and val town: approach drives towards a pedestrian who steps out to cross "
         "the route ahead (`collect --drive crossing`)",
     )
+    close_crossing: int = _opt(
+        0,
+        "close crossing drives per train and val town: crossing drives whose pedestrian steps out a few metres "
+        "ahead of the starting car, so it is seen a metre or two away (`collect --drive close_crossing`)",
+    )
 
     def __post_init__(self) -> None:
-        if min(self.clips, self.drives, self.approach, self.follow, self.crossing) < 0 or self.drive_frames < 2:
+        counts = (self.clips, self.drives, self.approach, self.follow, self.crossing, self.close_crossing)
+        if min(counts) < 0 or self.drive_frames < 2:
             raise ValueError(
-                f"episode data needs clips, drives, approach, follow and crossing >= 0 and drive_frames >= 2, "
-                f"got {self}"
+                f"episode data needs clips, drives, approach, follow, crossing and close_crossing >= 0 and "
+                f"drive_frames >= 2, got {self}"
             )
 
     @property
     def long_frames(self) -> int:
         """Frames of the longest episode-style recordings (0 when there are no long drives)."""
-        return self.drive_frames if self.drives or self.approach or self.follow or self.crossing else 0
+        long = self.drives or self.approach or self.follow or self.crossing or self.close_crossing
+        return self.drive_frames if long else 0
 
     @property
     def key(self) -> str:
@@ -151,6 +158,7 @@ class EpisodeData:
             + (f"-{self.approach}x{self.drive_frames}approach" if self.approach else "")
             + (f"-{self.follow}x{self.drive_frames}follow" if self.follow else "")
             + (f"-{self.crossing}x{self.drive_frames}crossing" if self.crossing else "")
+            + (f"-{self.close_crossing}x{self.drive_frames}close_crossing" if self.close_crossing else "")
         )
 
 
