@@ -70,6 +70,7 @@ TRACE_COLUMNS = (
     "route_completion",
     "lead_m",
     "red_light_m",
+    "emergency_brake",
     "events",
     "ending",
 )
@@ -77,7 +78,8 @@ TRACE_COLUMNS = (
 
 def trace_row(step: int, action: np.ndarray, reward: float, info: dict[str, Any], ending: str = "") -> dict[str, Any]:
     """One step of an episode's trace (`TRACE_COLUMNS`): the action taken, the reward, what `info` says of the
-    car and the hazards ahead (the simulator's, which the policy does not see), and `ending` on the last step."""
+    car and the hazards ahead (the simulator's, which the policy does not see), whether the emergency brake replaced
+    the action's acceleration (1 or 0; empty without the brake), and `ending` on the last step."""
     steer, acceleration = np.asarray(action, dtype=np.float64).reshape(-1)[:2]
     hazards = info.get("hazards", {})
     return {
@@ -89,6 +91,7 @@ def trace_row(step: int, action: np.ndarray, reward: float, info: dict[str, Any]
         "route_completion": round(float(info["route_completion"]), 4),
         "lead_m": round(float(hazards.get("lead", math.inf)), 2),
         "red_light_m": round(float(hazards.get("red_light", math.inf)), 2),
+        "emergency_brake": int(info["emergency_brake"]) if "emergency_brake" in info else "",
         "events": ";".join(info.get("events", [])),
         "ending": ending,
     }

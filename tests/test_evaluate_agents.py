@@ -356,10 +356,12 @@ def test_trace_row_by_hand():
         "route_completion": 0.5,
         "lead_m": float("inf"),
         "red_light_m": 6.5,
+        "emergency_brake": "",  # an env without the brake
         "events": "lane_invasion(dashed);red_light",
         "ending": "",
     }
     assert evaluate.trace_row(8, np.zeros(2), 0.0, info, "time_limit")["ending"] == "time_limit"
+    assert evaluate.trace_row(9, np.zeros(2), 0.0, info | {"emergency_brake": True})["emergency_brake"] == 1
 
 
 def test_trace_option_writes_every_step_of_every_episode(tmp_path):

@@ -186,6 +186,17 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
         hits, totals = sum(h for h, _ in counts), sum(n for _, n in counts)
         assert by_distance["pixels"]["Vehicles"] == totals[0].tolist()
         assert by_distance[m]["Pedestrian"] == pytest.approx((hits[1] / totals[1]).tolist(), nan_ok=True)
+        # precision: of the pixels predicted as the class, banded by their true depth, the share that are it
+        lab, sem = np.concatenate(labels[m]).ravel(), np.concatenate([t["semantic"] for t in truth]).ravel()
+        band = np.digitize(np.concatenate([t["depth"] for t in truth]).ravel(), DISTANCE_BANDS_M) - 1
+        vehicles = CLASS_NAMES.index("Vehicles")
+        predicted = np.bincount(band[lab == vehicles], minlength=5)[:5]
+        right = np.bincount(band[(lab == vehicles) & (sem == vehicles)], minlength=5)[:5]
+        precision = section["precision_by_distance"]
+        assert precision["predicted_pixels"][m]["Vehicles"] == predicted.tolist()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = [None if np.isnan(x) else pytest.approx(x) for x in right / predicted]  # the JSON's null
+        assert precision[m]["Vehicles"] == expected
     ego = section["ego_motion"]
     # each drive: 3 standing pairs, then 3 starting pairs (at rest before), the rest moving
     assert {k: v["pairs"] for k, v in ego.items()} == {"standing": 9, "starting": 9, "moving": 24 + 24 + 16 - 9 - 9}
@@ -201,6 +212,7 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
     assert FEW_DRIVES_NOTE in table and FEW_DRIVES_NOTE not in long_drive_table({**section, "drives": FEW_DRIVES})
     assert "0-10" in table and "20-25" in table and "standing" in table and "Vehicles" in table
     assert "Pedestrian recall by true distance (0-5 m, 5-10 m, 10-20 m, 20-40 m, 40+ m)" in table
+    assert "Vehicles precision by true distance: per_frame" in table
 
 
 def test_report_has_long_drive_section(drives: list, model: torch.nn.Module, tmp_path: Path, one_thread) -> None:

@@ -11,7 +11,9 @@ and predicted chunk by chunk so a drive never sits in memory whole:
 - overall: the same over whole drives;
 - the driving classes (`DRIVING_CLASSES`) IoU on their own, per mode;
 - the road users' (`DISTANCE_CLASSES`) recall per band of true distance (`DISTANCE_BANDS_M`), per mode:
-  whether a vehicle is seen when it is close, where a miss becomes a collision;
+  whether a vehicle is seen when it is close, where a miss becomes a collision; and their precision per band
+  (of the pixels predicted as the class, by the surface's true distance, the share that are it): a road user
+  painted on the empty road just ahead, where a false one holds the car;
 - ego-motion error per motion state of the frame pair (`motion_states`: standing, starting, moving),
   per mode, beside the median predicted and true motion per step, and per drive (its pairs in each state and
   their summed temporal error: whether a state's misses are spread over the drives or sit in a few).
@@ -183,23 +185,25 @@ def _score_drive(
     model: PerceptionPipeline, clip: Clip, block: int, device: torch.device, c: int, road_users: list[int]
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One drive in both modes: per mode, the confusion matrix of each `block`-frame block, the predicted pose6
-    of every frame, and the `road_users` classes' recall counts by distance (hits and totals stacked,
-    `recall_by_distance_counts`). Each chunk of frames is read once and fed to both modes."""
+    of every frame, and the `road_users` classes' counts by distance: hits, true and predicted pixels stacked
+    (`recall_by_distance_counts`). Each chunk of frames is read once and fed to both modes."""
     truths: deque[tuple[np.ndarray, np.ndarray]] = deque()  # of the chunks read, until both modes predicted them
     feeds = itertools.tee(_split_chunks(read_chunks(clip), truths), len(MODES))
     drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
     drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
-    recall = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
+    counts = {m: np.zeros((3, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
     start = 0
     for preds in zip(*(predict_chunks(model, f, m, device) for f, m in zip(feeds, MODES, strict=False)), strict=False):
         sem, depth = truths.popleft()
         for m, p in zip(MODES, preds, strict=False):
             drive_pose6[m].append(p["pose6"])
-            recall[m] += np.stack(recall_by_distance_counts(p["labels"], sem, depth, road_users, DISTANCE_BANDS_M))
+            hits, labelled = recall_by_distance_counts(p["labels"], sem, depth, road_users, DISTANCE_BANDS_M)
+            _, predicted = recall_by_distance_counts(sem, p["labels"], depth, road_users, DISTANCE_BANDS_M)
+            counts[m] += np.stack([hits, labelled, predicted])
             for i in range(len(sem)):
                 drive[m][(start + i) // block] += confusion_matrix(p["labels"][i], sem[i], c)
         start += len(sem)
-    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}, recall
+    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}, counts
 
 
 @torch.no_grad()
@@ -228,7 +232,7 @@ def evaluate_long_drives(
     names = list(CLASS_NAMES) if c == len(CLASS_NAMES) else [str(i) for i in range(c)]
     ids = [names.index(n) for n in DRIVING_CLASSES if n in names]
     road_users = [names.index(n) for n in DISTANCE_CLASSES if n in names]
-    recall = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
+    counts = {m: np.zeros((3, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
     longest = max(len(clip) for clip in clips)
     spans = blocks(longest, block)
     # per block: the per-drive confusions of each mode (drives shorter than the block's start have none)
@@ -237,9 +241,9 @@ def evaluate_long_drives(
     pose6: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
     gt_rel, states = [], []
     for d, clip in enumerate(clips):
-        drive, drive_pose6, drive_recall = _score_drive(model, clip, block, device, c, road_users)
+        drive, drive_pose6, drive_counts = _score_drive(model, clip, block, device, c, road_users)
         for m in MODES:
-            recall[m] += drive_recall[m]
+            counts[m] += drive_counts[m]
             for b, cm in enumerate(drive[m]):
                 confusions[m][b].append(cm)
             totals[m].append(np.sum(drive[m], axis=0))
@@ -265,12 +269,23 @@ def evaluate_long_drives(
     ious = {m: iou_from_confusion(np.sum(totals[m], axis=0)) for m in MODES}
     driving = {m: {names[i]: float(ious[m][i]) for i in ids} for m in MODES}
     driving["temporal_minus_per_frame"] = {names[i]: float(ious["temporal"][i] - ious["per_frame"][i]) for i in ids}
-    with np.errstate(invalid="ignore", divide="ignore"):  # NaN: no true pixel of the class in a band
+    bands = [band_label(lo, hi) for lo, hi in itertools.pairwise(DISTANCE_BANDS_M)]
+    with np.errstate(invalid="ignore", divide="ignore"):  # NaN: no true (predicted) pixel of the class in a band
         by_distance: dict[str, Any] = {
-            "bands": [band_label(lo, hi) for lo, hi in itertools.pairwise(DISTANCE_BANDS_M)],
-            "pixels": {names[k]: recall[MODES[0]][1, j].tolist() for j, k in enumerate(road_users)},
+            "bands": bands,
+            "pixels": {names[k]: counts[MODES[0]][1, j].tolist() for j, k in enumerate(road_users)},
             **{
-                m: {names[k]: (recall[m][0, j] / recall[m][1, j]).tolist() for j, k in enumerate(road_users)}
+                m: {names[k]: (counts[m][0, j] / counts[m][1, j]).tolist() for j, k in enumerate(road_users)}
+                for m in MODES
+            },
+        }
+        precision: dict[str, Any] = {
+            "bands": bands,
+            "predicted_pixels": {
+                m: {names[k]: counts[m][2, j].tolist() for j, k in enumerate(road_users)} for m in MODES
+            },
+            **{
+                m: {names[k]: (counts[m][0, j] / counts[m][2, j]).tolist() for j, k in enumerate(road_users)}
                 for m in MODES
             },
         }
@@ -304,6 +319,7 @@ def evaluate_long_drives(
             "overall": overall,
             "driving_classes": driving,
             "recall_by_distance": by_distance,
+            "precision_by_distance": precision,
             "ego_motion": ego,
         }
     )
@@ -348,6 +364,12 @@ def long_drive_table(section: dict[str, Any]) -> str:
         lines.append(
             f"{name} recall by true distance ({', '.join(by_distance['bands'])}): "
             + "; ".join(f"{m} " + " ".join(f(r, 2) for r in by_distance[m][name]) for m in MODES)
+        )
+    precision: dict[str, Any] = section.get("precision_by_distance") or {}
+    for name in precision.get("per_frame", {}):
+        lines.append(
+            f"{name} precision by true distance: "
+            + "; ".join(f"{m} " + " ".join(f(r, 2) for r in precision[m][name]) for m in MODES)
         )
     lines.append(
         f"{'ego motion':<12}{'pairs':>7}{'true m':>8}{'pred m pf':>11}{'pred m tmp':>11}"
