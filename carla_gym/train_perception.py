@@ -48,6 +48,7 @@ from perception.training import (
     TrainConfig,
     TrainingError,
     default_config,
+    earlier_stages,
     train,
 )
 from perception.training.checkpoint import run_seconds
@@ -344,6 +345,22 @@ def log_line(message: str) -> None:
     sys.stdout.flush()
 
 
+def recipe_record(cfg: TrainConfig, args: argparse.Namespace, argv: list[str] | None, seconds: float) -> dict[str, Any]:
+    """What the weights' `config.json` keeps of how they were made (`extra`): the training config, seconds and
+    command, and the weights (`--init-from`) or the earlier stages' checkpoint (`--stages` after seg) they
+    started from, so a folder names its whole recipe."""
+    extra: dict[str, Any] = {
+        "train_config": cfg.to_dict(),
+        "train_seconds": round(seconds, 1),
+        "command": command_line(argv, module="carla_gym.train_perception"),
+    }
+    if args.init_from is not None:
+        extra["init_from"] = weights_lineage(args.init_from)
+    elif (before := earlier_stages(cfg, args.out / "checkpoints")) is not None:
+        extra["started_from"] = before
+    return extra
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -381,13 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     total = run_seconds(args.out / "checkpoints")  # over every call of a resumed run
     train_s = time.time() - t0 if total is None else total
     description = data_description(store, data, args.backend if args.data is None else None)
-    extra = {
-        "train_config": cfg.to_dict(),
-        "train_seconds": round(train_s, 1),
-        "command": command_line(argv, module="carla_gym.train_perception"),
-    }
-    if args.init_from is not None:
-        extra["init_from"] = weights_lineage(args.init_from)
+    extra = recipe_record(cfg, args, argv, train_s)
     meta = store.clips()[0].meta
     size = (meta.height, meta.width)
     weights_dir = save_weights(model, args.out / "weights", training_data=description, extra=extra, input_size=size)

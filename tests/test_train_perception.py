@@ -20,7 +20,7 @@ from perception import build_model
 from perception.conventions import matrix_to_pose6
 from perception.data import ClipWindows
 from perception.losses import pose_loss
-from perception.training import StageConfig, default_config, train
+from perception.training import STAGE_NAMES, StageConfig, default_config, train
 from perception.training.loop import bptt_chunks, is_better, prepare_rgb, stage_loss, window_slice
 from perception.training.stages import param_groups, set_trainable
 
@@ -131,6 +131,11 @@ def test_later_stage_reruns_from_the_stage_before(smoke_data: Path, tmp_path: Pa
     again = load_file(str(tmp_path / "weights" / "model.safetensors"))
     for k in full:
         torch.testing.assert_close(again[k], full[k], rtol=1e-4, atol=1e-5, msg=k)
+    extra = json.loads((tmp_path / "weights" / "config.json").read_text())["extra"]
+    before = extra["started_from"]  # the weights name the run the drive stage started from
+    assert before["checkpoint"] == "after_seq.pt" and before["completed"] == ["seg", "depth", "ego", "seq"]
+    assert [s["name"] for s in before["train_config"]["stages"]] == [*STAGE_NAMES]
+    assert [s["name"] for s in extra["train_config"]["stages"]] == ["drive"] and before["train_seconds"] > 0
 
 
 def test_fine_tuned_weights_name_every_command_of_their_recipe(smoke_data: Path, tmp_path: Path, one_thread) -> None:

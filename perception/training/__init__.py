@@ -4,7 +4,7 @@ Never imports `carla_gym`: data comes in as a folder of recorded clips.
 """
 
 from .config import SCHEDULES, STAGE_NAMES, EpisodeData, StageConfig, TrainConfig, default_config
-from .loop import TrainingError, train
+from .loop import TrainingError, earlier_stages, train
 
 __all__ = [
     "SCHEDULES",
@@ -14,5 +14,6 @@ __all__ = [
     "TrainConfig",
     "TrainingError",
     "default_config",
+    "earlier_stages",
     "train",
 ]

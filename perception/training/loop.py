@@ -681,6 +681,24 @@ def starting_checkpoint(cfg: TrainConfig, folder: Path, resume: bool) -> tuple[d
     return load_checkpoint(folder), folder / CHECKPOINT_FILE
 
 
+def earlier_stages(cfg: TrainConfig, folder: Path) -> dict[str, Any] | None:
+    """How the weights a stage list that starts after `seg` began from were made: the checkpoint at the end of
+    the stage before it (after_<stage>.pt), the stages it had completed, their training config and seconds; None
+    for a stage list that starts at `seg` or a run without that checkpoint. A weights folder records it, so weights
+    trained again from an earlier run's stage end name the whole recipe."""
+    if cfg.stages[0].name == STAGE_NAMES[0]:
+        return None
+    ckpt, path = starting_checkpoint(cfg, folder, resume=False)
+    if ckpt is None or path.name == CHECKPOINT_FILE:
+        return None
+    return {
+        "checkpoint": path.name,
+        "completed": list(ckpt["completed"]),
+        "train_config": json.loads(ckpt["config"]),
+        "train_seconds": round(float(ckpt.get("seconds", 0.0)), 1),
+    }
+
+
 def run_curriculum(
     model: PerceptionPipeline, ctx: RunContext, resumed: dict[str, Any] | None, stop_after_epochs: int | None
 ) -> None:
