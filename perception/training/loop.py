@@ -686,8 +686,6 @@ def earlier_stages(cfg: TrainConfig, folder: Path) -> dict[str, Any] | None:
     the stage before it (after_<stage>.pt), the stages it had completed, their training config and seconds; None
     for a stage list that starts at `seg` or a run without that checkpoint. A weights folder records it, so weights
     trained again from an earlier run's stage end name the whole recipe."""
-    if cfg.stages[0].name == STAGE_NAMES[0]:
-        return None
     ckpt, path = starting_checkpoint(cfg, folder, resume=False)
     if ckpt is None or path.name == CHECKPOINT_FILE:
         return None
