@@ -108,6 +108,7 @@ REPORT_FIELDS = ("eval_corruptions",)
 CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "zoom": (lambda v: v >= 1.0, "the largest zoom must be at least 1 (1: off)"),
     "close_pedestrian_weight": (lambda v: v > 0.0, "a loss weight must be above 0 (1: off)"),
+    "close_road_user_depth_weight": (lambda v: v > 0.0, "a loss weight must be above 0 (1: off)"),
     "size": (lambda v: min(v) >= 1, "an image needs at least 1 pixel each way"),
     "crop": (lambda v: v is None or min(v) >= 1, "a crop needs at least 1 pixel each way"),
     "depth_loss": (lambda v: v in ("silog", "l1"), "known depth losses: silog, l1"),

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -43,14 +45,16 @@ def segmentation_loss(
 
 
 def near_pixel_weights(
-    target: torch.Tensor, depth_m: torch.Tensor, class_id: int, within_m: float, weight: float
+    target: torch.Tensor, depth_m: torch.Tensor, class_ids: Sequence[int], within_m: float, weight: float
 ) -> torch.Tensor:
-    """Per-pixel loss weights: `weight` on the pixels of class `class_id` nearer than `within_m` metres, 1 elsewhere.
+    """Per-pixel loss weights: `weight` on the pixels of the classes `class_ids` nearer than `within_m` metres, 1
+    elsewhere.
 
     For the classes whose close views are rare in the recordings (a pedestrian a few metres ahead) and look like
-    another class's (up close a pedestrian's torso is a box of one colour, as a car's body is).
+    another class's (up close a pedestrian's torso is a box of one colour, as a car's body is), or whose depth a
+    network takes for the road's behind them.
     """
-    near = (target.long() == class_id) & (depth_m < within_m)
+    near = torch.isin(target.long(), torch.as_tensor(list(class_ids), device=target.device)) & (depth_m < within_m)
     return torch.where(near, weight, 1.0).to(torch.float32)
 
 
@@ -60,26 +64,32 @@ def depth_valid_mask(depth_m: torch.Tensor) -> torch.Tensor:
 
 
 def depth_loss(
-    log_depth_pred: torch.Tensor, depth_m: torch.Tensor, kind: str = "silog", silog_lambda: float = 0.85
+    log_depth_pred: torch.Tensor,
+    depth_m: torch.Tensor,
+    kind: str = "silog",
+    silog_lambda: float = 0.85,
+    pixel_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Depth loss between predicted log-depth and true metres, over valid pixels; shapes broadcast to (N, H, W).
 
     `kind="l1"`: mean |log d_pred - log d_true|. `kind="silog"`: sqrt(mean(g^2) - lambda * mean(g)^2)
-    with g the log difference, per image, averaged over the batch.
+    with g the log difference, per image, averaged over the batch. `pixel_weights` (N, H, W) make those means
+    weighted ones (1 everywhere: unweighted).
     """
     pred = log_depth_pred.reshape(depth_m.shape)
     mask = depth_valid_mask(depth_m)
     if not mask.any():
         return pred.sum() * 0.0  # keeps the graph for DDP when a batch is all sky
+    w = mask.to(pred.dtype) if pixel_weights is None else pixel_weights.reshape(depth_m.shape) * mask
     diff = torch.where(mask, pred - torch.log(depth_m.clamp(min=MIN_DEPTH_M)), torch.zeros_like(pred))
     if kind == "l1":
-        return diff.abs().sum() / mask.sum()
+        return (w * diff.abs()).sum() / w.sum()
     if kind != "silog":
         raise ValueError(f"unknown depth loss {kind!r}; known: l1, silog")
     dims = tuple(range(1, diff.dim()))
-    n = mask.sum(dims).clamp(min=1)
-    mean = diff.sum(dims) / n
-    mean_sq = (diff * diff).sum(dims) / n
+    n = w.sum(dims).clamp(min=1e-12)
+    mean = (w * diff).sum(dims) / n
+    mean_sq = (w * diff * diff).sum(dims) / n
     return torch.sqrt((mean_sq - silog_lambda * mean * mean).clamp(min=1e-8)).mean()
 
 

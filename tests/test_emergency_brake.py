@@ -68,6 +68,10 @@ PEDESTRIAN_4M = (PEDESTRIAN, 4, 4.0, 255)  # in the path, ahead_of_bumper(4.0) =
         # 1.5 m right of the route: in the gaps' 1.6 m corridor, not in a 1.2 m one
         ([(PEDESTRIAN, 5, 4.0, 255)], 3.0, BASE, True),
         ([(PEDESTRIAN, 5, 4.0, 255)], 3.0, replace(BASE, gaps=RoadUserGapConfig(half_width_m=1.2)), False),
+        # 5.6 m deep in row 2 lies on the road 4.85 m ahead: within 5.08 m at 5 m/s, unless cells must stand up
+        ([(PEDESTRIAN, 4, 5.6, 255)], 5.0, BASE, True),
+        ([(PEDESTRIAN, 4, 5.6, 255)], 5.0, replace(BASE, gaps=RoadUserGapConfig(min_height_m=0.3)), False),
+        ([(PEDESTRIAN, 4, 4.0, 255)], 3.0, replace(BASE, gaps=RoadUserGapConfig(min_height_m=0.3)), True),  # 0.4 m up
         # the defaults: either road user, two cells in a 1.2 m corridor, above 1 m/s
         ([(VEHICLE, 4, 4.0, 255), (VEHICLE, 3, 4.0, 255)], 3.0, EmergencyBrakeConfig(), True),
         ([(VEHICLE, 4, 4.0, 255)], 3.0, EmergencyBrakeConfig(), False),

@@ -153,10 +153,11 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
     assert [r["frames"] for r in section["blocks"]] == [[0, 10], [10, 20], [20, 25]]
     assert [r["drives"] for r in section["blocks"]] == [3, 3, 2]  # the short drive has no third block
     # the block scores are those of the whole-clip predictions, and the lead is their difference
-    labels = {
-        m: [predict_clip(model, load_clip(c)["rgb"].float() / 255.0, m, torch.device("cpu"))["labels"] for c in drives]
+    predictions = {
+        m: [predict_clip(model, load_clip(c)["rgb"].float() / 255.0, m, torch.device("cpu")) for c in drives]
         for m in ("per_frame", "temporal")
     }
+    labels = {m: [p["labels"] for p in predictions[m]] for m in predictions}
     for row in section["blocks"]:
         s, e = row["frames"]
         for m in ("per_frame", "temporal"):
@@ -197,6 +198,15 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
         with np.errstate(invalid="ignore", divide="ignore"):
             expected = [None if np.isnan(x) else pytest.approx(x) for x in right / predicted]  # the JSON's null
         assert precision[m]["Vehicles"] == expected
+        # depth AbsRel on the class's true pixels, banded by their true depth
+        pred_depth = np.concatenate([p["depth"].numpy() for p in predictions[m]]).ravel()
+        true_depth = np.concatenate([t["depth"] for t in truth]).ravel()
+        mine = sem == vehicles
+        abs_rel = np.abs(pred_depth - true_depth) / true_depth
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sums = np.bincount(band[mine], weights=abs_rel[mine], minlength=5)[:5]
+            expected = [None if np.isnan(x) else pytest.approx(x, rel=1e-4) for x in sums / totals[0]]
+        assert section["depth_abs_rel_by_distance"][m]["Vehicles"] == expected
     ego = section["ego_motion"]
     # each drive: 3 standing pairs, then 3 starting pairs (at rest before), the rest moving
     assert {k: v["pairs"] for k, v in ego.items()} == {"standing": 9, "starting": 9, "moving": 24 + 24 + 16 - 9 - 9}
@@ -213,6 +223,7 @@ def test_long_drive_scores(drives: list, model: torch.nn.Module, one_thread) -> 
     assert "0-10" in table and "20-25" in table and "standing" in table and "Vehicles" in table
     assert "Pedestrian recall by true distance (0-5 m, 5-10 m, 10-20 m, 20-40 m, 40+ m)" in table
     assert "Vehicles precision by true distance: per_frame" in table
+    assert "Pedestrian depth AbsRel by true distance: per_frame" in table
 
 
 def test_report_has_long_drive_section(drives: list, model: torch.nn.Module, tmp_path: Path, one_thread) -> None:

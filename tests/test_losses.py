@@ -32,7 +32,8 @@ def test_pixel_weights_scale_each_pixel_on_top_of_its_class_weight():
 def test_near_pixel_weights_pick_the_class_within_the_distance():
     target = torch.tensor([[4, 4, 1, 4]])
     depth_m = torch.tensor([[3.0, 12.0, 3.0, 9.99]])
-    assert near_pixel_weights(target, depth_m, class_id=4, within_m=10.0, weight=5.0).tolist() == [[5.0, 1.0, 1.0, 5.0]]
+    assert near_pixel_weights(target, depth_m, [4], within_m=10.0, weight=5.0).tolist() == [[5.0, 1.0, 1.0, 5.0]]
+    assert near_pixel_weights(target, depth_m, [4, 1], within_m=10.0, weight=5.0).tolist() == [[5.0, 1.0, 5.0, 5.0]]
 
 
 def test_depth_loss_ignores_sky_and_compares_logs():
@@ -41,6 +42,19 @@ def test_depth_loss_ignores_sky_and_compares_logs():
     assert depth_loss(pred, true, kind="l1").item() == pytest.approx(math.log(2.0), rel=1e-5)
     # SILog of a constant log ratio g: sqrt(g^2 - 0.85 g^2)
     assert depth_loss(pred, true, kind="silog").item() == pytest.approx(math.sqrt(0.15) * math.log(2.0), rel=1e-4)
+
+
+def test_depth_loss_pixel_weights_make_its_means_weighted_ones():
+    true = torch.tensor([[[10.0, 10.0, 1000.0]]])  # the third pixel is sky
+    pred = torch.log(torch.tensor([[[20.0, 10.0, 3.0]]]))  # g = log 2, 0
+    weights = torch.tensor([[[3.0, 1.0, 9.0]]])
+    g = math.log(2.0)
+    assert depth_loss(pred, true, kind="l1", pixel_weights=weights).item() == pytest.approx(3 * g / 4, rel=1e-5)
+    mean, mean_sq = 3 * g / 4, 3 * g * g / 4
+    expected = math.sqrt(mean_sq - 0.85 * mean * mean)
+    assert depth_loss(pred, true, pixel_weights=weights).item() == pytest.approx(expected, rel=1e-4)
+    ones = torch.ones(1, 1, 3)
+    assert depth_loss(pred, true, pixel_weights=ones).item() == pytest.approx(depth_loss(pred, true).item())
 
 
 def test_depth_loss_all_sky_is_zero_with_a_graph():

@@ -14,6 +14,7 @@ from perception.metrics import (
     EgoMotionMetrics,
     SegmentationMetrics,
     TemporalConsistency,
+    abs_rel_by_distance_sums,
     absolute_trajectory_error,
     compose_trajectory,
     paired_bootstrap,
@@ -51,6 +52,18 @@ def test_recall_by_distance_by_hand():
     np.testing.assert_array_equal(near, [[1]])
     with pytest.raises(ValueError, match="differ in size"):
         recall_by_distance_counts(PRED, TARGET, depth[:4], [0], (0.0, 5.0))
+
+
+def test_abs_rel_by_distance_by_hand():
+    # TARGET above with a true distance per pixel and a prediction 10% long at class 0's pixels, twice as far at
+    # class 2's; bands [0, 5), [5, 20), [20, inf)
+    depth = np.array([1.0, 6.0, 30.0, 2.0, 25.0, 4.0, 5.0, 19.9, 100.0])
+    pred = np.where(TARGET == 0, 1.1, np.where(TARGET == 2, 2.0, 1.0)) * depth
+    sums, counts = abs_rel_by_distance_sums(pred, TARGET, depth, [0, 2], (0.0, 5.0, 20.0, math.inf))
+    np.testing.assert_array_equal(counts, [[1, 1, 1], [1, 2, 1]])
+    np.testing.assert_allclose(sums, [[0.1, 0.1, 0.1], [1.0, 2.0, 1.0]])
+    with pytest.raises(ValueError, match="differ in size"):
+        abs_rel_by_distance_sums(pred, TARGET, depth[:4], [0], (0.0, 5.0))
 
 
 def test_paired_bootstrap_by_hand():

@@ -173,6 +173,24 @@ def test_min_cells_is_the_distance_within_which_that_many_cells_lie(min_cells, e
 
 
 @pytest.mark.parametrize(
+    "metres, min_height_m, expected",
+    [
+        # row 2's lower edge looks 0.25 m down per metre of depth from 1.4 m up: at 5.6 m it meets the road
+        (5.6, 0.0, ahead_of_bumper(5.6)),  # every cell counts by default
+        (5.6, 0.3, 40.0),  # a road user painted on the road does not stand up from it
+        (4.0, 0.3, ahead_of_bumper(4.0)),  # 0.4 m above the road
+        (4.0, 0.5, 40.0),
+    ],
+)
+def test_min_height_leaves_out_cells_on_the_road_plane(metres, min_height_m, expected):
+    semantic, depth = observation([(VEHICLE, 4, metres, 255), (PEDESTRIAN, 4, metres, 255)])
+    gaps = road_user_gaps(semantic, depth, route_at(0.0), config=RoadUserGapConfig(min_height_m=min_height_m))
+    np.testing.assert_allclose(gaps[0], [expected, expected], atol=1e-4)
+    with pytest.raises(ValueError, match="min_height_m"):
+        RoadUserGapConfig(min_height_m=-0.1)
+
+
+@pytest.mark.parametrize(
     "backend_options, expected",
     [
         ({}, ((CAMERA_X, 0.0, 1.4), 90.0)),

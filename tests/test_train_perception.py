@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from carla_gym import train_perception
 from carla_gym.sim import backend_class
 from perception import build_model
-from perception.conventions import matrix_to_pose6
+from perception.conventions import CLASS_IDS, matrix_to_pose6
 from perception.data import ClipWindows
-from perception.losses import pose_loss
+from perception.losses import depth_loss, near_pixel_weights, pose_loss
 from perception.training import STAGE_NAMES, StageConfig, default_config, train
 from perception.training.loop import bptt_chunks, is_better, prepare_rgb, stage_loss, window_slice
 from perception.training.stages import param_groups, set_trainable
@@ -77,7 +77,9 @@ def test_resume_gives_same_weights(smoke_data: Path, tmp_path: Path, one_thread)
         "1.5",
         "--close-pedestrian-weight",
         "4",
-    ]  # seeded mirroring (the default) and zooming included, close pedestrians weighted
+        "--close-road-user-depth-weight",
+        "3",
+    ]  # seeded mirroring (the default) and zooming included, close pedestrians and road users' depth weighted
     assert train_perception.main([*common, "--out", str(tmp_path / "a")]) == 0
     assert train_perception.main([*common, "--out", str(tmp_path / "b"), "--stop-after-epochs", "6"]) == 0
     ckpt = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)
@@ -281,6 +283,7 @@ def test_broken_clip_is_named(
         (["--bptt", "1"], "--bptt 1"),
         (["--zoom", "0.5"], "--zoom 0.5"),
         (["--close-pedestrian-weight", "0"], "--close-pedestrian-weight 0.0: a loss weight must be above 0"),
+        (["--close-road-user-depth-weight", "-1"], "--close-road-user-depth-weight"),
         (["--clutter", "0.25,0.25,0.25,0.25,1.5"], "at most 1"),
         (["--interpolate", "seq=0"], "--interpolate seq=0: the fraction must be above 0"),
         (["--frames", "7", "--window", "12"], "12-frame window is longer"),
@@ -506,3 +509,23 @@ def test_a_stage_with_its_memory_frozen_leaves_it_unchanged(smoke_data: Path, tm
     assert memory and all(torch.equal(weights[0][k], weights[1][k]) for k in memory)
     head = "geometry_filter.seg_head.head.head.weight"
     assert not torch.equal(weights[0][head], weights[1][head])  # the rest of the stage trained
+
+
+def test_close_depth_weighting_weights_the_depth_loss_of_close_road_users(smoke_data: Path, one_thread) -> None:
+    """The depth stage's loss with `close_depth` is the SILog weighted by `near_pixel_weights` on the road users."""
+    torch.manual_seed(0)
+    stage = default_config("lite", "smoke").stage("depth")
+    model = build_model("lite").eval()
+    ds = ClipWindows(smoke_data, window=1, split="train")
+    batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ds[0]}
+    x = prepare_rgb(batch["rgb"], None, 0)
+    with torch.no_grad():
+        _, plain, out = stage_loss(model, stage, x, batch, None, "silog")
+        _, weighted, _ = stage_loss(model, stage, x, batch, None, "silog", close_depth=(10.0, 1000.0))
+    sem, depth_m = batch["semantic"].flatten(0, 1), batch["depth"].flatten(0, 1)
+    weights = near_pixel_weights(sem, depth_m, [CLASS_IDS["Vehicles"], CLASS_IDS["Pedestrian"]], 1000.0, 10.0)
+    assert (weights > 1).any()  # the smoke clips show road users
+    expected = depth_loss(out["log_depth"].flatten(0, 2), depth_m, "silog", pixel_weights=weights)
+    assert weighted["depth"] == pytest.approx(float(expected), rel=1e-4)
+    assert plain["depth"] == pytest.approx(float(depth_loss(out["log_depth"].flatten(0, 2), depth_m)), rel=1e-4)
+    assert weighted["depth"] != pytest.approx(plain["depth"], rel=1e-3)

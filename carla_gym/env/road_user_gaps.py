@@ -36,6 +36,13 @@ class RoadUserGapConfig:
     bumper ahead of the vehicle centre (the embedded ego and CARLA's Lincoln MKZ: 2.35 m). `min_cells`: the
     gap is the distance within which at least this many of a group's cells lie (1: the nearest cell), so
     that a lone cell (a far road user's edge taking a near pole's depth) does not count alone.
+    `min_height_m`: a cell counts only where its point stands at least this high above the road plane the ego
+    drives on (0: every cell, the default). A road user stands up from the road; a patch of road painted as one
+    has the road's depth and lies on the plane. The height is taken at the cell's lower edge, where its min-pooled
+    (nearest-surface) depth lies on a patch of road, so that road cells come out at about 0 m. The test is only as
+    good as perception's depth on the road users close ahead, and the emergency brake leaves it off: the bundled
+    weights put a pedestrian a few metres ahead at about the road's depth behind it (the experiment log, "The
+    emergency brake's false alarms").
     """
 
     half_width_m: float = 1.6
@@ -43,10 +50,13 @@ class RoadUserGapConfig:
     min_probability: float = 0.3
     bumper_m: float = 2.35
     min_cells: int = 1
+    min_height_m: float = 0.0
 
     def __post_init__(self) -> None:
         if self.min_cells < 1:
             raise ValueError(f"min_cells must be >= 1, got {self.min_cells}")
+        if self.min_height_m < 0:
+            raise ValueError(f"min_height_m must be >= 0, got {self.min_height_m}")
 
 
 def route_corridor(route: np.ndarray, range_m: float, spacing_m: float = 0.5) -> np.ndarray:
@@ -86,6 +96,9 @@ def road_user_gaps(
     corridor = route_corridor(route, config.range_m)
     groups = [list(SEMANTIC_GROUPS).index(g) for g in ROAD_USER_GROUPS]
     present = semantic[:, groups].reshape(n, len(groups), -1) >= 255.0 * config.min_probability
+    if config.min_height_m > 0:
+        height = camera_location[2] - (np.arange(h)[:, None] + 1.0 - k[1, 2]) / k[1, 1] * forward
+        present &= (height >= config.min_height_m).reshape(n, 1, -1)
     gaps = np.full((n, len(groups)), config.range_m)
     for i in range(n):
         candidates = present[i].any(axis=0)

@@ -105,3 +105,32 @@ class DepthMetrics:
             return {**{k: float("nan") for k in METRIC_NAMES}, "count": 0}
         values = _finish(self._acc) if self.reduction == "pixel" else self._acc / self._count
         return {**{k: float(v) for k, v in zip(METRIC_NAMES, values, strict=False)}, "count": self._count}
+
+
+def abs_rel_by_distance_sums(
+    pred_m: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    depth_m: np.ndarray | torch.Tensor,
+    classes: list[int],
+    edges_m: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per class and band of true distance, the summed AbsRel (|predicted - true| / true depth) over the pixels
+    whose true label (`target`) is the class, and how many they are: (sums float64, counts int64), both
+    (len(classes), len(edges_m) - 1). Their ratio is the class's depth AbsRel in the band.
+
+    A pixel falls in band b when `edges_m[b] <= depth_m < edges_m[b + 1]`. A mean AbsRel over the frame hides
+    the road users: a pedestrian a few metres ahead whose depth is taken for the road's behind it is a handful
+    of pixels among the road's thousands, and it is what an emergency brake reads.
+    """
+    p, t, d = (_np(x).ravel() for x in (pred_m, target, depth_m))
+    if not p.shape == t.shape == d.shape:
+        raise ValueError(f"prediction, target and depth differ in size: {p.size}, {t.size}, {d.size}")
+    band = np.digitize(d, edges_m) - 1
+    inside = (band >= 0) & (band < len(edges_m) - 1) & (d > 0)
+    sums = np.zeros((len(classes), len(edges_m) - 1))
+    counts = np.zeros((len(classes), len(edges_m) - 1), np.int64)
+    for i, c in enumerate(classes):
+        mine = inside & (t == c)
+        sums[i] = np.bincount(band[mine], weights=np.abs(p[mine] - d[mine]) / d[mine], minlength=len(edges_m) - 1)
+        counts[i] = np.bincount(band[mine], minlength=len(edges_m) - 1)
+    return sums, counts

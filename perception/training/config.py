@@ -204,8 +204,12 @@ class TrainConfig:
     close_pedestrian_weight: float = _opt(
         1.0, "weight the segmentation loss of Pedestrian pixels within close_m metres by this (1: off)"
     )
+    close_road_user_depth_weight: float = _opt(
+        1.0, "weight the depth loss of Vehicles and Pedestrian pixels within close_m metres by this (1: off)"
+    )
     close_m: float = _opt(
-        10.0, "the distance within which close_pedestrian_weight weights Pedestrian pixels, in metres"
+        10.0,
+        "the distance within which close_pedestrian_weight and close_road_user_depth_weight weight pixels, in metres",
     )
     workers: int = _opt(0, "DataLoader worker processes")
     eval_corruptions: bool = _opt(True, "score the report under noise, lighting drift and clutter as well as clean")
@@ -220,6 +224,11 @@ class TrainConfig:
     def close_weighting(self) -> tuple[float, float] | None:
         """(weight, metres) of the close-pedestrian loss weighting for `stage_loss`, or None when it is off."""
         return None if self.close_pedestrian_weight == 1.0 else (self.close_pedestrian_weight, self.close_m)
+
+    def close_depth_weighting(self) -> tuple[float, float] | None:
+        """(weight, metres) of the close road users' depth loss weighting for `stage_loss`, or None when it is off."""
+        weight = self.close_road_user_depth_weight
+        return None if weight == 1.0 else (weight, self.close_m)
 
     def stage(self, name: str) -> StageConfig:
         return next(s for s in self.stages if s.name == name)

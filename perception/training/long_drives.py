@@ -13,7 +13,8 @@ and predicted chunk by chunk so a drive never sits in memory whole:
 - the road users' (`DISTANCE_CLASSES`) recall per band of true distance (`DISTANCE_BANDS_M`), per mode:
   whether a vehicle is seen when it is close, where a miss becomes a collision; and their precision per band
   (of the pixels predicted as the class, by the surface's true distance, the share that are it): a road user
-  painted on the empty road just ahead, where a false one holds the car;
+  painted on the empty road just ahead, where a false one holds the car; and their depth AbsRel per band (on
+  their true pixels): whether a road user close ahead is placed where it stands or at the road's depth behind it;
 - ego-motion error per motion state of the frame pair (`motion_states`: standing, starting, moving),
   per mode, beside the median predicted and true motion per step, and per drive (its pairs in each state and
   their summed temporal error: whether a state's misses are spread over the drives or sit in a few).
@@ -33,6 +34,7 @@ import torch
 from perception.conventions import CLASS_NAMES
 from perception.data import Clip
 from perception.metrics import (
+    abs_rel_by_distance_sums,
     confusion_matrix,
     iou_from_confusion,
     miou_and_accuracy,
@@ -183,15 +185,17 @@ def _ego_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 def _score_drive(
     model: PerceptionPipeline, clip: Clip, block: int, device: torch.device, c: int, road_users: list[int]
-) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray]]:
+) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One drive in both modes: per mode, the confusion matrix of each `block`-frame block, the predicted pose6
-    of every frame, and the `road_users` classes' counts by distance: hits, true and predicted pixels stacked
-    (`recall_by_distance_counts`). Each chunk of frames is read once and fed to both modes."""
+    of every frame, the `road_users` classes' counts by distance: hits, true and predicted pixels stacked
+    (`recall_by_distance_counts`), and their summed depth AbsRel by distance (`abs_rel_by_distance_sums`). Each
+    chunk of frames is read once and fed to both modes."""
     truths: deque[tuple[np.ndarray, np.ndarray]] = deque()  # of the chunks read, until both modes predicted them
     feeds = itertools.tee(_split_chunks(read_chunks(clip), truths), len(MODES))
     drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
     drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
     counts = {m: np.zeros((3, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
+    abs_rel = {m: np.zeros((len(road_users), len(DISTANCE_BANDS_M) - 1)) for m in MODES}
     start = 0
     for preds in zip(*(predict_chunks(model, f, m, device) for f, m in zip(feeds, MODES, strict=False)), strict=False):
         sem, depth = truths.popleft()
@@ -200,10 +204,11 @@ def _score_drive(
             hits, labelled = recall_by_distance_counts(p["labels"], sem, depth, road_users, DISTANCE_BANDS_M)
             _, predicted = recall_by_distance_counts(sem, p["labels"], depth, road_users, DISTANCE_BANDS_M)
             counts[m] += np.stack([hits, labelled, predicted])
+            abs_rel[m] += abs_rel_by_distance_sums(p["depth"], sem, depth, road_users, DISTANCE_BANDS_M)[0]
             for i in range(len(sem)):
                 drive[m][(start + i) // block] += confusion_matrix(p["labels"][i], sem[i], c)
         start += len(sem)
-    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}, counts
+    return drive, {m: torch.cat(drive_pose6[m]).numpy() for m in MODES}, counts, abs_rel
 
 
 @torch.no_grad()
@@ -233,6 +238,7 @@ def evaluate_long_drives(
     ids = [names.index(n) for n in DRIVING_CLASSES if n in names]
     road_users = [names.index(n) for n in DISTANCE_CLASSES if n in names]
     counts = {m: np.zeros((3, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
+    abs_rel = {m: np.zeros((len(road_users), len(DISTANCE_BANDS_M) - 1)) for m in MODES}
     longest = max(len(clip) for clip in clips)
     spans = blocks(longest, block)
     # per block: the per-drive confusions of each mode (drives shorter than the block's start have none)
@@ -241,9 +247,10 @@ def evaluate_long_drives(
     pose6: dict[str, list[np.ndarray]] = {m: [] for m in MODES}
     gt_rel, states = [], []
     for d, clip in enumerate(clips):
-        drive, drive_pose6, drive_counts = _score_drive(model, clip, block, device, c, road_users)
+        drive, drive_pose6, drive_counts, drive_abs_rel = _score_drive(model, clip, block, device, c, road_users)
         for m in MODES:
             counts[m] += drive_counts[m]
+            abs_rel[m] += drive_abs_rel[m]
             for b, cm in enumerate(drive[m]):
                 confusions[m][b].append(cm)
             totals[m].append(np.sum(drive[m], axis=0))
@@ -289,6 +296,13 @@ def evaluate_long_drives(
                 for m in MODES
             },
         }
+        depth_by_distance: dict[str, Any] = {
+            "bands": bands,
+            **{
+                m: {names[k]: (abs_rel[m][j] / counts[m][1, j]).tolist() for j, k in enumerate(road_users)}
+                for m in MODES
+            },
+        }
 
     all_states, all_gt = np.concatenate(states), np.concatenate(gt_rel)
     temporal_errors = [pose_errors(p, g)[0] for p, g in zip(pose6["temporal"], gt_rel, strict=True)]
@@ -320,6 +334,7 @@ def evaluate_long_drives(
             "driving_classes": driving,
             "recall_by_distance": by_distance,
             "precision_by_distance": precision,
+            "depth_abs_rel_by_distance": depth_by_distance,
             "ego_motion": ego,
         }
     )
@@ -327,7 +342,8 @@ def evaluate_long_drives(
 
 def long_drive_table(section: dict[str, Any]) -> str:
     """A short text table of `evaluate_long_drives`' result: per block and overall mIoU of both modes, the
-    temporal lead with its interval, driving-class IoU and ego-motion error by motion state."""
+    temporal lead with its interval, driving-class IoU, the road users' recall, precision and depth AbsRel by
+    true distance, and ego-motion error by motion state."""
 
     def f(v: float | None, p: int = 3) -> str:
         return "   n/a" if v is None else f"{v:.{p}f}"
@@ -370,6 +386,12 @@ def long_drive_table(section: dict[str, Any]) -> str:
         lines.append(
             f"{name} precision by true distance: "
             + "; ".join(f"{m} " + " ".join(f(r, 2) for r in precision[m][name]) for m in MODES)
+        )
+    depth: dict[str, Any] = section.get("depth_abs_rel_by_distance") or {}
+    for name in depth.get("per_frame", {}):
+        lines.append(
+            f"{name} depth AbsRel by true distance: "
+            + "; ".join(f"{m} " + " ".join(f(r, 2) for r in depth[m][name]) for m in MODES)
         )
     lines.append(
         f"{'ego motion':<12}{'pairs':>7}{'true m':>8}{'pred m pf':>11}{'pred m tmp':>11}"

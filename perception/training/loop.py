@@ -172,12 +172,14 @@ def stage_loss(
     depth_kind: str,
     state: PipelineState | None = None,
     close: tuple[float, float] | None = None,
+    close_depth: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], dict[str, Any]]:
     """The stage's loss on one batch: the total, its parts (for logging) and the outputs (for metrics).
 
     `state` (memory stages) is the pipeline state the window continues from, the earlier chunk's under truncated
     back-propagation; the window's first pose pair is then scored too. `close` (weight, metres) weights the
-    segmentation loss of Pedestrian pixels nearer than that (`TrainConfig.close_weighting`)."""
+    segmentation loss of Pedestrian pixels nearer than that (`TrainConfig.close_weighting`), `close_depth` the
+    depth loss of Vehicles and Pedestrian pixels (`TrainConfig.close_depth_weighting`)."""
     sem, depth_m = batch["semantic"], batch["depth"]
     parts: dict[str, torch.Tensor] = {}
     if stage.name == "ego":
@@ -193,13 +195,21 @@ def stage_loss(
             pixel_weights = None
             if close is not None:
                 pixel_weights = near_pixel_weights(
-                    target, depth_m.flatten(0, 1), CLASS_IDS["Pedestrian"], within_m=close[1], weight=close[0]
+                    target, depth_m.flatten(0, 1), [CLASS_IDS["Pedestrian"]], within_m=close[1], weight=close[0]
                 )
             parts["seg"] = segmentation_loss(
                 out["seg_logits"].flatten(0, 1), target, weights, pixel_weights=pixel_weights
             )
         if stage.depth_weight:
-            parts["depth"] = depth_loss(out["log_depth"].flatten(0, 2), depth_m.flatten(0, 1), depth_kind)
+            depth_weights = None
+            if close_depth is not None:
+                road_users = [CLASS_IDS["Vehicles"], CLASS_IDS["Pedestrian"]]
+                depth_weights = near_pixel_weights(
+                    sem.flatten(0, 1), depth_m.flatten(0, 1), road_users, within_m=close_depth[1], weight=close_depth[0]
+                )
+            parts["depth"] = depth_loss(
+                out["log_depth"].flatten(0, 2), depth_m.flatten(0, 1), depth_kind, pixel_weights=depth_weights
+            )
         if stage.pose_weight:  # without a state, entry 0 of pose6 has no previous frame: train on pairs 1..T-1
             first = 1 if state is None else 0
             parts["pose"] = pose_loss(out["pose6"][:, first:], matrix_to_pose6(batch["rel_pose"][:, first:]))
@@ -480,6 +490,7 @@ class StageRun:
                 ctx.cfg.depth_loss,
                 state,
                 ctx.cfg.close_weighting(),
+                ctx.cfg.close_depth_weighting(),
             )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -529,7 +540,14 @@ class StageRun:
                 x = prepare_rgb(batch["rgb"], None, 0).to(device)
                 batch_dev = {k: v.to(device) for k, v in batch.items()}
                 loss, _, out = stage_loss(
-                    self.model, stage, x, batch_dev, ctx.weights, ctx.cfg.depth_loss, close=ctx.cfg.close_weighting()
+                    self.model,
+                    stage,
+                    x,
+                    batch_dev,
+                    ctx.weights,
+                    ctx.cfg.depth_loss,
+                    close=ctx.cfg.close_weighting(),
+                    close_depth=ctx.cfg.close_depth_weighting(),
                 )
                 vsum, vn = vsum + float(loss), vn + 1
                 if "seg_logits" in out:
