@@ -1,4 +1,4 @@
-"""`benchmarks/brake_alarms.py`: its variants, and its counts on a scripted four-step episode of hand-built
+"""`benchmarks/brake_alarms.py`: its variants, and its counts on a scripted episode of five hand-built
 observations (`tests.test_road_user_gaps`' 4x8 cells)."""
 
 from __future__ import annotations
