@@ -81,7 +81,7 @@ def count_alarms(
     the episodes `seeds` driven by `driver` (the autopilot)."""
     camera = env.unwrapped.config.camera_geometry()  # type: ignore[attr-defined]
     counts = {name: {"false_alarms": 0, "episodes_with_false_alarms": 0, "needed": 0, "caught": 0} for name in variants}
-    moving = 0
+    moving, min_speed = 0, EmergencyBrakeConfig().min_speed
     for seed in tqdm(seeds, desc="episodes", unit="episode"):
         obs, info = env.reset(seed=seed)
         alarmed = dict.fromkeys(variants, False)
@@ -89,7 +89,7 @@ def count_alarms(
         while not done:
             speed = float(obs["state"][0]) * STATE_SPEED_SCALE
             lead = float(info.get("hazards", {}).get("lead", math.inf))
-            if speed > EmergencyBrakeConfig().min_speed:
+            if speed > min_speed:
                 moving += 1
                 for name, brake in variants.items():
                     acts = brake.brakes(obs, camera)

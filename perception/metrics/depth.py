@@ -14,6 +14,8 @@ import torch
 
 from perception.conventions import FAR_PLANE_M
 
+from .segmentation import distance_banded
+
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "delta1", "delta2", "delta3")
 
 
@@ -122,11 +124,9 @@ def abs_rel_by_distance_sums(
     the road users: a pedestrian a few metres ahead whose depth is taken for the road's behind it is a handful
     of pixels among the road's thousands, and it is what an emergency brake reads.
     """
-    p, t, d = (_np(x).ravel() for x in (pred_m, target, depth_m))
-    if not p.shape == t.shape == d.shape:
-        raise ValueError(f"prediction, target and depth differ in size: {p.size}, {t.size}, {d.size}")
-    band = np.digitize(d, edges_m) - 1
-    inside = (band >= 0) & (band < len(edges_m) - 1) & (d > 0)
+    p, t, d, band = distance_banded(pred_m, target, depth_m, edges_m)
+    p, d = p.astype(np.float64), d.astype(np.float64)
+    inside = (band >= 0) & (d > 0)
     sums = np.zeros((len(classes), len(edges_m) - 1))
     counts = np.zeros((len(classes), len(edges_m) - 1), np.int64)
     for i, c in enumerate(classes):

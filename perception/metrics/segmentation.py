@@ -40,6 +40,22 @@ def confusion_matrix(
     )
 
 
+def distance_banded(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    depth_m: np.ndarray | torch.Tensor,
+    edges_m: tuple[float, ...],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`pred`, `target` and `depth_m` flattened (ValueError where they differ in size) and each pixel's band of true
+    distance: b where `edges_m[b] <= depth_m < edges_m[b + 1]`, -1 outside the bands."""
+    p, t, d = (_to_numpy(x).ravel() for x in (pred, target, depth_m))
+    if not p.shape == t.shape == d.shape:
+        raise ValueError(f"prediction, target and depth differ in size: {p.size}, {t.size}, {d.size}")
+    band = np.digitize(d, edges_m) - 1
+    band[band >= len(edges_m) - 1] = -1
+    return p, t, d, band
+
+
 def recall_by_distance_counts(
     pred: np.ndarray | torch.Tensor,
     target: np.ndarray | torch.Tensor,
@@ -54,11 +70,8 @@ def recall_by_distance_counts(
     distance shows what a mean IoU hides: whether a road user is seen when it is close, where a miss
     becomes a collision.
     """
-    p, t, d = (_to_numpy(x).ravel() for x in (pred, target, depth_m))
-    if not p.shape == t.shape == d.shape:
-        raise ValueError(f"prediction, target and depth differ in size: {p.size}, {t.size}, {d.size}")
-    band = np.digitize(d, edges_m) - 1  # -1 or len(edges_m) - 1: outside the bands
-    inside = (band >= 0) & (band < len(edges_m) - 1)
+    p, t, _, band = distance_banded(pred, target, depth_m, edges_m)
+    inside = band >= 0
     hits = np.zeros((len(classes), len(edges_m) - 1), np.int64)
     totals = np.zeros_like(hits)
     for i, c in enumerate(classes):
