@@ -23,7 +23,7 @@ import argparse
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -36,35 +36,20 @@ from agents.policies import autopilot_policy
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.emergency_brake import EmergencyBrakeConfig
 from carla_gym.env.observation import STATE_SPEED_SCALE
-from carla_gym.env.road_user_gaps import RoadUserGapConfig
+from carla_gym.env.perception_source import bundled_weights
 from perception.provenance import command_line
+from perception.weights import weights_record
 
 
 def parse_variants(specs: list[list[str]]) -> dict[str, EmergencyBrakeConfig]:
     """`{"default": EmergencyBrakeConfig()}` and one brake per `[NAME, FIELD=VALUE, ...]` spec: the default with
-    those fields replaced, its own or its gaps' (`groups` a comma-separated list, `min_cells` an int, others floats).
-    Raises ValueError naming the variant and the change that is not one of those fields or values."""
+    those fields replaced (`EmergencyBrakeConfig.with_changes`). Raises ValueError naming the variant and its change
+    that is not one of those fields or values."""
     base = EmergencyBrakeConfig()
     variants = {"default": base}
-    gap_fields = {f.name for f in fields(RoadUserGapConfig)}
-    brake_fields = {f.name for f in fields(EmergencyBrakeConfig)} - {"gaps"}
     for name, *changes in specs:
-        brake: dict[str, Any] = {}
-        gaps: dict[str, Any] = {}
-        for change in changes:
-            key, sep, value = change.partition("=")
-            if not sep or key not in gap_fields | brake_fields:
-                known = ", ".join(sorted(gap_fields | brake_fields))
-                raise ValueError(f"variant {name!r}: {change!r} is not FIELD=VALUE with a field of {known}")
-            try:
-                parsed = (
-                    tuple(value.split(",")) if key == "groups" else int(value) if key == "min_cells" else float(value)
-                )
-            except ValueError:
-                raise ValueError(f"variant {name!r}: {change!r} has no number for {key}") from None
-            (gaps if key in gap_fields else brake)[key] = parsed
         try:
-            variants[name] = replace(base, gaps=replace(base.gaps, **gaps), **brake)
+            variants[name] = base.with_changes(changes)
         except ValueError as err:
             raise ValueError(f"variant {name!r}: {err}") from None
     return variants
@@ -139,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         env.close()
     result.update(
-        weights=args.weights,
+        **weights_record(args.weights or bundled_weights()),
         split=args.split,
         seeds=seeds,
         pedestrian_crossings=args.pedestrian_crossings,

@@ -11,6 +11,7 @@ import argparse
 import copy
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Any
 
 from .sim.contract import CROSSING_M
@@ -126,7 +127,8 @@ def add_pedestrian_crossings(parser: argparse.ArgumentParser, help: str) -> None
 
 
 class _EmergencyBrake(argparse.Action):
-    """Store the env's `emergency_brake` option: True for the flag alone, else `{"groups": [...]}`."""
+    """Store the env's `emergency_brake` option: True for the flag alone, else the fields of the default brake with
+    the road users named as its `groups` and the `FIELD=VALUE` changes made (`EmergencyBrakeConfig.with_changes`)."""
 
     def __call__(
         self,
@@ -135,24 +137,40 @@ class _EmergencyBrake(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        setattr(namespace, self.dest, {"groups": list(values)} if values else True)
+        from .env.emergency_brake import EmergencyBrakeConfig  # here: the env package is heavy
+        from .env.road_user_gaps import ROAD_USER_GROUPS
+
+        values = list(values or [])
+        groups = [v for v in values if v in ROAD_USER_GROUPS]
+        changes = [f"groups={','.join(groups)}"] * bool(groups) + [v for v in values if v not in ROAD_USER_GROUPS]
+        try:
+            for value in values:
+                if value not in ROAD_USER_GROUPS and "=" not in value:
+                    raise ValueError(
+                        f"{value!r} is neither a road user ({', '.join(ROAD_USER_GROUPS)}) nor FIELD=VALUE"
+                    )
+            brake = EmergencyBrakeConfig().with_changes(changes)
+        except ValueError as err:
+            parser.error(f"argument {option_string}: {err}")
+        setattr(namespace, self.dest, asdict(brake) if values else True)
 
 
 def add_emergency_brake(parser: argparse.ArgumentParser, help: str) -> None:
-    """`--emergency-brake [ROAD_USER ...]`: the env's `emergency_brake` option (None without the flag, True with
-    it alone, `{"groups": ROAD_USERS}` with road users named), as `EnvConfig.emergency_brake` takes it."""
+    """`--emergency-brake [ROAD_USER ...] [FIELD=VALUE ...]`: the env's `emergency_brake` option (None without the
+    flag, True with it alone, else the default brake's fields with those road users as its groups and those
+    changes made), as `EnvConfig.emergency_brake` takes it."""
     from .env.road_user_gaps import ROAD_USER_GROUPS  # here: the env package is heavy, and only env CLIs need it
 
     parser.add_argument(
         "--emergency-brake",
         nargs="*",
-        choices=ROAD_USER_GROUPS,
         action=_EmergencyBrake,
         default=None,
-        metavar="ROAD_USER",
+        metavar="ROAD_USER|FIELD=VALUE",
         help="an emergency brake under the policy: a full brake while perception sees a road user (of the kinds "
         f"given: {', '.join(ROAD_USER_GROUPS)}; all when none are) in the route's path within stopping distance "
-        f"(the env's emergency_brake option; default: none); {help}",
+        "(the env's emergency_brake option; default: none); FIELD=VALUE changes a field of the brake or of its gaps "
+        f"(carla_gym.env.EmergencyBrakeConfig, e.g. min_height_m=0.3); {help}",
     )
 
 

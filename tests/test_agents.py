@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tracemalloc
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from types import SimpleNamespace
 
 import gymnasium as gym
@@ -28,6 +28,7 @@ from agents.learning_curves import read_scalars
 from agents.training import latest_checkpoint
 from carla_gym.env import EmergencyBrakeConfig, observation_space
 from carla_gym.env.contracts import controls_to_actions
+from carla_gym.env.road_user_gaps import RoadUserGapConfig
 
 TINY = [
     "--n-envs",
@@ -424,7 +425,15 @@ PEDESTRIANS = EmergencyBrakeConfig(groups=("pedestrian",))
 @pytest.mark.parametrize("parser", [train_ppo.build_parser, imitation.build_parser])
 @pytest.mark.parametrize(
     "flags, brake",
-    [([], None), (["--emergency-brake"], EmergencyBrakeConfig()), (["--emergency-brake", "pedestrian"], PEDESTRIANS)],
+    [
+        ([], None),
+        (["--emergency-brake"], EmergencyBrakeConfig()),
+        (["--emergency-brake", "pedestrian"], PEDESTRIANS),
+        (
+            ["--emergency-brake", "min_height_m=0.3", "pedestrian"],
+            replace(PEDESTRIANS, gaps=RoadUserGapConfig(half_width_m=1.2, min_cells=2, min_height_m=0.3)),
+        ),
+    ],
 )
 def test_emergency_brake_flag_reaches_every_world_and_the_policy_record(parser, flags, brake):
     args = parser().parse_args(["--perception", "ground_truth", *flags])
@@ -443,6 +452,21 @@ def test_crossing_distance_must_be_an_ascending_pair_of_metres(values, message, 
         imitation.build_parser().parse_args(["--crossing-distance", *values])
     assert err.value.code == 2
     assert "--crossing-distance" in (text := capsys.readouterr().err) and message in text
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (["pedestrain"], "'pedestrain' is neither a road user (vehicle, pedestrian) nor FIELD=VALUE"),
+        (["pedestrian", "min_height=0.3"], "'min_height=0.3' is not FIELD=VALUE with a field of"),
+        (["min_height_m=-1"], "min_height_m must be >= 0, got -1.0"),
+    ],
+)
+def test_a_bad_emergency_brake_value_is_named(values, message, capsys):
+    with pytest.raises(SystemExit) as err:
+        imitation.build_parser().parse_args(["--emergency-brake", *values])
+    assert err.value.code == 2
+    assert f"argument --emergency-brake: {message}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["1.5", "-0.1", "often"])

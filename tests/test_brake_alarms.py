@@ -3,6 +3,7 @@ observations (`tests.test_road_user_gaps`' 4x8 cells)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from carla_gym.env.config import EnvConfig
 from carla_gym.env.emergency_brake import EmergencyBrakeConfig
 from carla_gym.env.observation import STATE_SPEED_SCALE
+from carla_gym.env.perception_source import bundled_weights
+from perception.weights import weights_record
 from tests.benchmark_scripts import load_benchmark
 from tests.test_road_user_gaps import PEDESTRIAN, observation, route_at
 
@@ -88,3 +91,11 @@ def test_counts_false_alarms_and_needed_steps_on_a_scripted_episode(specs, false
     assert counts["false_alarms"] == 2 * false_alarms and counts["episodes_with_false_alarms"] == 2 * false_alarms
     assert counts["needed"] == 2 * 2 and counts["caught"] == 2 * caught
     assert counts["caught_share"] == pytest.approx(caught / 2)
+
+
+def test_the_result_file_names_the_bundled_weights_by_path_and_hash(tmp_path):
+    out = tmp_path / "alarms.json"
+    assert brake_alarms.main(["--episodes", "1", "--max-steps", "3", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result == result | weights_record(bundled_weights())
+    assert result["seeds"] == [0] and set(result["variants"]) == {"default"}

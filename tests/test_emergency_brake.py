@@ -130,6 +130,36 @@ def test_the_env_option_names_a_bad_value(value, message):
         EnvConfig(perception="ground_truth", emergency_brake=value)
 
 
+@pytest.mark.parametrize(
+    "changes, expected",
+    [
+        ([], EmergencyBrakeConfig()),
+        (["margin_m=1", "groups=pedestrian"], EmergencyBrakeConfig(margin_m=1.0, groups=("pedestrian",))),
+        (
+            ["min_cells=3", "min_height_m=0.3"],  # the gaps' fields; the brake's own gap defaults are kept
+            EmergencyBrakeConfig(gaps=RoadUserGapConfig(half_width_m=1.2, min_cells=3, min_height_m=0.3)),
+        ),
+    ],
+)
+def test_with_changes_sets_the_brakes_fields_or_its_gaps(changes, expected):
+    assert EmergencyBrakeConfig().with_changes(changes) == expected
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("margin=1", "'margin=1' is not FIELD=VALUE with a field of bumper_m, deceleration"),
+        ("margin_m", "'margin_m' is not FIELD=VALUE"),
+        ("min_cells=1.5", "'min_cells=1.5' has no number for min_cells"),
+        ("deceleration=0", "deceleration must be positive, got 0.0"),
+        ("groups=vehicle,cyclist", "groups must be a non-empty subset"),
+    ],
+)
+def test_with_changes_names_a_bad_change(change, message):
+    with pytest.raises(ValueError, match=message):
+        EmergencyBrakeConfig().with_changes([change])
+
+
 OPTIONS = dict(perception="ground_truth", camera_size=(40, 80), split="val")
 CROSSING = dict(pedestrian_crossings=1.0, crossing_distance_m=(10.0, 12.0))
 FULL_THROTTLE = np.array([0.0, 1.0], np.float32)

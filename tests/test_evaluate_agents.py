@@ -417,8 +417,11 @@ def test_emergency_brake_option_is_recorded_and_each_episode_counts_its_braked_s
     summary = json.loads(out.read_text())
     assert summary["emergency_brake"] == asdict(EmergencyBrakeConfig()) | {"groups": ["vehicle", "pedestrian"]}
     assert "--emergency-brake" in summary["command"]
-    assert evaluate.main(["autopilot", *GT, "--emergency-brake", "pedestrian", "--out", str(out)]) == 0
-    assert json.loads(out.read_text())["emergency_brake"]["groups"] == ["pedestrian"]
+    assert (
+        evaluate.main(["autopilot", *GT, "--emergency-brake", "pedestrian", "min_height_m=0.3", "--out", str(out)]) == 0
+    )
+    brake = json.loads(out.read_text())["emergency_brake"]
+    assert brake["groups"] == ["pedestrian"] and brake["gaps"]["min_height_m"] == 0.3
     assert evaluate.main(["autopilot", *GT, "--out", str(out)]) == 0
     assert json.loads(out.read_text())["emergency_brake"] is None
 

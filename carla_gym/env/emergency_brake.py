@@ -15,7 +15,8 @@ env (`gym.make_vec`, `carla_gym.make_vec`, RLlib) as well as under one env.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import cv2
@@ -75,6 +76,27 @@ class EmergencyBrakeConfig:
         if "groups" in fields:
             fields["groups"] = tuple(fields["groups"])
         return cls(**fields)
+
+    def with_changes(self, changes: Sequence[str]) -> EmergencyBrakeConfig:
+        """This brake with `FIELD=VALUE` changes, as command lines give them, to its own fields or its gaps'
+        (`groups` a comma-separated list, `min_cells` an integer, the others numbers). Raises ValueError naming
+        the change that is not one of those fields or values, or that the brake refuses."""
+        gap_fields = {f.name for f in fields(RoadUserGapConfig)}
+        known = gap_fields | {f.name for f in fields(self)} - {"gaps"}
+        own: dict[str, Any] = {}
+        gaps: dict[str, Any] = {}
+        for change in changes:
+            key, sep, value = change.partition("=")
+            if not sep or key not in known:
+                raise ValueError(f"{change!r} is not FIELD=VALUE with a field of {', '.join(sorted(known))}")
+            try:
+                parsed = (
+                    tuple(value.split(",")) if key == "groups" else int(value) if key == "min_cells" else float(value)
+                )
+            except ValueError:
+                raise ValueError(f"{change!r} has no number for {key}") from None
+            (gaps if key in gap_fields else own)[key] = parsed
+        return replace(self, gaps=replace(self.gaps, **gaps), **own)
 
     def stopping_distance(self, speed: float) -> float:
         """Metres from the bumper within which a road user makes the brake act at `speed` m/s."""
