@@ -245,6 +245,24 @@ def agent(source: str) -> str:
     )
 
 
+def blocks(pattern: str, seeds: str = "0,100,200,300") -> str:
+    """Three table cells from the `agents.evaluate` JSONs of one policy's blocks of episodes (``pattern`` with
+    ``{seed}`` for each first seed): the driving score of each block and their mean, the episodes that ended on a
+    pedestrian (their seeds), and the steps the emergency brake acted on."""
+    scores, hits, braked = [], [], 0
+    for seed in seeds.split(","):
+        source = pattern.format(seed=seed)
+        lookup(source, "episodes_detail")
+        s = load(source)
+        scores.append(s["driving_score"])
+        for e in s["episodes_detail"]:
+            hits += [str(e["seed"])] * e["infractions"]["collision_pedestrian"]
+            braked += e.get("emergency_brake_steps", 0)
+    mean = sum(scores) / len(scores)
+    hit = f"{len(hits)} ({', '.join(hits)})" if hits else "0"
+    return f"{' / '.join(fmt(x) for x in scores)} ({fmt(mean)}) | {hit} | {braked:,}"
+
+
 def _training(meta: dict[str, Any]) -> str:
     """A policy's training wall time and env steps as its metadata records them; "-" for what it does not."""
     minutes = f"{meta['train_seconds'] / 60:.0f} min" if meta.get("train_seconds") is not None else "-"
@@ -379,6 +397,7 @@ MACROS: dict[str, Callable[..., str]] = {
         ego_states,
         interpolation_sweep,
         agent,
+        blocks,
         leaderboard,
         weights_card,
     )

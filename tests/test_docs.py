@@ -116,6 +116,16 @@ def test_hook_renders_recall_by_distance_with_a_dash_for_an_empty_band(hooks, tm
     ]
 
 
+def test_hook_renders_blocks_of_episodes_with_their_mean_hits_and_braked_steps(hooks, tmp_path: Path) -> None:
+    def episode(seed: int, hit: int, braked: int) -> dict:
+        return {"seed": seed, "infractions": {"collision_pedestrian": hit}, "emergency_brake_steps": braked}
+
+    blocks = {0: (0.9, [episode(0, 0, 3), episode(1, 1, 0)]), 100: (0.6, [episode(100, 0, 1000)])}
+    for seed, (score, detail) in blocks.items():
+        (tmp_path / f"b_{seed}.json").write_text(json.dumps({"driving_score": score, "episodes_detail": detail}))
+    assert hooks.render('{{ blocks("b_{seed}.json", "0,100") }}') == "0.900 / 0.600 (0.750) | 1 (1) | 1,003"
+
+
 @pytest.mark.parametrize(
     "macro, message",
     [
