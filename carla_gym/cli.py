@@ -142,14 +142,14 @@ class _EmergencyBrake(argparse.Action):
 
         values = list(values or [])
         groups = [v for v in values if v in ROAD_USER_GROUPS]
-        changes = [f"groups={','.join(groups)}"] * bool(groups) + [v for v in values if v not in ROAD_USER_GROUPS]
+        changes = [v for v in values if v not in ROAD_USER_GROUPS]
         try:
-            for value in values:
-                if value not in ROAD_USER_GROUPS and "=" not in value:
+            for change in changes:
+                if "=" not in change:
                     raise ValueError(
-                        f"{value!r} is neither a road user ({', '.join(ROAD_USER_GROUPS)}) nor FIELD=VALUE"
+                        f"{change!r} is neither a road user ({', '.join(ROAD_USER_GROUPS)}) nor FIELD=VALUE"
                     )
-            brake = EmergencyBrakeConfig().with_changes(changes)
+            brake = EmergencyBrakeConfig().with_changes([f"groups={','.join(groups)}"] * bool(groups) + changes)
         except ValueError as err:
             parser.error(f"argument {option_string}: {err}")
         setattr(namespace, self.dest, asdict(brake) if values else True)
