@@ -188,14 +188,14 @@ def _score_drive(
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One drive in both modes: per mode, the confusion matrix of each `block`-frame block, the predicted pose6
     of every frame, the `road_users` classes' counts by distance: hits, true and predicted pixels stacked
-    (`recall_by_distance_counts`), and their summed depth AbsRel by distance (`abs_rel_by_distance_sums`). Each
+    (`recall_by_distance_counts`), and their depth AbsRel by distance, summed and counted (`abs_rel_by_distance_sums`). Each
     chunk of frames is read once and fed to both modes."""
     truths: deque[tuple[np.ndarray, np.ndarray]] = deque()  # of the chunks read, until both modes predicted them
     feeds = itertools.tee(_split_chunks(read_chunks(clip), truths), len(MODES))
     drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
     drive_pose6: dict[str, list[torch.Tensor]] = {m: [] for m in MODES}
     counts = {m: np.zeros((3, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
-    abs_rel = {m: np.zeros((len(road_users), len(DISTANCE_BANDS_M) - 1)) for m in MODES}
+    abs_rel = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1)) for m in MODES}  # sums, counts
     start = 0
     for preds in zip(*(predict_chunks(model, f, m, device) for f, m in zip(feeds, MODES, strict=False)), strict=False):
         sem, depth = truths.popleft()
@@ -204,7 +204,7 @@ def _score_drive(
             hits, labelled = recall_by_distance_counts(p["labels"], sem, depth, road_users, DISTANCE_BANDS_M)
             _, predicted = recall_by_distance_counts(sem, p["labels"], depth, road_users, DISTANCE_BANDS_M)
             counts[m] += np.stack([hits, labelled, predicted])
-            abs_rel[m] += abs_rel_by_distance_sums(p["depth"], sem, depth, road_users, DISTANCE_BANDS_M)[0]
+            abs_rel[m] += np.stack(abs_rel_by_distance_sums(p["depth"], sem, depth, road_users, DISTANCE_BANDS_M))
             for i in range(len(sem)):
                 drive[m][(start + i) // block] += confusion_matrix(p["labels"][i], sem[i], c)
         start += len(sem)
@@ -238,7 +238,7 @@ def evaluate_long_drives(
     ids = [names.index(n) for n in DRIVING_CLASSES if n in names]
     road_users = [names.index(n) for n in DISTANCE_CLASSES if n in names]
     counts = {m: np.zeros((3, len(road_users), len(DISTANCE_BANDS_M) - 1), np.int64) for m in MODES}
-    abs_rel = {m: np.zeros((len(road_users), len(DISTANCE_BANDS_M) - 1)) for m in MODES}
+    abs_rel = {m: np.zeros((2, len(road_users), len(DISTANCE_BANDS_M) - 1)) for m in MODES}  # sums, counts
     longest = max(len(clip) for clip in clips)
     spans = blocks(longest, block)
     # per block: the per-drive confusions of each mode (drives shorter than the block's start have none)
@@ -299,7 +299,7 @@ def evaluate_long_drives(
         depth_by_distance: dict[str, Any] = {
             "bands": bands,
             **{
-                m: {names[k]: (abs_rel[m][j] / counts[m][1, j]).tolist() for j, k in enumerate(road_users)}
+                m: {names[k]: (abs_rel[m][0, j] / abs_rel[m][1, j]).tolist() for j, k in enumerate(road_users)}
                 for m in MODES
             },
         }
