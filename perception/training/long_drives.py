@@ -188,8 +188,8 @@ def _score_drive(
 ) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
     """One drive in both modes: per mode, the confusion matrix of each `block`-frame block, the predicted pose6
     of every frame, the `road_users` classes' counts by distance: hits, true and predicted pixels stacked
-    (`recall_by_distance_counts`), and their depth AbsRel by distance, summed and counted (`abs_rel_by_distance_sums`). Each
-    chunk of frames is read once and fed to both modes."""
+    (`recall_by_distance_counts`), and their depth AbsRel by distance, summed and counted
+    (`abs_rel_by_distance_sums`). Each chunk of frames is read once and fed to both modes."""
     truths: deque[tuple[np.ndarray, np.ndarray]] = deque()  # of the chunks read, until both modes predicted them
     feeds = itertools.tee(_split_chunks(read_chunks(clip), truths), len(MODES))
     drive = {m: [np.zeros((c, c), np.int64) for _ in blocks(len(clip), block)] for m in MODES}
